@@ -1,0 +1,29 @@
+"""Settings read from the environment (prefix FHIR_BRIDGE_); the only reader of os.environ."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FHIR_BRIDGE_", env_nested_delimiter="__")
+
+    database_url: str = "sqlite:///fhir-bridge.db"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    base_url: str = ""  # public base of the FHIR endpoint; empty = derived from the request
+    default_page_size: int = 20
+    max_page_size: int = 1000
+    max_body_bytes: int = 50 * 1024 * 1024
+    max_bundle_entries: int = 10_000
+    pseudonym_key: SecretStr | None = None
+    remission_threshold_madrs: int = 10
+    demo: bool = False
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,1 @@
+"""Pure domain types: FHIR model access, issues, outcomes and search requests."""

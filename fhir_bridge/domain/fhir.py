@@ -1,0 +1,53 @@
+"""The FHIR release this service speaks (R4 4.0.1) and the sole importer of fhir.resources.
+
+fhir.resources ships R5 by default; its R4B models are wire-compatible with R4 for every
+resource type served here, so typed parsing (tests, mapping cross-checks) uses R4B.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+FHIR_VERSION = "4.0.1"
+FHIR_JSON = "application/fhir+json"
+
+SUPPORTED_TYPES: tuple[str, ...] = (
+    "AdverseEvent",
+    "AuditEvent",
+    "CodeSystem",
+    "ConceptMap",
+    "Consent",
+    "Encounter",
+    "Group",
+    "Medication",
+    "MedicationAdministration",
+    "Observation",
+    "Organization",
+    "Patient",
+    "PlanDefinition",
+    "Practitioner",
+    "Procedure",
+    "Provenance",
+    "Questionnaire",
+    "QuestionnaireResponse",
+    "ResearchStudy",
+    "ResearchSubject",
+    "StructureDefinition",
+    "ValueSet",
+)
+
+
+def is_supported(resource_type: str) -> bool:
+    return resource_type in SUPPORTED_TYPES
+
+
+def model_class(resource_type: str) -> Any:
+    """The fhir.resources R4B model class for a resource type."""
+    module = importlib.import_module(f"fhir.resources.R4B.{resource_type.lower()}")
+    return getattr(module, resource_type)
+
+
+def parse_model(resource: dict[str, Any]) -> Any:
+    """Parse a resource dict into its R4B model (raises pydantic.ValidationError)."""
+    return model_class(resource["resourceType"]).model_validate(resource)
