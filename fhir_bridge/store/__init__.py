@@ -1,0 +1,1 @@
+"""Persistence: one ResourceStore interface, SQLite and PostgreSQL engines, search indexes."""

@@ -1,0 +1,69 @@
+"""DDL of the resource, version and search index tables, per SQL dialect; applied on start.
+
+`resources` holds the current version of each resource (a deleted one as a marker row),
+`resource_versions` every version ever written (history, vread). Index tables hold rows for
+current, non-deleted resources only, so a search never has to filter versions.
+`seq` is a global, monotonically increasing write counter: history order and stable paging.
+"""
+
+from __future__ import annotations
+
+SCHEMA_VERSION = 1
+
+INDEX_TABLES: dict[str, str] = {
+    "idx_token": "param {text} NOT NULL, system {text}, code {text}, text {text}",
+    "idx_string": "param {text} NOT NULL, value {text} NOT NULL",
+    "idx_date": "param {text} NOT NULL, low {real} NOT NULL, high {real} NOT NULL",
+    "idx_number": (
+        "param {text} NOT NULL, value {real} NOT NULL, low {real} NOT NULL, "
+        "high {real} NOT NULL, system {text}, code {text}"
+    ),
+    "idx_reference": "param {text} NOT NULL, target_type {text}, target_id {text}, url {text}",
+    "idx_uri": "param {text} NOT NULL, value {text} NOT NULL",
+}
+
+# Index look-ups go from (type, param, value) to ids; (type, id) serves deletes on rewrite.
+INDEX_LOOKUPS: dict[str, str] = {
+    "idx_token": "resource_type, param, code, system",
+    "idx_string": "resource_type, param, value",
+    "idx_date": "resource_type, param, low, high",
+    "idx_number": "resource_type, param, value",
+    "idx_reference": "resource_type, param, target_id, target_type",
+    "idx_uri": "resource_type, param, value",
+}
+
+
+def ddl(dialect: str) -> list[str]:
+    """CREATE statements for `sqlite` or `postgresql`, idempotent."""
+    text = "TEXT"
+    real = "DOUBLE PRECISION" if dialect == "postgresql" else "REAL"
+    blob = "BYTEA" if dialect == "postgresql" else "BLOB"
+    big = "BIGINT" if dialect == "postgresql" else "INTEGER"
+    statements = [
+        "CREATE TABLE IF NOT EXISTS schema_info (version INTEGER NOT NULL)",
+        f"CREATE TABLE IF NOT EXISTS write_seq (id INTEGER PRIMARY KEY, value {big} NOT NULL)",
+        f"""CREATE TABLE IF NOT EXISTS resources (
+            resource_type {text} NOT NULL, id {text} NOT NULL, version_id INTEGER NOT NULL,
+            last_updated {text} NOT NULL, deleted BOOLEAN NOT NULL, seq {big} NOT NULL,
+            data {blob} NOT NULL, PRIMARY KEY (resource_type, id))""",
+        f"""CREATE TABLE IF NOT EXISTS resource_versions (
+            resource_type {text} NOT NULL, id {text} NOT NULL, version_id INTEGER NOT NULL,
+            last_updated {text} NOT NULL, deleted BOOLEAN NOT NULL, seq {big} NOT NULL,
+            method {text} NOT NULL, data {blob} NOT NULL,
+            PRIMARY KEY (resource_type, id, version_id))""",
+        "CREATE INDEX IF NOT EXISTS resources_type_seq ON resources (resource_type, seq)",
+        "CREATE INDEX IF NOT EXISTS resources_type_updated ON resources (resource_type, last_updated)",
+        "CREATE INDEX IF NOT EXISTS versions_seq ON resource_versions (seq)",
+        "CREATE INDEX IF NOT EXISTS versions_type_seq ON resource_versions (resource_type, seq)",
+    ]
+    for table, columns in INDEX_TABLES.items():
+        cols = columns.format(text=text, real=real)
+        statements.append(
+            f"CREATE TABLE IF NOT EXISTS {table} "
+            f"(resource_type {text} NOT NULL, id {text} NOT NULL, {cols})"
+        )
+        statements.append(
+            f"CREATE INDEX IF NOT EXISTS {table}_lookup ON {table} ({INDEX_LOOKUPS[table]})"
+        )
+        statements.append(f"CREATE INDEX IF NOT EXISTS {table}_owner ON {table} (resource_type, id)")
+    return statements
