@@ -45,7 +45,7 @@ def ddl(dialect: str) -> list[str]:
         f"""CREATE TABLE IF NOT EXISTS resources (
             resource_type {text} NOT NULL, id {text} NOT NULL, version_id INTEGER NOT NULL,
             last_updated {text} NOT NULL, deleted BOOLEAN NOT NULL, seq {big} NOT NULL,
-            data {blob} NOT NULL, PRIMARY KEY (resource_type, id))""",
+            method {text} NOT NULL, data {blob} NOT NULL, PRIMARY KEY (resource_type, id))""",
         f"""CREATE TABLE IF NOT EXISTS resource_versions (
             resource_type {text} NOT NULL, id {text} NOT NULL, version_id INTEGER NOT NULL,
             last_updated {text} NOT NULL, deleted BOOLEAN NOT NULL, seq {big} NOT NULL,
@@ -65,5 +65,7 @@ def ddl(dialect: str) -> list[str]:
         statements.append(
             f"CREATE INDEX IF NOT EXISTS {table}_lookup ON {table} ({INDEX_LOOKUPS[table]})"
         )
-        statements.append(f"CREATE INDEX IF NOT EXISTS {table}_owner ON {table} (resource_type, id)")
+        statements.append(
+            f"CREATE INDEX IF NOT EXISTS {table}_owner ON {table} (resource_type, id)"
+        )
     return statements

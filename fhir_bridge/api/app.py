@@ -1,0 +1,52 @@
+"""create_app(): the FastAPI application, its store and checks built in the lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, Depends, FastAPI
+
+from fhir_bridge import __version__
+from fhir_bridge.api import handlers
+from fhir_bridge.api.deps import negotiate
+from fhir_bridge.api.routes import metadata, resources, system
+from fhir_bridge.config import Settings, get_settings
+from fhir_bridge.services.capability import capability_statement
+from fhir_bridge.services.context import ServiceContext
+from fhir_bridge.services.write_checks import structure_check
+from fhir_bridge.store.indexing import extract_index
+from fhir_bridge.store.sql import SQLStore
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = SQLStore(settings.database_url, extract_index)
+        app.state.context = ServiceContext(
+            store=store,
+            write_checks=[structure_check],
+            default_page_size=settings.default_page_size,
+            max_page_size=settings.max_page_size,
+            max_bundle_entries=settings.max_bundle_entries,
+        )
+        yield
+        store.close()
+
+    app = FastAPI(
+        title="fhir-bridge",
+        version=__version__,
+        description="FHIR R4 research interoperability service for psychiatric clinical trials",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.capability = capability_statement("", {}, system_interactions=("history-system",))
+    handlers.install(app)
+    fhir = APIRouter(prefix="/fhir", dependencies=[Depends(negotiate)])
+    fhir.include_router(metadata.router)
+    fhir.include_router(system.router)
+    fhir.include_router(resources.router)
+    app.include_router(fhir)
+    return app

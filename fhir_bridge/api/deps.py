@@ -1,0 +1,72 @@
+"""Request-side helpers shared by routes: the service context, base URL, body and negotiation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import Request
+
+from fhir_bridge.errors import (
+    InvalidRequestError,
+    NotAcceptableError,
+    PayloadTooLargeError,
+    UnsupportedMediaTypeError,
+)
+from fhir_bridge.services.context import ServiceContext
+
+JSON_TYPES = ("application/fhir+json", "application/json", "application/json+fhir")
+_FORMAT_ALIASES = {"json", *JSON_TYPES}
+
+
+def context(request: Request) -> ServiceContext:
+    ctx: ServiceContext = request.app.state.context
+    return ctx
+
+
+def base_url(request: Request) -> str:
+    configured: str = request.app.state.settings.base_url
+    if configured:
+        return configured.rstrip("/")
+    return str(request.base_url).rstrip("/") + "/fhir"
+
+
+def negotiate(request: Request) -> None:
+    """JSON only: `_format` overrides Accept (https://hl7.org/fhir/R4/http.html#mime)."""
+    fmt = request.query_params.get("_format")
+    if fmt is not None:
+        if fmt.split(";")[0].strip() not in _FORMAT_ALIASES:
+            raise NotAcceptableError(f"_format '{fmt}' is not supported; use json")
+        return
+    accept = request.headers.get("accept")
+    if not accept:
+        return
+    media = [part.split(";")[0].strip() for part in accept.split(",")]
+    if not any(m in JSON_TYPES or m in ("*/*", "application/*") for m in media):
+        raise NotAcceptableError(f"Cannot produce '{accept}'; this server speaks FHIR JSON")
+
+
+async def json_body(request: Request) -> Any:
+    """The parsed JSON body; wrong media type 415, too large 413, malformed 400."""
+    content_type = request.headers.get("content-type", "")
+    media = content_type.split(";")[0].strip().lower()
+    if media not in JSON_TYPES:
+        raise UnsupportedMediaTypeError(
+            f"Content-Type '{content_type or '(none)'}' is not supported; "
+            "send application/fhir+json"
+        )
+    limit: int = request.app.state.settings.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLargeError(f"The body exceeds the limit of {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise PayloadTooLargeError(f"The body exceeds the limit of {limit} bytes")
+    if not body:
+        raise InvalidRequestError("The request body is empty", code="required")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequestError(f"The body is not valid JSON: {exc}", code="structure") from exc

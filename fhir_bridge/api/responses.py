@@ -1,0 +1,79 @@
+"""FHIR HTTP responses: media type, ETag, Last-Modified, Location, Prefer handling."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from email.utils import format_datetime
+
+import orjson
+from starlette.responses import Response
+
+from fhir_bridge.domain.fhir import FHIR_JSON
+from fhir_bridge.domain.issues import Issue
+from fhir_bridge.store.base import StoredResource
+
+
+class FHIRResponse(Response):
+    media_type = FHIR_JSON
+
+
+def outcome(issues: list[Issue]) -> dict[str, object]:
+    """An OperationOutcome for issues: https://hl7.org/fhir/R4/operationoutcome.html."""
+    if not issues:
+        issues = [Issue("information", "informational", "All OK")]
+    return {"resourceType": "OperationOutcome", "issue": [i.to_fhir() for i in issues]}
+
+
+def outcome_response(issues: list[Issue], status: int) -> Response:
+    return FHIRResponse(orjson.dumps(outcome(issues)), status_code=status)
+
+
+def http_date(instant: str) -> str:
+    return format_datetime(datetime.fromisoformat(instant.replace("Z", "+00:00")), usegmt=True)
+
+
+def resource_headers(stored: StoredResource, base: str, location: bool = False) -> dict[str, str]:
+    headers = {
+        "ETag": f'W/"{stored.version_id}"',
+        "Last-Modified": http_date(stored.last_updated),
+    }
+    if location:
+        headers["Location"] = (
+            f"{base}/{stored.resource_type}/{stored.id}/_history/{stored.version_id}"
+        )
+    return headers
+
+
+def resource_response(
+    stored: StoredResource,
+    base: str,
+    status: int = 200,
+    prefer: str | None = None,
+    location: bool = False,
+    issues: list[Issue] | None = None,
+) -> Response:
+    """The stored bytes as they are, or what `Prefer: return=` asks for.
+
+    https://hl7.org/fhir/R4/http.html#ops — minimal: no body; OperationOutcome: the outcome.
+    """
+    headers = resource_headers(stored, base, location)
+    wanted = _prefer_return(prefer)
+    if wanted == "minimal":
+        return Response(status_code=status, headers=headers)
+    if wanted == "OperationOutcome":
+        body = orjson.dumps(outcome(issues or []))
+        return FHIRResponse(body, status_code=status, headers=headers)
+    return FHIRResponse(stored.data, status_code=status, headers=headers)
+
+
+def _prefer_return(prefer: str | None) -> str:
+    if prefer:
+        for part in prefer.split(";"):
+            name, _, value = part.strip().partition("=")
+            if name.strip() == "return":
+                return value.strip().strip('"')
+    return "representation"
+
+
+def prefers_strict(prefer: str | None) -> bool:
+    return bool(prefer) and "handling=strict" in prefer.replace(" ", "")

@@ -1,0 +1,1 @@
+"""Route modules; each handler reads its parameters and calls one service."""

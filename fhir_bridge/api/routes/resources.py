@@ -1,0 +1,125 @@
+"""Type- and instance-level routes: create, read, vread, update, delete, history."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from starlette.responses import Response
+
+from fhir_bridge.api.deps import base_url, context, json_body
+from fhir_bridge.api.responses import FHIRResponse, resource_response
+from fhir_bridge.services import history, resources
+from fhir_bridge.services.context import ServiceContext
+
+router = APIRouter()
+
+Ctx = Annotated[ServiceContext, Depends(context)]
+Base = Annotated[str, Depends(base_url)]
+Body = Annotated[Any, Depends(json_body)]
+Prefer = Annotated[str | None, Header()]
+
+
+def _supported(resource_type: str) -> str:
+    resources.check_type(resource_type)
+    return resource_type
+
+
+Type = Annotated[str, Depends(_supported)]
+
+
+@router.post("/{resource_type}", status_code=201)
+def create(
+    resource_type: Type,
+    body: Body,
+    ctx: Ctx,
+    base: Base,
+    prefer: Prefer = None,
+    if_none_exist: Annotated[str | None, Header()] = None,
+) -> Response:
+    resources.check_body(body, resource_type)
+    stored, created = resources.create(ctx, body, if_none_exist)
+    return resource_response(stored, base, 201 if created else 200, prefer, location=True)
+
+
+@router.get("/{resource_type}/_history")
+def type_history(
+    resource_type: Type,
+    ctx: Ctx,
+    base: Base,
+    since: Annotated[str | None, Query(alias="_since")] = None,
+    count: Annotated[int | None, Query(alias="_count", ge=1)] = None,
+    cursor: Annotated[str | None, Query(alias="_cursor")] = None,
+    summary: Annotated[str | None, Query(alias="_summary")] = None,
+) -> Response:
+    body = history.history(ctx, base, resource_type, None, since, count, cursor, summary == "count")
+    return FHIRResponse(body)
+
+
+@router.get("/{resource_type}/{resource_id}")
+def read(resource_type: Type, resource_id: str, ctx: Ctx, base: Base) -> Response:
+    return resource_response(resources.read(ctx, resource_type, resource_id), base)
+
+
+@router.put("/{resource_type}/{resource_id}")
+def update(
+    resource_type: Type,
+    resource_id: str,
+    body: Body,
+    ctx: Ctx,
+    base: Base,
+    prefer: Prefer = None,
+    if_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    resources.check_body(body, resource_type, resource_id)
+    stored, created = resources.update(ctx, body, if_match)
+    return resource_response(stored, base, 201 if created else 200, prefer, location=created)
+
+
+@router.put("/{resource_type}")
+def conditional_update(
+    resource_type: Type, request: Request, body: Body, ctx: Ctx, base: Base, prefer: Prefer = None
+) -> Response:
+    resources.check_body(body, resource_type)
+    stored, created = resources.conditional_update(ctx, body, _query(request))
+    return resource_response(stored, base, 201 if created else 200, prefer, location=created)
+
+
+@router.delete("/{resource_type}/{resource_id}")
+def delete(resource_type: Type, resource_id: str, ctx: Ctx) -> Response:
+    stored = resources.delete(ctx, resource_type, resource_id)
+    headers = {"ETag": f'W/"{stored.version_id}"'} if stored else {}
+    return Response(status_code=204, headers=headers)
+
+
+@router.delete("/{resource_type}")
+def conditional_delete(resource_type: Type, request: Request, ctx: Ctx) -> Response:
+    resources.conditional_delete(ctx, resource_type, _query(request))
+    return Response(status_code=204)
+
+
+@router.get("/{resource_type}/{resource_id}/_history/{version_id}")
+def vread(resource_type: Type, resource_id: str, version_id: str, ctx: Ctx, base: Base) -> Response:
+    return resource_response(resources.vread(ctx, resource_type, resource_id, version_id), base)
+
+
+@router.get("/{resource_type}/{resource_id}/_history")
+def instance_history(
+    resource_type: Type,
+    resource_id: str,
+    ctx: Ctx,
+    base: Base,
+    since: Annotated[str | None, Query(alias="_since")] = None,
+    count: Annotated[int | None, Query(alias="_count", ge=1)] = None,
+    cursor: Annotated[str | None, Query(alias="_cursor")] = None,
+    summary: Annotated[str | None, Query(alias="_summary")] = None,
+) -> Response:
+    body = history.history(
+        ctx, base, resource_type, resource_id, since, count, cursor, summary == "count"
+    )
+    return FHIRResponse(body)
+
+
+def _query(request: Request) -> str:
+    """The conditional-operation criteria: the query string without result parameters."""
+    return str(request.url.query)

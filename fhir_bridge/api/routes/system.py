@@ -1,0 +1,28 @@
+"""System-level routes: whole-server history (and the Bundle endpoint)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+from starlette.responses import Response
+
+from fhir_bridge.api.deps import base_url, context
+from fhir_bridge.api.responses import FHIRResponse
+from fhir_bridge.services import history
+from fhir_bridge.services.context import ServiceContext
+
+router = APIRouter()
+
+
+@router.get("/_history")
+def system_history(
+    ctx: Annotated[ServiceContext, Depends(context)],
+    base: Annotated[str, Depends(base_url)],
+    since: Annotated[str | None, Query(alias="_since")] = None,
+    count: Annotated[int | None, Query(alias="_count", ge=1)] = None,
+    cursor: Annotated[str | None, Query(alias="_cursor")] = None,
+    summary: Annotated[str | None, Query(alias="_summary")] = None,
+) -> Response:
+    body = history.history(ctx, base, None, None, since, count, cursor, summary == "count")
+    return FHIRResponse(body)

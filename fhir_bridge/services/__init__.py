@@ -1,0 +1,1 @@
+"""Use cases: one module per thing a client asks of the service."""

@@ -1,0 +1,72 @@
+"""The CapabilityStatement: built from what the server really serves, never hand-written.
+
+https://hl7.org/fhir/R4/capabilitystatement.html
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from fhir_bridge import __version__
+from fhir_bridge.domain.fhir import FHIR_VERSION, SUPPORTED_TYPES
+
+TYPE_INTERACTIONS = (
+    "read",
+    "vread",
+    "update",
+    "delete",
+    "history-instance",
+    "history-type",
+    "create",
+    "search-type",
+)
+SYSTEM_INTERACTIONS = ("transaction", "batch", "history-system")
+
+
+def capability_statement(
+    base: str,
+    search_params: Mapping[str, Sequence[Mapping[str, str]]],
+    type_operations: Sequence[Mapping[str, str]] = (),
+    profiles: Mapping[str, Sequence[str]] | None = None,
+    system_interactions: Sequence[str] = SYSTEM_INTERACTIONS,
+) -> dict[str, Any]:
+    """`search_params`: per type, {name, type, definition}; `type_operations`: {name, definition}."""
+    resources = []
+    for resource_type in SUPPORTED_TYPES:
+        entry: dict[str, Any] = {
+            "type": resource_type,
+            "profile": f"http://hl7.org/fhir/StructureDefinition/{resource_type}",
+            "interaction": [{"code": code} for code in TYPE_INTERACTIONS],
+            "versioning": "versioned-update",
+            "readHistory": True,
+            "updateCreate": True,
+            "conditionalCreate": True,
+            "conditionalUpdate": True,
+            "conditionalDelete": "single",
+        }
+        if profiles and profiles.get(resource_type):
+            entry["supportedProfile"] = list(profiles[resource_type])
+        params = search_params.get(resource_type, ())
+        if params:
+            entry["searchParam"] = [dict(p) for p in params]
+        if type_operations:
+            entry["operation"] = [dict(op) for op in type_operations]
+        resources.append(entry)
+    return {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": "2026-11-27",
+        "kind": "instance",
+        "software": {"name": "fhir-bridge", "version": __version__},
+        "implementation": {"description": "fhir-bridge FHIR R4 server", "url": base},
+        "fhirVersion": FHIR_VERSION,
+        "format": ["application/fhir+json", "json"],
+        "rest": [
+            {
+                "mode": "server",
+                "resource": resources,
+                "interaction": [{"code": code} for code in system_interactions],
+            }
+        ],
+    }

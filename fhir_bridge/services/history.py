@@ -1,0 +1,48 @@
+"""The history interactions: instance, type and system level, paged newest first.
+
+https://hl7.org/fhir/R4/http.html#history
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from fhir_bridge.errors import InvalidRequestError, ResourceNotFoundError
+from fhir_bridge.services import bundle_json
+from fhir_bridge.services.context import ServiceContext
+
+
+def history(
+    ctx: ServiceContext,
+    base: str,
+    resource_type: str | None,
+    resource_id: str | None,
+    since: str | None,
+    count: int | None,
+    cursor: str | None,
+    summary_count: bool = False,
+) -> bytes:
+    """A history Bundle; `cursor` (the `_cursor` link parameter) keeps pages stable under writes."""
+    page_size = min(count or ctx.default_page_size, ctx.max_page_size)
+    before_seq = None
+    if cursor is not None:
+        if not cursor.isdigit():
+            raise InvalidRequestError("_cursor is not valid", expression="_cursor")
+        before_seq = int(cursor)
+    with ctx.store.session() as session:
+        if resource_type and resource_id and session.read(resource_type, resource_id) is None:
+            raise ResourceNotFoundError(f"{resource_type}/{resource_id} is not known")
+        if summary_count:
+            rows = session.history(resource_type, resource_id, since, 2**31 - 1)
+            return bundle_json.build("history", [], total=len(rows))
+        rows = session.history(resource_type, resource_id, since, page_size + 1, before_seq)
+    path = "/".join(p for p in (base, resource_type, resource_id, "_history") if p)
+    params: dict[str, str] = {"_count": str(page_size)}
+    if since:
+        params["_since"] = since
+    links = {"self": f"{path}?{urlencode({**params, **({'_cursor': cursor} if cursor else {})})}"}
+    page = rows[:page_size]
+    if len(rows) > page_size:
+        links["next"] = f"{path}?{urlencode({**params, '_cursor': str(page[-1][0])})}"
+    entries = [bundle_json.history_entry(base, stored) for _, stored in page]
+    return bundle_json.build("history", entries, links=links)

@@ -1,0 +1,247 @@
+"""The instance and type interactions of the FHIR REST API on single resources.
+
+https://hl7.org/fhir/R4/http.html — create, read, vread, update, delete, conditional variants.
+Every function takes a ServiceContext and a plain resource dict; the store does the SQL.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+from fhir_bridge.domain.fhir import is_supported
+from fhir_bridge.domain.issues import Issue
+from fhir_bridge.errors import (
+    InvalidRequestError,
+    PreconditionFailedError,
+    ResourceGoneError,
+    ResourceNotFoundError,
+    UnprocessableResourceError,
+)
+from fhir_bridge.services.context import ServiceContext
+from fhir_bridge.store import search as store_search
+from fhir_bridge.store.base import StoredResource, StoreSession
+
+ID_PATTERN = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+
+
+def check_type(resource_type: str) -> None:
+    """Refuse resource types this server does not serve (400 not-supported)."""
+    if not is_supported(resource_type):
+        raise InvalidRequestError(
+            f"Resource type '{resource_type}' is not supported by this server",
+            code="not-supported",
+        )
+
+
+def check_id(resource_id: str) -> None:
+    if not ID_PATTERN.fullmatch(resource_id):
+        raise InvalidRequestError(f"'{resource_id}' is not a valid FHIR id", code="value")
+
+
+def check_body(resource: Any, resource_type: str, resource_id: str | None = None) -> None:
+    """The body is a resource of the URL's type and, for update, carries the URL's id."""
+    if not isinstance(resource, dict):
+        raise InvalidRequestError("The request body must be a JSON object", code="structure")
+    body_type = resource.get("resourceType")
+    if body_type is None:
+        raise InvalidRequestError(
+            "The resource has no resourceType", code="required", expression="resourceType"
+        )
+    if body_type != resource_type:
+        raise InvalidRequestError(
+            f"resourceType '{body_type}' does not match the URL type '{resource_type}'",
+            expression="resourceType",
+        )
+    if resource_id is not None:
+        if "id" not in resource:
+            raise InvalidRequestError(
+                "An update must carry the id of the URL",
+                code="required",
+                expression=f"{resource_type}.id",
+            )
+        if resource["id"] != resource_id:
+            raise InvalidRequestError(
+                f"id '{resource['id']}' does not match the URL id '{resource_id}'",
+                expression=f"{resource_type}.id",
+            )
+
+
+def validate_for_write(ctx: ServiceContext, resource: dict[str, Any]) -> list[Issue]:
+    """Run the write checks; errors refuse the write (422), warnings are returned."""
+    issues: list[Issue] = []
+    for check in ctx.write_checks:
+        issues.extend(check(resource))
+    if any(issue.is_error for issue in issues):
+        raise UnprocessableResourceError(issues=[i for i in issues if i.severity != "information"])
+    return issues
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def create_in(
+    ctx: ServiceContext,
+    session: StoreSession,
+    resource: dict[str, Any],
+    if_none_exist: str | None = None,
+) -> tuple[StoredResource, bool]:
+    """Create inside an open write session; with If-None-Exist an existing match is returned.
+
+    https://hl7.org/fhir/R4/http.html#ccreate — one match: nothing created, the match returned
+    (so an EHR's retry never duplicates); several matches: 412.
+    """
+    resource_type = resource["resourceType"]
+    if if_none_exist:
+        matches = store_search.find_ids(
+            session.execute, session.dialect, resource_type, if_none_exist
+        )
+        if len(matches) > 1:
+            raise PreconditionFailedError(
+                f"If-None-Exist matched {len(matches)} resources", code="multiple-matches"
+            )
+        if matches:
+            existing = session.read(resource_type, matches[0])
+            assert existing is not None
+            return existing, False
+    validate_for_write(ctx, resource)
+    resource = {**resource, "id": new_id()}
+    return session.put(resource, "POST"), True
+
+
+def create(
+    ctx: ServiceContext, resource: dict[str, Any], if_none_exist: str | None = None
+) -> tuple[StoredResource, bool]:
+    """https://hl7.org/fhir/R4/http.html#create"""
+    with ctx.store.session(write=True) as session:
+        return create_in(ctx, session, resource, if_none_exist)
+
+
+def read(ctx: ServiceContext, resource_type: str, resource_id: str) -> StoredResource:
+    """https://hl7.org/fhir/R4/http.html#read — a deleted resource is 410 Gone."""
+    with ctx.store.session() as session:
+        stored = session.read(resource_type, resource_id)
+    return _live(stored, resource_type, resource_id)
+
+
+def _live(stored: StoredResource | None, resource_type: str, resource_id: str) -> StoredResource:
+    if stored is None:
+        raise ResourceNotFoundError(f"{resource_type}/{resource_id} is not known")
+    if stored.deleted:
+        raise ResourceGoneError(f"{resource_type}/{resource_id} has been deleted")
+    return stored
+
+
+def vread(
+    ctx: ServiceContext, resource_type: str, resource_id: str, version: str
+) -> StoredResource:
+    """https://hl7.org/fhir/R4/http.html#vread"""
+    if not version.isdigit():
+        raise ResourceNotFoundError(f"{resource_type}/{resource_id} has no version '{version}'")
+    with ctx.store.session() as session:
+        stored = session.vread(resource_type, resource_id, int(version))
+        if stored is None:
+            if session.read(resource_type, resource_id) is None:
+                raise ResourceNotFoundError(f"{resource_type}/{resource_id} is not known")
+            raise ResourceNotFoundError(f"{resource_type}/{resource_id} has no version {version}")
+    if stored.deleted:
+        raise ResourceGoneError(f"Version {version} of {resource_type}/{resource_id} is a deletion")
+    return stored
+
+
+def parse_if_match(if_match: str) -> int:
+    """`W/"3"` or `"3"` or `3` → 3; anything else is a 400."""
+    value = if_match.strip()
+    if value.startswith("W/"):
+        value = value[2:]
+    value = value.strip('"')
+    if not value.isdigit():
+        raise InvalidRequestError(f"If-Match '{if_match}' is not a version ETag", code="value")
+    return int(value)
+
+
+def update_in(
+    ctx: ServiceContext,
+    session: StoreSession,
+    resource: dict[str, Any],
+    if_match: str | None = None,
+) -> tuple[StoredResource, bool]:
+    """Update (or create with the client's id) inside an open write session."""
+    resource_type, resource_id = resource["resourceType"], resource["id"]
+    check_id(resource_id)
+    current = session.read(resource_type, resource_id)
+    if if_match is not None:
+        expected = parse_if_match(if_match)
+        if current is None or current.deleted or current.version_id != expected:
+            have = (
+                "no live version"
+                if current is None or current.deleted
+                else (f"version {current.version_id}")
+            )
+            raise PreconditionFailedError(
+                f"If-Match expected version {expected} of {resource_type}/{resource_id} "
+                f"but the server has {have}"
+            )
+    validate_for_write(ctx, resource)
+    created = current is None or current.deleted
+    return session.put(resource, "POST" if created else "PUT"), created
+
+
+def update(
+    ctx: ServiceContext, resource: dict[str, Any], if_match: str | None = None
+) -> tuple[StoredResource, bool]:
+    """https://hl7.org/fhir/R4/http.html#update — update as create when the id is new."""
+    with ctx.store.session(write=True) as session:
+        return update_in(ctx, session, resource, if_match)
+
+
+def conditional_update(
+    ctx: ServiceContext, resource: dict[str, Any], query: str
+) -> tuple[StoredResource, bool]:
+    """https://hl7.org/fhir/R4/http.html#cond-update"""
+    resource_type = resource["resourceType"]
+    with ctx.store.session(write=True) as session:
+        matches = store_search.find_ids(session.execute, session.dialect, resource_type, query)
+        if len(matches) > 1:
+            raise PreconditionFailedError(
+                f"The condition matched {len(matches)} resources", code="multiple-matches"
+            )
+        if matches:
+            if "id" in resource and resource["id"] != matches[0]:
+                raise InvalidRequestError(
+                    "The body id differs from the resource the condition matched",
+                    expression=f"{resource_type}.id",
+                )
+            return update_in(ctx, session, {**resource, "id": matches[0]})
+        if "id" in resource:
+            return update_in(ctx, session, resource)
+        return create_in(ctx, session, resource)
+
+
+def delete_in(session: StoreSession, resource_type: str, resource_id: str) -> StoredResource | None:
+    """Delete inside an open write session; deleting nothing is not an error (spec: 200/204)."""
+    current = session.read(resource_type, resource_id)
+    if current is None or current.deleted:
+        return None
+    return session.delete(resource_type, resource_id)
+
+
+def delete(ctx: ServiceContext, resource_type: str, resource_id: str) -> StoredResource | None:
+    """https://hl7.org/fhir/R4/http.html#delete"""
+    with ctx.store.session(write=True) as session:
+        return delete_in(session, resource_type, resource_id)
+
+
+def conditional_delete(ctx: ServiceContext, resource_type: str, query: str) -> int:
+    """https://hl7.org/fhir/R4/http.html#cdelete — single match only (multiple: 412)."""
+    with ctx.store.session(write=True) as session:
+        matches = store_search.find_ids(session.execute, session.dialect, resource_type, query)
+        if len(matches) > 1:
+            raise PreconditionFailedError(
+                f"The condition matched {len(matches)} resources", code="multiple-matches"
+            )
+        for match in matches:
+            session.delete(resource_type, match)
+        return len(matches)

@@ -1,0 +1,68 @@
+"""The ResourceStore seam: what services may ask of persistence, independent of the engine.
+
+Versioned storage per https://hl7.org/fhir/R4/http.html#versioning: every write makes a new
+version (deletes too); the current version is read, older ones are vread and history.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResource:
+    """One stored version: its identity, bookkeeping and the exact JSON bytes served."""
+
+    resource_type: str
+    id: str
+    version_id: int
+    last_updated: str  # ISO 8601 instant, UTC
+    deleted: bool
+    data: bytes  # the resource JSON incl. meta; for a deleted version, a stub without content
+    method: str = "PUT"  # POST, PUT, DELETE: the interaction that made this version
+
+
+class StoreSession(Protocol):
+    """One database transaction; all writes inside it commit or roll back together."""
+
+    dialect: str
+
+    def read(self, resource_type: str, resource_id: str) -> StoredResource | None:
+        """The current version (possibly a deleted marker), or None if never written."""
+
+    def vread(self, resource_type: str, resource_id: str, version_id: int) -> StoredResource | None:
+        """One version of a resource, or None."""
+
+    def history(
+        self,
+        resource_type: str | None,
+        resource_id: str | None,
+        since: str | None,
+        count: int,
+        before_seq: int | None = None,
+    ) -> list[tuple[int, StoredResource]]:
+        """Versions newest first with their write sequence; https://hl7.org/fhir/R4/http.html#history."""
+
+    def put(self, resource: dict[str, Any], method: str) -> StoredResource:
+        """Write the next version of resource (resourceType and id set); meta is assigned here."""
+
+    def delete(self, resource_type: str, resource_id: str) -> StoredResource:
+        """Write a deleted version; the caller has checked that a live version exists."""
+
+    def execute(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        """Run SQL written with `?` placeholders inside this transaction; rows out."""
+
+
+class ResourceStore(Protocol):
+    dialect: str
+
+    def session(self, write: bool = False) -> AbstractContextManager[StoreSession]:
+        """A transaction; write sessions serialise writers so versions and sequences stay ordered."""
+
+    def close(self) -> None: ...
+
+    def export_rows(self, resource_type: str, batch_size: int) -> Iterator[bytes]:
+        """Stream the current live resources of a type as JSON bytes, in write order."""

@@ -1,0 +1,330 @@
+"""The SQL engines behind ResourceStore: SQLite (embedded, WAL) and PostgreSQL (multi-node).
+
+Both share every statement; a Dialect adapts placeholders, connection set-up and the writer
+lock. Writers are serialised (SQLite: BEGIN IMMEDIATE; PostgreSQL: a row lock on the write
+sequence) so that version numbers, the global `seq` and conditional creates stay race-free.
+"""
+
+from __future__ import annotations
+
+import queue
+import re
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import orjson
+
+from fhir_bridge.errors import FHIRBridgeError, StoreError
+from fhir_bridge.store.base import StoredResource
+from fhir_bridge.store.index_rows import IndexRows
+from fhir_bridge.store.schema import SCHEMA_VERSION, ddl
+
+Indexer = Callable[[dict[str, Any]], IndexRows]
+
+_COLUMNS = "resource_type, id, version_id, last_updated, deleted, data, method"
+_INDEX_INSERTS: dict[str, tuple[str, Callable[[Any], tuple[Any, ...]]]] = {
+    "idx_token": ("tokens", lambda r: (r.param, r.system, r.code, r.text)),
+    "idx_string": ("strings", lambda r: (r.param, r.value)),
+    "idx_date": ("dates", lambda r: (r.param, r.low, r.high)),
+    "idx_number": ("numbers", lambda r: (r.param, r.value, r.low, r.high, r.system, r.code)),
+    "idx_reference": ("references", lambda r: (r.param, r.target_type, r.target_id, r.url)),
+    "idx_uri": ("uris", lambda r: (r.param, r.value)),
+}
+
+
+def now_instant() -> str:
+    """Current time as a FHIR instant with microseconds, UTC."""
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _row(row: Sequence[Any]) -> StoredResource:
+    return StoredResource(
+        resource_type=row[0],
+        id=row[1],
+        version_id=int(row[2]),
+        last_updated=row[3],
+        deleted=bool(row[4]),
+        data=bytes(row[5]),
+        method=row[6],
+    )
+
+
+class SQLSession:
+    """One transaction on one connection; implements StoreSession."""
+
+    def __init__(self, conn: Any, dialect: str, indexer: Indexer) -> None:
+        self._conn = conn
+        self.dialect = dialect
+        self._indexer = indexer
+        self._pg = dialect == "postgresql"
+
+    def execute(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        if self._pg:
+            sql = sql.replace("?", "%s")
+        cur = self._conn.execute(sql, tuple(params))
+        return list(cur.fetchall()) if cur.description else []
+
+    def _many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        if not rows:
+            return
+        if self._pg:
+            with self._conn.cursor() as cur:
+                cur.executemany(sql.replace("?", "%s"), rows)
+        else:
+            self._conn.executemany(sql, rows)
+
+    def read(self, resource_type: str, resource_id: str) -> StoredResource | None:
+        rows = self.execute(
+            f"SELECT {_COLUMNS} FROM resources WHERE resource_type = ? AND id = ?",
+            (resource_type, resource_id),
+        )
+        return _row(rows[0]) if rows else None
+
+    def vread(self, resource_type: str, resource_id: str, version_id: int) -> StoredResource | None:
+        rows = self.execute(
+            f"SELECT {_COLUMNS} FROM resource_versions "
+            "WHERE resource_type = ? AND id = ? AND version_id = ?",
+            (resource_type, resource_id, version_id),
+        )
+        return _row(rows[0]) if rows else None
+
+    def history(
+        self,
+        resource_type: str | None,
+        resource_id: str | None,
+        since: str | None,
+        count: int,
+        before_seq: int | None = None,
+    ) -> list[tuple[int, StoredResource]]:
+        where, params = [], []
+        if resource_type:
+            where.append("resource_type = ?")
+            params.append(resource_type)
+        if resource_id:
+            where.append("id = ?")
+            params.append(resource_id)
+        if since:
+            where.append("last_updated >= ?")
+            params.append(since)
+        if before_seq is not None:
+            where.append("seq < ?")
+            params.append(before_seq)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = self.execute(
+            f"SELECT {_COLUMNS}, seq FROM resource_versions {clause} ORDER BY seq DESC LIMIT ?",
+            (*params, count),
+        )
+        return [(int(r[7]), _row(r)) for r in rows]
+
+    def _next_seq(self) -> int:
+        rows = self.execute("UPDATE write_seq SET value = value + 1 WHERE id = 1 RETURNING value")
+        return int(rows[0][0])
+
+    def put(self, resource: dict[str, Any], method: str) -> StoredResource:
+        resource_type, resource_id = resource["resourceType"], resource["id"]
+        current = self.read(resource_type, resource_id)
+        version_id = current.version_id + 1 if current else 1
+        last_updated = now_instant()
+        meta = dict(resource.get("meta") or {})
+        meta["versionId"] = str(version_id)
+        meta["lastUpdated"] = last_updated
+        # resourceType, id, meta first: the order readers expect when they skim a resource
+        body = {"resourceType": resource_type, "id": resource_id, "meta": meta}
+        body.update((k, v) for k, v in resource.items() if k not in body)
+        data = orjson.dumps(body)
+        stored = StoredResource(
+            resource_type, resource_id, version_id, last_updated, False, data, method
+        )
+        self._write(stored, current is not None)
+        self._reindex(resource_type, resource_id, self._indexer(body))
+        return stored
+
+    def delete(self, resource_type: str, resource_id: str) -> StoredResource:
+        current = self.read(resource_type, resource_id)
+        version_id = current.version_id + 1 if current else 1
+        last_updated = now_instant()
+        stub = {
+            "resourceType": resource_type,
+            "id": resource_id,
+            "meta": {"versionId": str(version_id), "lastUpdated": last_updated},
+        }
+        stored = StoredResource(
+            resource_type, resource_id, version_id, last_updated, True, orjson.dumps(stub), "DELETE"
+        )
+        self._write(stored, current is not None)
+        self._reindex(resource_type, resource_id, None)
+        return stored
+
+    def _write(self, stored: StoredResource, exists: bool) -> None:
+        seq = self._next_seq()
+        values = (
+            stored.resource_type,
+            stored.id,
+            stored.version_id,
+            stored.last_updated,
+            stored.deleted,
+            seq,
+            stored.data,
+        )
+        if exists:
+            self.execute(
+                "UPDATE resources SET version_id = ?, last_updated = ?, deleted = ?, seq = ?, "
+                "data = ?, method = ? WHERE resource_type = ? AND id = ?",
+                (*values[2:], stored.method, stored.resource_type, stored.id),
+            )
+        else:
+            self.execute(
+                "INSERT INTO resources (resource_type, id, version_id, last_updated, deleted, "
+                "seq, data, method) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (*values, stored.method),
+            )
+        self.execute(
+            "INSERT INTO resource_versions (resource_type, id, version_id, last_updated, "
+            "deleted, seq, data, method) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (*values, stored.method),
+        )
+
+    def _reindex(self, resource_type: str, resource_id: str, rows: IndexRows | None) -> None:
+        for table, (attr, to_values) in _INDEX_INSERTS.items():
+            self.execute(
+                f"DELETE FROM {table} WHERE resource_type = ? AND id = ?",
+                (resource_type, resource_id),
+            )
+            if rows is None:
+                continue
+            values = [(resource_type, resource_id, *to_values(r)) for r in getattr(rows, attr)]
+            if values:
+                marks = ", ".join("?" * len(values[0]))
+                self._many(f"INSERT INTO {table} VALUES ({marks})", values)
+
+
+class SQLStore:
+    """ResourceStore over SQLite or PostgreSQL, chosen by the database URL."""
+
+    def __init__(self, database_url: str, indexer: Indexer, pool_size: int = 8) -> None:
+        self._url = database_url
+        self._indexer = indexer
+        scheme = urlsplit(database_url).scheme
+        if scheme == "sqlite":
+            self.dialect = "sqlite"
+        elif scheme in ("postgresql", "postgres"):
+            self.dialect = "postgresql"
+        else:
+            raise StoreError(f"Unsupported database URL scheme '{scheme}'")
+        self._pool: queue.LifoQueue[Any] = queue.LifoQueue()
+        self._pool_size = pool_size
+        self._migrate()
+
+    def _connect(self) -> Any:
+        try:
+            if self.dialect == "sqlite":
+                return _connect_sqlite(self._url)
+            return _connect_postgres(self._url)
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError("Could not open the database") from exc
+        except Exception as exc:  # psycopg.Error without importing psycopg for SQLite users
+            raise StoreError("Could not open the database") from exc
+
+    def _migrate(self) -> None:
+        with self.session(write=False, migrate=True) as session:
+            for statement in ddl(self.dialect):
+                session.execute(statement)
+            if not session.execute("SELECT version FROM schema_info"):
+                session.execute("INSERT INTO schema_info (version) VALUES (?)", (SCHEMA_VERSION,))
+            if not session.execute("SELECT value FROM write_seq WHERE id = 1"):
+                session.execute("INSERT INTO write_seq (id, value) VALUES (1, 0)")
+
+    @contextmanager
+    def session(self, write: bool = False, migrate: bool = False) -> Iterator[SQLSession]:
+        try:
+            conn = self._pool.get_nowait()
+        except queue.Empty:
+            conn = self._connect()
+        session = SQLSession(conn, self.dialect, self._indexer)
+        try:
+            if self.dialect == "sqlite":
+                conn.execute("BEGIN IMMEDIATE" if write or migrate else "BEGIN")
+            elif migrate:
+                # one migrating process at a time when several nodes start together
+                session.execute("SELECT pg_advisory_xact_lock(4242)")
+            elif write:
+                session.execute("SELECT value FROM write_seq WHERE id = 1 FOR UPDATE")
+            yield session
+            conn.commit() if self.dialect == "postgresql" else conn.execute("COMMIT")
+        except FHIRBridgeError:
+            self._release(conn, rollback=True)
+            raise
+        except Exception as exc:
+            self._release(conn, rollback=True)
+            if _is_driver_error(exc):
+                raise StoreError("The database failed to complete the request") from exc
+            raise
+        else:
+            self._release(conn, rollback=False)
+
+    def _release(self, conn: Any, rollback: bool) -> None:
+        try:
+            if rollback:
+                conn.rollback() if self.dialect == "postgresql" else conn.execute("ROLLBACK")
+        except Exception:  # a broken connection: drop it rather than pool it
+            conn.close()
+            return
+        if self._pool.qsize() < self._pool_size:
+            self._pool.put(conn)
+        else:
+            conn.close()
+
+    def export_rows(self, resource_type: str, batch_size: int = 1000) -> Iterator[bytes]:
+        last_seq = -1
+        while True:
+            with self.session() as session:
+                rows = session.execute(
+                    "SELECT seq, data FROM resources WHERE resource_type = ? AND deleted = ? "
+                    "AND seq > ? ORDER BY seq LIMIT ?",
+                    (resource_type, False, last_seq, batch_size),
+                )
+            for _, data in rows:
+                yield bytes(data)
+            if len(rows) < batch_size:
+                return
+            last_seq = int(rows[-1][0])
+
+    def close(self) -> None:
+        while not self._pool.empty():
+            self._pool.get_nowait().close()
+
+
+def _is_driver_error(exc: Exception) -> bool:
+    if isinstance(exc, sqlite3.Error):
+        return True
+    module = type(exc).__module__
+    return module.startswith("psycopg")
+
+
+def _connect_sqlite(url: str) -> sqlite3.Connection:
+    path = url.split("sqlite:///", 1)[1] if "sqlite:///" in url else ":memory:"
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=60)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    return conn
+
+
+def _connect_postgres(url: str) -> Any:
+    import psycopg
+
+    parts = urlsplit(url)
+    schema = parse_qs(parts.query).get("schema", [None])[0]
+    conninfo = url.split("?", 1)[0]
+    conn = psycopg.connect(conninfo)
+    if schema:
+        if not re.fullmatch(r"[a-z_][a-z0-9_]*", schema):
+            raise StoreError("Invalid schema name in the database URL")
+        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+        conn.execute(f"SET search_path TO {schema}")
+        conn.commit()
+    return conn

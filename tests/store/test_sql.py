@@ -1,0 +1,112 @@
+"""The store contract, run on SQLite and PostgreSQL alike."""
+
+from __future__ import annotations
+
+import threading
+
+import orjson
+import pytest
+
+from fhir_bridge.errors import InvalidRequestError, StoreError
+from fhir_bridge.store.sql import SQLStore
+
+PATIENT = {"resourceType": "Patient", "id": "p1", "gender": "female"}
+
+
+def test_put_assigns_version_and_meta(store: SQLStore) -> None:
+    with store.session(write=True) as session:
+        first = session.put(dict(PATIENT), "POST")
+        second = session.put({**PATIENT, "gender": "male"}, "PUT")
+    assert (first.version_id, second.version_id) == (1, 2)
+    body = orjson.loads(second.data)
+    assert body["meta"]["versionId"] == "2"
+    assert body["meta"]["lastUpdated"] == second.last_updated
+    assert list(body)[:3] == ["resourceType", "id", "meta"]
+
+
+def test_read_returns_current_and_vread_each_version(store: SQLStore) -> None:
+    with store.session(write=True) as session:
+        session.put(dict(PATIENT), "POST")
+        session.put({**PATIENT, "gender": "male"}, "PUT")
+    with store.session() as session:
+        current = session.read("Patient", "p1")
+        v1 = session.vread("Patient", "p1", 1)
+        missing = session.vread("Patient", "p1", 3)
+    assert current is not None and orjson.loads(current.data)["gender"] == "male"
+    assert v1 is not None and orjson.loads(v1.data)["gender"] == "female"
+    assert missing is None
+
+
+def test_delete_writes_a_deleted_version(store: SQLStore) -> None:
+    with store.session(write=True) as session:
+        session.put(dict(PATIENT), "POST")
+        deleted = session.delete("Patient", "p1")
+    with store.session() as session:
+        current = session.read("Patient", "p1")
+        history = session.history("Patient", "p1", None, 10)
+    assert deleted.deleted and deleted.version_id == 2
+    assert current is not None and current.deleted
+    assert [(h.version_id, h.method) for _, h in history] == [(2, "DELETE"), (1, "POST")]
+
+
+def test_failed_session_rolls_back_every_write(store: SQLStore) -> None:
+    with pytest.raises(InvalidRequestError):
+        with store.session(write=True) as session:
+            session.put(dict(PATIENT), "POST")
+            session.put({"resourceType": "Patient", "id": "p2"}, "POST")
+            raise InvalidRequestError("last entry failed")
+    with store.session() as session:
+        assert session.read("Patient", "p1") is None
+        assert session.read("Patient", "p2") is None
+        assert session.history(None, None, None, 10) == []
+
+
+def test_history_pages_by_sequence(store: SQLStore) -> None:
+    with store.session(write=True) as session:
+        for n in range(5):
+            session.put({"resourceType": "Patient", "id": f"p{n}"}, "POST")
+    with store.session() as session:
+        first = session.history("Patient", None, None, 2)
+        second = session.history("Patient", None, None, 2, before_seq=first[-1][0])
+    assert [s.id for _, s in first] == ["p4", "p3"]
+    assert [s.id for _, s in second] == ["p2", "p1"]
+
+
+def test_concurrent_writers_lose_no_version(store: SQLStore) -> None:
+    with store.session(write=True) as session:
+        session.put(dict(PATIENT), "POST")
+    errors: list[BaseException] = []
+
+    def write(n: int) -> None:
+        try:
+            for _ in range(10):
+                with store.session(write=True) as session:
+                    session.put({**PATIENT, "gender": "other"}, "PUT")
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    with store.session() as session:
+        current = session.read("Patient", "p1")
+        versions = session.history("Patient", "p1", None, 100)
+    assert current is not None and current.version_id == 41
+    assert sorted(s.version_id for _, s in versions) == list(range(1, 42))
+
+
+def test_export_rows_streams_live_resources_in_write_order(store: SQLStore) -> None:
+    with store.session(write=True) as session:
+        for n in range(5):
+            session.put({"resourceType": "Patient", "id": f"p{n}"}, "POST")
+        session.delete("Patient", "p2")
+    ids = [orjson.loads(data)["id"] for data in store.export_rows("Patient", batch_size=2)]
+    assert ids == ["p0", "p1", "p3", "p4"]
+
+
+def test_unknown_database_scheme_is_refused() -> None:
+    with pytest.raises(StoreError):
+        SQLStore("mysql://localhost/x", lambda resource: None)  # type: ignore[arg-type,return-value]
