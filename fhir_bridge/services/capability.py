@@ -31,7 +31,7 @@ def capability_statement(
     profiles: Mapping[str, Sequence[str]] | None = None,
     system_interactions: Sequence[str] = SYSTEM_INTERACTIONS,
 ) -> dict[str, Any]:
-    """`search_params`: per type, {name, type, definition}; `type_operations`: {name, definition}."""
+    """search_params: per type {name, type, definition}; type_operations: {name, definition}."""
     resources = []
     for resource_type in SUPPORTED_TYPES:
         entry: dict[str, Any] = {

@@ -60,7 +60,7 @@ class ResourceStore(Protocol):
     dialect: str
 
     def session(self, write: bool = False) -> AbstractContextManager[StoreSession]:
-        """A transaction; write sessions serialise writers so versions and sequences stay ordered."""
+        """A transaction; write sessions serialise writers so versions stay ordered."""
 
     def close(self) -> None: ...
 

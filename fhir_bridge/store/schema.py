@@ -52,7 +52,8 @@ def ddl(dialect: str) -> list[str]:
             method {text} NOT NULL, data {blob} NOT NULL,
             PRIMARY KEY (resource_type, id, version_id))""",
         "CREATE INDEX IF NOT EXISTS resources_type_seq ON resources (resource_type, seq)",
-        "CREATE INDEX IF NOT EXISTS resources_type_updated ON resources (resource_type, last_updated)",
+        "CREATE INDEX IF NOT EXISTS resources_type_updated "
+        "ON resources (resource_type, last_updated)",
         "CREATE INDEX IF NOT EXISTS versions_seq ON resource_versions (seq)",
         "CREATE INDEX IF NOT EXISTS versions_type_seq ON resource_versions (resource_type, seq)",
     ]
