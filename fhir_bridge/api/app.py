@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import APIRouter, Depends, FastAPI
+from fastapi import Depends, FastAPI
 
 from fhir_bridge import __version__
 from fhir_bridge.api import handlers
@@ -42,11 +42,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.capability = capability_statement("", {}, system_interactions=("history-system",))
+    app.state.capability = capability_statement("", {})
     handlers.install(app)
-    fhir = APIRouter(prefix="/fhir", dependencies=[Depends(negotiate)])
-    fhir.include_router(metadata.router)
-    fhir.include_router(system.router)
-    fhir.include_router(resources.router)
-    app.include_router(fhir)
+    for module in (metadata, system, resources):  # order matters: literal paths first
+        app.include_router(module.router, prefix="/fhir", dependencies=[Depends(negotiate)])
     return app

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Header, Query
 from starlette.responses import Response
 
-from fhir_bridge.api.deps import base_url, context
+from fhir_bridge.api.deps import base_url, context, json_body
+from fhir_bridge.api.handlers import status_for
 from fhir_bridge.api.responses import FHIRResponse
-from fhir_bridge.services import history
+from fhir_bridge.services import bundles, history
 from fhir_bridge.services.context import ServiceContext
 
 router = APIRouter()
@@ -26,3 +27,13 @@ def system_history(
 ) -> Response:
     body = history.history(ctx, base, None, None, since, count, cursor, summary == "count")
     return FHIRResponse(body)
+
+
+@router.post("")
+def transaction_or_batch(
+    body: Annotated[Any, Depends(json_body)],
+    ctx: Annotated[ServiceContext, Depends(context)],
+    base: Annotated[str, Depends(base_url)],
+    prefer: Annotated[str | None, Header()] = None,
+) -> Response:
+    return FHIRResponse(bundles.process(ctx, body, base, status_for, prefer))

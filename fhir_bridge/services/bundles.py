@@ -1,0 +1,321 @@
+"""Transaction and batch Bundles posted to the base: https://hl7.org/fhir/R4/http.html#transaction.
+
+A transaction runs in one store session: every entry commits or none does. Entries are
+processed DELETE, POST, PUT, then GET, as the spec orders them; `urn:uuid:` fullUrls and
+conditional references (`Patient?identifier=...`) are resolved first and every reference to
+them is rewritten. A batch processes each entry on its own and reports per entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from fhir_bridge.domain.issues import Issue
+from fhir_bridge.errors import (
+    FHIRBridgeError,
+    InvalidRequestError,
+    PayloadTooLargeError,
+    PreconditionFailedError,
+    ResourceGoneError,
+    ResourceNotFoundError,
+)
+from fhir_bridge.services import bundle_json, resources
+from fhir_bridge.services.context import ServiceContext
+from fhir_bridge.store import search as store_search
+from fhir_bridge.store.base import StoredResource, StoreSession
+
+StatusFor = Callable[[FHIRBridgeError], int]
+_ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "GET": 3}
+_STATUS_TEXT = {200: "200 OK", 201: "201 Created", 204: "204 No Content"}
+
+
+@dataclass
+class _Request:
+    index: int
+    method: str
+    url: str
+    resource_type: str
+    resource_id: str | None
+    query: str | None
+    resource: dict[str, Any] | None
+    full_url: str | None
+    if_none_exist: str | None
+    if_match: str | None
+
+
+def process(
+    ctx: ServiceContext, bundle: Any, base: str, status_for: StatusFor, prefer: str | None = None
+) -> bytes:
+    """Run a posted transaction or batch Bundle; returns the response Bundle's bytes."""
+    if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+        raise InvalidRequestError(
+            "POST to the base takes a Bundle", expression="resourceType", code="structure"
+        )
+    kind = bundle.get("type")
+    if kind not in ("transaction", "batch"):
+        raise InvalidRequestError(
+            f"Bundle.type must be transaction or batch, not '{kind}'", expression="Bundle.type"
+        )
+    entries = bundle.get("entry") or []
+    if not isinstance(entries, list):
+        raise InvalidRequestError("Bundle.entry must be an array", expression="Bundle.entry")
+    if len(entries) > ctx.max_bundle_entries:
+        raise PayloadTooLargeError(
+            f"The Bundle has {len(entries)} entries; the limit is {ctx.max_bundle_entries}",
+            expression="Bundle.entry",
+        )
+    minimal = bool(prefer) and "return=minimal" in (prefer or "")
+    if kind == "transaction":
+        requests = [_parse_entry(i, e) for i, e in enumerate(entries)]
+        return _transaction(ctx, requests, base, minimal)
+    return _batch(ctx, entries, base, status_for, minimal)
+
+
+def _parse_entry(index: int, entry: Any) -> _Request:
+    where = f"Bundle.entry[{index}]"
+    if not isinstance(entry, dict):
+        raise InvalidRequestError("A Bundle entry must be an object", expression=where)
+    request = entry.get("request")
+    if not isinstance(request, dict) or not request.get("method") or not request.get("url"):
+        raise InvalidRequestError(
+            "Each entry needs request.method and request.url",
+            code="required",
+            expression=f"{where}.request",
+        )
+    method = str(request["method"]).upper()
+    if method not in _ORDER:
+        raise InvalidRequestError(
+            f"Method '{method}' is not supported in a Bundle", expression=f"{where}.request.method"
+        )
+    url = str(request["url"]).lstrip("/")
+    path, _, query = url.partition("?")
+    parts = path.split("/")
+    resource_type = parts[0]
+    resources.check_type(resource_type) if resource_type else None
+    resource = entry.get("resource")
+    if method in ("POST", "PUT"):
+        if not isinstance(resource, dict):
+            raise InvalidRequestError(
+                f"A {method} entry needs a resource",
+                code="required",
+                expression=f"{where}.resource",
+            )
+        if resource.get("resourceType") != resource_type:
+            raise InvalidRequestError(
+                f"resourceType '{resource.get('resourceType')}' does not match the request url",
+                expression=f"{where}.resource.resourceType",
+            )
+    return _Request(
+        index=index,
+        method=method,
+        url=url,
+        resource_type=resource_type,
+        resource_id=parts[1] if len(parts) > 1 and parts[1] else None,
+        query=query or None,
+        resource=dict(resource) if isinstance(resource, dict) else None,
+        full_url=entry.get("fullUrl"),
+        if_none_exist=request.get("ifNoneExist"),
+        if_match=request.get("ifMatch"),
+    )
+
+
+def _transaction(ctx: ServiceContext, requests: list[_Request], base: str, minimal: bool) -> bytes:
+    _check_unique_full_urls(requests)
+    results: dict[int, bundle_json.Entry] = {}
+    with ctx.store.session(write=True) as session:
+        aliases = _resolve_identities(session, requests)
+        for request in requests:
+            if request.resource is not None:
+                request.resource = _rewrite_references(session, request, aliases)
+        for request in sorted(requests, key=lambda r: (_ORDER[r.method], r.index)):
+            try:
+                results[request.index] = _run(ctx, session, request, base, minimal)
+            except FHIRBridgeError as exc:
+                raise type(exc)(issues=_locate(exc.issues, request.index)) from exc
+    return bundle_json.build("transaction-response", [results[i] for i in sorted(results)])
+
+
+def _batch(
+    ctx: ServiceContext, entries: list[Any], base: str, status_for: StatusFor, minimal: bool
+) -> bytes:
+    results = []
+    for index, entry in enumerate(entries):
+        try:
+            request = _parse_entry(index, entry)
+            with ctx.store.session(write=request.method != "GET") as session:
+                _resolve_identities(session, [request])
+                if request.resource is not None:
+                    request.resource = _rewrite_references(session, request, {})
+                results.append(_run(ctx, session, request, base, minimal))
+        except FHIRBridgeError as exc:
+            status = status_for(exc)
+            outcome = {
+                "resourceType": "OperationOutcome",
+                "issue": [i.to_fhir() for i in exc.issues],
+            }
+            results.append(
+                bundle_json.Entry(
+                    None,
+                    extra={"response": {"status": str(status), "outcome": outcome}},
+                )
+            )
+    return bundle_json.build("batch-response", results)
+
+
+def _check_unique_full_urls(requests: list[_Request]) -> None:
+    seen: set[str] = set()
+    for request in requests:
+        if request.full_url:
+            if request.full_url in seen:
+                raise InvalidRequestError(
+                    f"fullUrl '{request.full_url}' appears more than once",
+                    expression=f"Bundle.entry[{request.index}].fullUrl",
+                )
+            seen.add(request.full_url)
+
+
+def _resolve_identities(session: StoreSession, requests: list[_Request]) -> dict[str, str]:
+    """fullUrl → `Type/id` for every entry that creates or updates, before anything is written."""
+    aliases: dict[str, str] = {}
+    for request in requests:
+        if request.resource is None:
+            continue
+        if request.method == "POST":
+            match = _single_match(session, request, request.if_none_exist)
+            request.resource_id = match or resources.new_id()
+            request.if_none_exist = None if match is None else request.if_none_exist
+        elif request.query:  # conditional update
+            match = _single_match(session, request, request.query)
+            request.resource_id = match or request.resource.get("id") or resources.new_id()
+        if request.full_url and request.resource_id:
+            aliases[request.full_url] = f"{request.resource_type}/{request.resource_id}"
+    return aliases
+
+
+def _single_match(session: StoreSession, request: _Request, query: str | None) -> str | None:
+    if not query:
+        return None
+    matches = store_search.find_ids(session.execute, session.dialect, request.resource_type, query)
+    if len(matches) > 1:
+        raise PreconditionFailedError(
+            f"The condition '{query}' matched {len(matches)} resources",
+            code="multiple-matches",
+            expression=f"Bundle.entry[{request.index}].request",
+        )
+    return matches[0] if matches else None
+
+
+def _rewrite_references(
+    session: StoreSession, request: _Request, aliases: dict[str, str]
+) -> dict[str, Any]:
+    def rewrite(node: Any) -> Any:
+        if isinstance(node, dict):
+            out = {k: rewrite(v) for k, v in node.items()}
+            ref = node.get("reference")
+            if isinstance(ref, str):
+                if ref in aliases:
+                    out["reference"] = aliases[ref]
+                elif "?" in ref and not ref.startswith(("http://", "https://", "urn:")):
+                    out["reference"] = _conditional_reference(session, request, ref)
+            return out
+        if isinstance(node, list):
+            return [rewrite(item) for item in node]
+        return node
+
+    assert request.resource is not None
+    rewritten: dict[str, Any] = rewrite(request.resource)
+    return rewritten
+
+
+def _conditional_reference(session: StoreSession, request: _Request, ref: str) -> str:
+    resource_type, _, query = ref.partition("?")
+    resources.check_type(resource_type)
+    matches = store_search.find_ids(session.execute, session.dialect, resource_type, query)
+    if len(matches) != 1:
+        raise PreconditionFailedError(
+            f"Conditional reference '{ref}' matched {len(matches)} resources, not one",
+            code="multiple-matches" if matches else "not-found",
+            expression=f"Bundle.entry[{request.index}].resource",
+        )
+    return f"{resource_type}/{matches[0]}"
+
+
+def _run(
+    ctx: ServiceContext, session: StoreSession, request: _Request, base: str, minimal: bool
+) -> bundle_json.Entry:
+    if request.method == "DELETE":
+        if request.resource_id:
+            resources.delete_in(session, request.resource_type, request.resource_id)
+        else:
+            for match in store_search.find_ids(
+                session.execute, session.dialect, request.resource_type, request.query or ""
+            ):
+                session.delete(request.resource_type, match)
+        return bundle_json.Entry(None, extra={"response": {"status": "204 No Content"}})
+    if request.method == "GET":
+        return _get(session, request, base)
+    assert request.resource is not None
+    if request.method == "POST":
+        if request.if_none_exist:  # matched an existing resource: nothing is created
+            existing = session.read(request.resource_type, request.resource_id or "")
+            assert existing is not None
+            return _written(existing, base, 200, minimal)
+        resources.validate_for_write(ctx, request.resource)
+        stored = session.put({**request.resource, "id": request.resource_id}, "POST")
+        return _written(stored, base, 201, minimal)
+    body_id = request.resource.get("id")
+    if request.resource_id and body_id and body_id != request.resource_id and not request.query:
+        raise InvalidRequestError(
+            f"id '{body_id}' does not match the request url", expression="Bundle.entry.resource.id"
+        )
+    resource = {**request.resource, "id": request.resource_id or body_id}
+    if not resource["id"]:
+        raise InvalidRequestError("A PUT entry needs an id in its url", expression="request.url")
+    stored, created = resources.update_in(ctx, session, resource, request.if_match)
+    return _written(stored, base, 201 if created else 200, minimal)
+
+
+def _get(session: StoreSession, request: _Request, base: str) -> bundle_json.Entry:
+    if not request.resource_id:
+        raise InvalidRequestError(
+            "Searches inside a Bundle are not supported; read by id", code="not-supported"
+        )
+    stored = session.read(request.resource_type, request.resource_id)
+    if stored is None:
+        raise ResourceNotFoundError(f"{request.resource_type}/{request.resource_id} is not known")
+    if stored.deleted:
+        raise ResourceGoneError(f"{request.resource_type}/{request.resource_id} has been deleted")
+    return _written(stored, base, 200, False)
+
+
+def _written(stored: StoredResource, base: str, status: int, minimal: bool) -> bundle_json.Entry:
+    url = f"{stored.resource_type}/{stored.id}"
+    response = {
+        "status": _STATUS_TEXT[status],
+        "etag": f'W/"{stored.version_id}"',
+        "lastModified": stored.last_updated,
+    }
+    if status == 201:
+        response["location"] = f"{url}/_history/{stored.version_id}"
+    return bundle_json.Entry(
+        f"{base}/{url}", None if minimal else stored.data, extra={"response": response}
+    )
+
+
+def _locate(issues: list[Issue], index: int) -> list[Issue]:
+    """Prefix each issue's path with the entry it came from: the client must know which one."""
+    where = f"Bundle.entry[{index}]"
+    located = []
+    for issue in issues:
+        expression = issue.expression
+        if expression and expression.startswith("Bundle.entry"):
+            pass
+        elif expression and expression[:1].isupper():
+            _, dot, rest = expression.partition(".")
+            expression = f"{where}.resource{dot}{rest}"
+        else:
+            expression = f"{where}.{expression}" if expression else where
+        located.append(Issue(issue.severity, issue.code, issue.diagnostics, expression))
+    return located

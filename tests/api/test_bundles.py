@@ -1,0 +1,140 @@
+"""Transaction and batch Bundles through the API, on both databases."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from fhir_bridge.api.app import create_app
+from fhir_bridge.config import Settings
+
+FHIR = {"Content-Type": "application/fhir+json"}
+MRN = {"system": "http://hospital.example/mrn", "value": "MRN-7"}
+
+
+def patient_entry(full_url: str = "urn:uuid:p1", **request: Any) -> dict[str, Any]:
+    return {
+        "fullUrl": full_url,
+        "resource": {"resourceType": "Patient", "identifier": [MRN]},
+        "request": {"method": "POST", "url": "Patient", **request},
+    }
+
+
+def observation_entry(subject: str = "urn:uuid:p1", value: Any = 31) -> dict[str, Any]:
+    return {
+        "fullUrl": "urn:uuid:o1",
+        "resource": {
+            "resourceType": "Observation",
+            "status": "final",
+            "code": {"text": "MADRS total"},
+            "subject": {"reference": subject},
+            "valueInteger": value,
+        },
+        "request": {"method": "POST", "url": "Observation"},
+    }
+
+
+def transaction(*entries: dict[str, Any]) -> dict[str, Any]:
+    return {"resourceType": "Bundle", "type": "transaction", "entry": list(entries)}
+
+
+def total(client: TestClient) -> int:
+    count: int = client.get("/fhir/_history?_summary=count").json()["total"]
+    return count
+
+
+def test_transaction_rewrites_urn_uuid_references(client: TestClient) -> None:
+    response = client.post("/fhir", json=transaction(patient_entry(), observation_entry()))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["type"] == "transaction-response"
+    patient, observation = (e["resource"] for e in body["entry"])
+    assert observation["subject"]["reference"] == f"Patient/{patient['id']}"
+    assert [e["response"]["status"] for e in body["entry"]] == ["201 Created", "201 Created"]
+
+
+def test_transaction_failing_in_its_last_entry_stores_nothing(client: TestClient) -> None:
+    bad = observation_entry(value="not a number")
+    response = client.post("/fhir", json=transaction(patient_entry(), bad))
+    assert response.status_code == 422
+    issue = response.json()["issue"][0]
+    assert issue["expression"] == ["Bundle.entry[1].resource.valueInteger"]
+    assert total(client) == 0
+
+
+def test_retried_transaction_with_if_none_exist_creates_nothing_new(client: TestClient) -> None:
+    bundle = transaction(
+        patient_entry(ifNoneExist="identifier=http://hospital.example/mrn|MRN-7"),
+    )
+    first = client.post("/fhir", json=bundle).json()
+    retry = client.post("/fhir", json=bundle).json()
+    assert retry["entry"][0]["response"]["status"] == "200 OK"
+    assert retry["entry"][0]["resource"]["id"] == first["entry"][0]["resource"]["id"]
+    assert total(client) == 1
+
+
+def test_conditional_reference_is_resolved(client: TestClient) -> None:
+    client.post(
+        "/fhir/Patient", json={"resourceType": "Patient", "identifier": [MRN]}, headers=FHIR
+    )
+    ref = "Patient?identifier=http://hospital.example/mrn|MRN-7"
+    body = client.post("/fhir", json=transaction(observation_entry(subject=ref))).json()
+    assert body["entry"][0]["resource"]["subject"]["reference"].startswith("Patient/")
+
+
+def test_transaction_runs_deletes_before_creates(client: TestClient) -> None:
+    created = client.post("/fhir/Patient", json={"resourceType": "Patient"}, headers=FHIR).json()
+    bundle = transaction(
+        patient_entry(),
+        {"request": {"method": "DELETE", "url": f"Patient/{created['id']}"}},
+    )
+    body = client.post("/fhir", json=bundle).json()
+    # response entries keep the request order even though the DELETE ran first
+    assert [e["response"]["status"] for e in body["entry"]] == ["201 Created", "204 No Content"]
+    assert client.get(f"/fhir/Patient/{created['id']}").status_code == 410
+
+
+def test_duplicate_full_urls_are_refused(client: TestClient) -> None:
+    response = client.post("/fhir", json=transaction(patient_entry(), patient_entry()))
+    assert response.status_code == 400
+    assert response.json()["issue"][0]["expression"] == ["Bundle.entry[1].fullUrl"]
+
+
+def test_batch_reports_each_entry(client: TestClient) -> None:
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [
+            {
+                "resource": {"resourceType": "Patient"},
+                "request": {"method": "POST", "url": "Patient"},
+            },
+            {"request": {"method": "GET", "url": "Patient/missing"}},
+            {
+                "resource": {"resourceType": "Patient", "gender": 1},
+                "request": {"method": "POST", "url": "Patient"},
+            },
+        ],
+    }
+    body = client.post("/fhir", json=bundle).json()
+    assert body["type"] == "batch-response"
+    statuses = [e["response"]["status"] for e in body["entry"]]
+    assert statuses == ["201 Created", "404", "422"]
+    assert body["entry"][1]["response"]["outcome"]["issue"][0]["code"] == "not-found"
+    assert total(client) == 1
+
+
+def test_too_many_entries_is_413(database_url: str) -> None:
+    settings = Settings(database_url=database_url, max_bundle_entries=2)
+    with TestClient(create_app(settings)) as client:
+        entries = [patient_entry(f"urn:uuid:{n}") for n in range(3)]
+        response = client.post("/fhir", json=transaction(*entries))
+        assert response.status_code == 413
+        assert response.json()["issue"][0]["code"] == "too-costly"
+
+
+def test_posting_a_non_bundle_to_the_base_is_400(client: TestClient) -> None:
+    response = client.post("/fhir", json={"resourceType": "Patient"}, headers=FHIR)
+    assert response.status_code == 400
+    assert response.json()["issue"][0]["expression"] == ["resourceType"]
