@@ -18,6 +18,23 @@ from fhir_bridge.services.context import ServiceContext
 JSON_TYPES = ("application/fhir+json", "application/json", "application/json+fhir")
 _FORMAT_ALIASES = {"json", *JSON_TYPES}
 
+# Bodies are read raw (parsed once with orjson), so their shape is declared for OpenAPI here.
+RESOURCE_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            media: {
+                "schema": {
+                    "type": "object",
+                    "required": ["resourceType"],
+                    "properties": {"resourceType": {"type": "string"}},
+                }
+            }
+            for media in ("application/fhir+json", "application/json")
+        },
+    }
+}
+
 
 def context(request: Request) -> ServiceContext:
     ctx: ServiceContext = request.app.state.context

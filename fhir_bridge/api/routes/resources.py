@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Query, Request
 from starlette.responses import Response
 
-from fhir_bridge.api.deps import base_url, context, json_body
+from fhir_bridge.api.deps import RESOURCE_BODY, base_url, context, json_body
 from fhir_bridge.api.responses import FHIRResponse, resource_response
 from fhir_bridge.services import history, resources
 from fhir_bridge.services.context import ServiceContext
@@ -28,7 +28,7 @@ def _supported(resource_type: str) -> str:
 Type = Annotated[str, Depends(_supported)]
 
 
-@router.post("/{resource_type}", status_code=201)
+@router.post("/{resource_type}", status_code=201, openapi_extra=RESOURCE_BODY)
 def create(
     resource_type: Type,
     body: Body,
@@ -61,7 +61,7 @@ def read(resource_type: Type, resource_id: str, ctx: Ctx, base: Base) -> Respons
     return resource_response(resources.read(ctx, resource_type, resource_id), base)
 
 
-@router.put("/{resource_type}/{resource_id}")
+@router.put("/{resource_type}/{resource_id}", openapi_extra=RESOURCE_BODY)
 def update(
     resource_type: Type,
     resource_id: str,
@@ -76,7 +76,7 @@ def update(
     return resource_response(stored, base, 201 if created else 200, prefer, location=created)
 
 
-@router.put("/{resource_type}")
+@router.put("/{resource_type}", openapi_extra=RESOURCE_BODY)
 def conditional_update(
     resource_type: Type, request: Request, body: Body, ctx: Ctx, base: Base, prefer: Prefer = None
 ) -> Response:

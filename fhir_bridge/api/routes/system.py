@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Query
 from starlette.responses import Response
 
-from fhir_bridge.api.deps import base_url, context, json_body
+from fhir_bridge.api.deps import RESOURCE_BODY, base_url, context, json_body
 from fhir_bridge.api.handlers import status_for
 from fhir_bridge.api.responses import FHIRResponse
 from fhir_bridge.services import bundles, history
@@ -29,7 +29,7 @@ def system_history(
     return FHIRResponse(body)
 
 
-@router.post("")
+@router.post("", openapi_extra=RESOURCE_BODY)
 def transaction_or_batch(
     body: Annotated[Any, Depends(json_body)],
     ctx: Annotated[ServiceContext, Depends(context)],
