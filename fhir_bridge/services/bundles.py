@@ -262,8 +262,8 @@ def _run(
             existing = session.read(request.resource_type, request.resource_id or "")
             assert existing is not None
             return _written(existing, base, 200, minimal)
-        resources.validate_for_write(ctx, request.resource)
-        stored = session.put({**request.resource, "id": request.resource_id}, "POST")
+        resource = {**request.resource, "id": request.resource_id}
+        stored = resources.write(ctx, session, resource, "POST")
         return _written(stored, base, 201, minimal)
     body_id = request.resource.get("id")
     if request.resource_id and body_id and body_id != request.resource_id and not request.query:

@@ -10,14 +10,19 @@ from fhir_bridge.domain.issues import Issue
 from fhir_bridge.store.base import ResourceStore
 
 WriteCheck = Callable[[dict[str, Any]], list[Issue]]
+Transform = Callable[[dict[str, Any]], dict[str, Any]]
+Derivation = Callable[[dict[str, Any]], list[dict[str, Any]]]
 
 
 @dataclass
 class ServiceContext:
     store: ResourceStore
+    # Applied in this order to every resource written: transforms (e.g. local codes translated
+    # through ConceptMaps), checks (errors refuse the write), then derivations, whose resources
+    # (e.g. score Observations from a QuestionnaireResponse) are written in the same transaction.
+    transforms: list[Transform] = field(default_factory=list)
     write_checks: list[WriteCheck] = field(default_factory=list)
-    # Hooks that derive more resources from a written one inside the same transaction
-    # (e.g. score Observations from a QuestionnaireResponse).
+    derivations: list[Derivation] = field(default_factory=list)
     default_page_size: int = 20
     max_page_size: int = 1000
     max_bundle_entries: int = 10_000

@@ -82,6 +82,22 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
+def write(
+    ctx: ServiceContext, session: StoreSession, resource: dict[str, Any], method: str
+) -> StoredResource:
+    """Transform, check, store, then store what derives from it: all in the caller's session."""
+    for transform in ctx.transforms:
+        resource = transform(resource)
+    validate_for_write(ctx, resource)
+    stored = session.put(resource, method)
+    for derive in ctx.derivations:
+        for derived in derive(resource):
+            validate_for_write(ctx, derived)
+            existing = session.read(derived["resourceType"], derived["id"])
+            session.put(derived, "PUT" if existing and not existing.deleted else "POST")
+    return stored
+
+
 def create_in(
     ctx: ServiceContext,
     session: StoreSession,
@@ -106,9 +122,7 @@ def create_in(
             existing = session.read(resource_type, matches[0])
             assert existing is not None
             return existing, False
-    validate_for_write(ctx, resource)
-    resource = {**resource, "id": new_id()}
-    return session.put(resource, "POST"), True
+    return write(ctx, session, {**resource, "id": new_id()}, "POST"), True
 
 
 def create(
@@ -184,9 +198,8 @@ def update_in(
                 f"If-Match expected version {expected} of {resource_type}/{resource_id} "
                 f"but the server has {have}"
             )
-    validate_for_write(ctx, resource)
     created = current is None or current.deleted
-    return session.put(resource, "POST" if created else "PUT"), created
+    return write(ctx, session, resource, "POST" if created else "PUT"), created
 
 
 def update(
