@@ -1,0 +1,475 @@
+"""FHIR search requests: query parameters parsed into a plain SearchRequest, and value rules.
+
+https://hl7.org/fhir/R4/search.html — repeated names are AND, commas inside a value are OR.
+Dates are ranges in epoch seconds [low, high); values without a zone are read as UTC.
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from urllib.parse import parse_qsl
+
+from fhir_bridge.domain.fhir import SUPPORTED_TYPES
+from fhir_bridge.domain.search_parameters import SearchParameter, search_parameter
+from fhir_bridge.errors import InvalidRequestError
+
+PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
+MIN_TIME = -62135596800.0  # 0001-01-01T00:00:00Z: open start of a Period
+MAX_TIME = 253402300800.0  # 10000-01-01T00:00:00Z: open end of a Period
+# Handled by the API layer (format, pretty printing); accepted here, never "unknown".
+PASSTHROUGH = frozenset({"_format", "_pretty"})
+SUMMARY_VALUES = ("true", "text", "data", "count", "false")
+TOTAL_VALUES = ("none", "estimate", "accurate")
+ID_PARAMETER = SearchParameter("Resource", "_id", "token", "Resource.id")
+SORTABLE = frozenset({"date", "string", "token", "number", "quantity", "uri"})
+MODIFIERS = {
+    "token": frozenset({"not", "text"}),
+    "string": frozenset({"exact", "contains"}),
+    "uri": frozenset({"below", "above"}),
+    "reference": frozenset(),  # plus a target type name
+    "date": frozenset(),
+    "number": frozenset(),
+    "quantity": frozenset(),
+}
+
+_DATE = re.compile(
+    r"(\d{4})(?:-(\d{2})(?:-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(\.\d+)?)?"
+    r"(Z|[+-]\d{2}:\d{2})?)?)?)?"
+)
+
+
+def normalize_string(value: str) -> str:
+    """Case- and accent-insensitive form used for string search (index and query alike)."""
+    decomposed = unicodedata.normalize("NFKD", value)
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold().strip()
+
+
+def date_range(value: str) -> tuple[float, float]:
+    """[low, high) in epoch seconds of a FHIR date/dateTime/instant at its precision.
+
+    https://hl7.org/fhir/R4/search.html#date — `2025-03` is the whole month.
+    Raises ValueError for text that is not a date.
+    """
+    match = _DATE.fullmatch(value.strip())
+    if not match:
+        raise ValueError(f"not a date: {value!r}")
+    year, month, day, hour, minute, second, fraction, zone = match.groups()
+    y = int(year)
+    if month is None:
+        return _epoch(y, 1, 1), _epoch(y + 1, 1, 1)
+    m = int(month)
+    if day is None:
+        next_year, next_month = (y + 1, 1) if m == 12 else (y, m + 1)
+        _epoch(y, m, 1)  # validates the month
+        return _epoch(y, m, 1), _epoch(next_year, next_month, 1)
+    d = int(day)
+    if hour is None:
+        low = _epoch(y, m, d)
+        return low, low + 86400.0
+    offset = 0.0
+    if zone and zone != "Z":
+        sign = 1 if zone[0] == "+" else -1
+        offset = sign * (int(zone[1:3]) * 3600 + int(zone[4:6]) * 60)
+    low = _epoch(y, m, d, int(hour), int(minute), int(second or 0)) - offset
+    if second is None:
+        return low, low + 60.0
+    if fraction:
+        return low + float(fraction), low + float(fraction) + 10.0 ** -(len(fraction) - 1)
+    return low, low + 1.0
+
+
+def _epoch(year: int, month: int, day: int, hour: int = 0, minute: int = 0, sec: int = 0) -> float:
+    if year > 9999:
+        return MAX_TIME
+    if not 1 <= month <= 12 or not 1 <= day <= calendar.monthrange(year, month)[1]:
+        raise ValueError("date out of range")
+    if hour > 24 or minute > 59 or sec > 60:
+        raise ValueError("time out of range")
+    return datetime(year, month, day, tzinfo=UTC).timestamp() + hour * 3600 + minute * 60 + sec
+
+
+def number_range(text: str) -> tuple[float, float, float]:
+    """(value, low, high): the implicit range of a number's significant digits.
+
+    https://hl7.org/fhir/R4/search.html#number — `100` matches [99.5, 100.5).
+    """
+    number = Decimal(text)
+    if not number.is_finite():
+        raise InvalidOperation(text)
+    half = Decimal(5).scaleb(number.as_tuple().exponent - 1)  # type: ignore[operator]
+    return float(number), float(number - half), float(number + half)
+
+
+@dataclass(frozen=True, slots=True)
+class SearchValue:
+    """One alternative of a parameter value; which fields are set depends on the type."""
+
+    raw: str
+    prefix: str = "eq"
+    system: str | None = None  # token/quantity system; "" = must have none; None = any
+    code: str | None = None  # token code, quantity code or unit
+    text: str | None = None  # normalised string (string, token :text)
+    low: float | None = None  # date range, or number implicit range
+    high: float | None = None
+    number: float | None = None
+    target_type: str | None = None  # reference
+    target_id: str | None = None
+    url: str | None = None  # absolute or canonical reference
+    version: str | None = None  # canonical `url|version`
+
+
+@dataclass(frozen=True, slots=True)
+class ParamCriterion:
+    """`name[:modifier]=v1,v2` on `resource_type`: a match for any of the values."""
+
+    resource_type: str
+    name: str
+    type: str
+    modifier: str | None
+    values: tuple[SearchValue, ...]
+    missing: bool | None = None  # set for :missing
+
+
+@dataclass(frozen=True, slots=True)
+class ChainCriterion:
+    """`name[:Type].rest=v`: the reference `name` points to a resource matching `inner`."""
+
+    resource_type: str
+    name: str
+    targets: tuple[tuple[str, Criterion], ...]  # (target type, criterion on that type)
+
+
+@dataclass(frozen=True, slots=True)
+class HasCriterion:
+    """`_has:Source:param:rest=v`: some Source whose `param` points here matches `inner`."""
+
+    resource_type: str
+    source_type: str
+    source_param: str
+    inner: Criterion
+
+
+Criterion = ParamCriterion | ChainCriterion | HasCriterion
+
+
+@dataclass(frozen=True, slots=True)
+class Include:
+    """`_include=Source:param[:Target]` or `_revinclude=...`; `iterate` for `:iterate`."""
+
+    source_type: str
+    param: str | None  # None for `*`
+    target_type: str | None = None
+    iterate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SortKey:
+    name: str
+    type: str
+    descending: bool = False
+
+
+@dataclass(slots=True)
+class SearchRequest:
+    """A parsed type-level search; `unknown` holds parameters this server does not support."""
+
+    resource_type: str
+    criteria: list[Criterion] = field(default_factory=list)
+    includes: list[Include] = field(default_factory=list)
+    revincludes: list[Include] = field(default_factory=list)
+    sort: list[SortKey] = field(default_factory=list)
+    count: int | None = None
+    offset: int = 0
+    cursor: str | None = None
+    summary: str | None = None
+    total: str | None = None
+    elements: list[str] = field(default_factory=list)
+    unknown: list[tuple[str, str]] = field(default_factory=list)
+
+
+def split_escaped(text: str, separator: str, limit: int = -1) -> list[str]:
+    """Split on `separator` not preceded by a backslash, then undo `\\,` `\\|` `\\$` `\\\\`."""
+    parts: list[str] = []
+    current: list[str] = []
+    index = 0
+    while index < len(text):
+        char = text[index]
+        if char == "\\" and index + 1 < len(text):
+            current.append(text[index : index + 2])
+            index += 2
+            continue
+        if char == separator and (limit < 0 or len(parts) < limit):
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+        index += 1
+    parts.append("".join(current))
+    return parts
+
+
+def unescape(text: str) -> str:
+    return re.sub(r"\\([,|$\\])", r"\1", text)
+
+
+def parse_query_string(query: str) -> list[tuple[str, str]]:
+    """`a=1&b=2` (percent-decoded) as name/value pairs, order kept."""
+    return parse_qsl(query.lstrip("?"), keep_blank_values=True)
+
+
+def _invalid(message: str, name: str) -> InvalidRequestError:
+    return InvalidRequestError(message, expression=name, code="invalid")
+
+
+def _not_supported(message: str, name: str) -> InvalidRequestError:
+    return InvalidRequestError(message, expression=name, code="not-supported")
+
+
+def _definition(resource_type: str, code: str) -> SearchParameter | None:
+    if code == "_id":
+        return ID_PARAMETER
+    return search_parameter(resource_type, code)
+
+
+def _targets(definition: SearchParameter) -> tuple[str, ...]:
+    if "*" in definition.targets:
+        return SUPPORTED_TYPES
+    return tuple(t for t in definition.targets if t in SUPPORTED_TYPES)
+
+
+def parse_search(resource_type: str, params: Sequence[tuple[str, str]]) -> SearchRequest:
+    """Parse type-level search parameters into a SearchRequest.
+
+    https://hl7.org/fhir/R4/search.html — unknown parameters land in `request.unknown`;
+    malformed values raise InvalidRequestError naming the parameter in `expression`.
+    """
+    request = SearchRequest(resource_type)
+    for name, value in params:
+        if name in PASSTHROUGH:
+            continue
+        if name.startswith("_") and _result_parameter(request, name, value):
+            continue
+        criterion = parse_criterion(resource_type, name, value)
+        if criterion is None:
+            request.unknown.append((name, value))
+        else:
+            request.criteria.append(criterion)
+    return request
+
+
+def _result_parameter(request: SearchRequest, name: str, value: str) -> bool:
+    """Apply a result parameter (_count, _sort...); False when `name` is not one."""
+    base, _, modifier = name.partition(":")
+    if base == "_count" or base == "_offset":
+        if not value.isdigit():
+            raise _invalid(f"{base} must be a non-negative integer", name)
+        if base == "_count":
+            request.count = int(value)
+        else:
+            request.offset = int(value)
+    elif base == "_cursor":
+        request.cursor = value
+    elif base == "_summary":
+        if value not in SUMMARY_VALUES:
+            raise _invalid(f"_summary must be one of {', '.join(SUMMARY_VALUES)}", name)
+        request.summary = value
+    elif base == "_total":
+        if value not in TOTAL_VALUES:
+            raise _invalid(f"_total must be one of {', '.join(TOTAL_VALUES)}", name)
+        request.total = value
+    elif base == "_elements":
+        request.elements.extend(v.strip() for v in value.split(",") if v.strip())
+    elif base == "_sort":
+        request.sort.extend(_sort_keys(request.resource_type, value, name))
+    elif base in ("_include", "_revinclude"):
+        if modifier not in ("", "iterate", "recurse"):
+            raise _not_supported(f"Unsupported modifier on {base}", name)
+        include = _include(value, modifier != "", name, reverse=base == "_revinclude")
+        (request.includes if base == "_include" else request.revincludes).append(include)
+    else:
+        return False
+    return True
+
+
+def _sort_keys(resource_type: str, value: str, name: str) -> list[SortKey]:
+    keys = []
+    for item in (v.strip() for v in value.split(",")):
+        if not item:
+            continue
+        descending = item.startswith("-")
+        code = item.lstrip("-")
+        if code in ("_id", "_lastUpdated"):
+            keys.append(SortKey(code, "special", descending))
+            continue
+        definition = search_parameter(resource_type, code)
+        if definition is None or definition.type not in SORTABLE:
+            raise _not_supported(f"Cannot sort {resource_type} by '{code}'", name)
+        keys.append(SortKey(code, definition.type, descending))
+    return keys
+
+
+def _include(value: str, iterate: bool, name: str, reverse: bool) -> Include:
+    if value == "*":
+        return Include("*", None, None, iterate)
+    parts = value.split(":")
+    if len(parts) not in (2, 3) or parts[0] not in SUPPORTED_TYPES:
+        raise _invalid(f"{name} must be Type:parameter[:targetType]", name)
+    source, param = parts[0], parts[1]
+    target = parts[2] if len(parts) == 3 else None
+    if param != "*":
+        definition = search_parameter(source, param)
+        if definition is None or definition.type != "reference":
+            raise _invalid(f"'{param}' is not a reference parameter of {source}", name)
+    if target is not None and target not in SUPPORTED_TYPES:
+        raise _invalid(f"Unknown target type '{target}'", name)
+    return Include(source, None if param == "*" else param, target, iterate)
+
+
+def parse_criterion(resource_type: str, name: str, value: str) -> Criterion | None:
+    """One `name=value` filter on `resource_type`; None if the parameter is unknown."""
+    if name.startswith("_has:"):
+        return _has(resource_type, name, value)
+    head, dot, rest = name.partition(".")
+    code, _, modifier = head.partition(":")
+    definition = _definition(resource_type, code)
+    if definition is None or definition.type in ("composite", "special"):
+        return None
+    if dot:
+        return _chain(resource_type, definition, modifier, rest, value, name)
+    return _param(resource_type, definition, modifier or None, value, name)
+
+
+def _has(resource_type: str, name: str, value: str) -> Criterion | None:
+    parts = name.split(":", 3)
+    if len(parts) < 4 or not parts[3]:
+        raise _invalid("_has must be _has:Type:reference:parameter", name)
+    _, source_type, source_param, rest = parts
+    if source_type not in SUPPORTED_TYPES:
+        return None
+    definition = search_parameter(source_type, source_param)
+    if definition is None or definition.type != "reference":
+        return None
+    if resource_type not in _targets(definition):
+        raise _invalid(f"{source_type}.{source_param} cannot refer to {resource_type}", name)
+    inner = parse_criterion(source_type, rest, value)
+    if inner is None:
+        return None
+    return HasCriterion(resource_type, source_type, source_param, inner)
+
+
+def _chain(
+    resource_type: str,
+    definition: SearchParameter,
+    modifier: str,
+    rest: str,
+    value: str,
+    name: str,
+) -> Criterion | None:
+    if definition.type != "reference":
+        raise _invalid(f"Only reference parameters can be chained, not '{definition.code}'", name)
+    candidates = _targets(definition)
+    if modifier:
+        if modifier not in candidates:
+            raise _invalid(f"'{modifier}' is not a target of {definition.code}", name)
+        candidates = (modifier,)
+    first = rest.split(".", 1)[0].split(":", 1)[0]
+    targets = []
+    for target in candidates:
+        if first.startswith("_has") or _definition(target, first) is not None:
+            inner = parse_criterion(target, rest, value)
+            if inner is not None:
+                targets.append((target, inner))
+    if not targets:
+        return None
+    return ChainCriterion(resource_type, definition.code, tuple(targets))
+
+
+def _param(
+    resource_type: str,
+    definition: SearchParameter,
+    modifier: str | None,
+    value: str,
+    name: str,
+) -> ParamCriterion:
+    kind = definition.type
+    if modifier == "missing":
+        if value not in ("true", "false"):
+            raise _invalid(":missing takes true or false", name)
+        return ParamCriterion(resource_type, definition.code, kind, modifier, (), value == "true")
+    if modifier is not None:
+        allowed = MODIFIERS.get(kind, frozenset())
+        is_type = kind == "reference" and modifier in _targets(definition)
+        if modifier not in allowed and not is_type:
+            raise _not_supported(f"Modifier ':{modifier}' is not supported on '{name}'", name)
+    if value == "":
+        raise _invalid(f"Empty value for '{name}'", name)
+    values = tuple(
+        _value(definition, modifier, unescape(part) if kind != "token" else part, name)
+        for part in split_escaped(value, ",")
+    )
+    return ParamCriterion(resource_type, definition.code, kind, modifier, values)
+
+
+def _prefixed(text: str) -> tuple[str, str]:
+    if len(text) > 2 and text[:2] in PREFIXES and not text[2].isalpha():
+        return text[:2], text[2:]
+    return "eq", text
+
+
+def _value(definition: SearchParameter, modifier: str | None, raw: str, name: str) -> SearchValue:
+    kind = definition.type
+    if kind == "token":
+        if modifier == "text":
+            return SearchValue(raw, text=normalize_string(unescape(raw)))
+        if definition.code == "_id":
+            return SearchValue(raw, code=unescape(raw))
+        parts = split_escaped(raw, "|", 1)
+        if len(parts) == 1:
+            return SearchValue(raw, code=unescape(raw))
+        system, code = unescape(parts[0]), unescape(parts[1])
+        return SearchValue(raw, system=system, code=code or None)
+    if kind == "string":
+        return SearchValue(raw, text=normalize_string(raw))
+    if kind == "uri":
+        return SearchValue(raw, url=raw)
+    if kind == "date":
+        prefix, text = _prefixed(raw)
+        try:
+            low, high = date_range(text)
+        except ValueError:
+            raise _invalid(f"Invalid date '{raw}' for '{name}'", name) from None
+        return SearchValue(raw, prefix=prefix, low=low, high=high)
+    if kind in ("number", "quantity"):
+        prefix, text = _prefixed(raw)
+        parts = split_escaped(text, "|", 2) if kind == "quantity" else [text]
+        try:
+            number, low, high = number_range(parts[0])
+        except (InvalidOperation, ValueError):
+            raise _invalid(f"Invalid number '{raw}' for '{name}'", name) from None
+        unit_system = (unescape(parts[1]) or None) if len(parts) > 1 else None
+        unit = (unescape(parts[2]) or None) if len(parts) > 2 else None
+        return SearchValue(
+            raw, prefix=prefix, number=number, low=low, high=high, system=unit_system, code=unit
+        )
+    return _reference_value(definition, modifier, raw)
+
+
+def _reference_value(definition: SearchParameter, modifier: str | None, raw: str) -> SearchValue:
+    if "://" in raw or raw.startswith("urn:"):
+        url, _, version = raw.partition("|")
+        return SearchValue(raw, url=url, version=version or None)
+    parts = raw.split("/")
+    if len(parts) >= 2 and parts[-2] and parts[-2][0].isupper():
+        return SearchValue(raw, target_type=parts[-2], target_id=parts[-1])
+    if "_history" in parts:
+        index = parts.index("_history")
+        return SearchValue(raw, target_type=parts[index - 2], target_id=parts[index - 1])
+    targets = _targets(definition)
+    target_type = modifier or (targets[0] if len(targets) == 1 else None)
+    return SearchValue(raw, target_type=target_type, target_id=raw)

@@ -1,0 +1,343 @@
+"""Search index extraction: the rows a resource contributes to each of its search parameters.
+
+Each parameter's FHIRPath expression is compiled once per resource type into concrete JSON key
+paths (choice types expanded, `as` resolved at compile time, `where` filters kept), so the write
+path walks plain dicts; expressions outside that subset fall back to fhirpathpy.
+https://hl7.org/fhir/R4/search.html#ptypes
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from fhir_bridge.domain.search import (
+    MAX_TIME,
+    MIN_TIME,
+    date_range,
+    normalize_string,
+    number_range,
+)
+from fhir_bridge.domain.search_parameters import (
+    SearchParameter,
+    Step,
+    element_types,
+    parse_expression,
+    search_parameters,
+)
+from fhir_bridge.store.index_rows import (
+    DateRow,
+    IndexRows,
+    NumberRow,
+    ReferenceRow,
+    StringRow,
+    TokenRow,
+    URIRow,
+)
+
+# Ops of a compiled path: ("key", json_key) | ("ref_is", type) | ("eq", field, literal)
+Op = tuple[str, ...]
+STRUCTURAL = ("BackboneElement", "Element")
+EXACT_SUFFIX = ":exact"  # string rows as written, for the :exact modifier
+HUMAN_NAME_PARTS = ("family", "given", "prefix", "suffix", "text")
+ADDRESS_PARTS = ("line", "city", "district", "state", "postalCode", "country", "text")
+QUANTITY_TYPES = frozenset({"Quantity", "Duration", "Age", "Distance", "Count", "SimpleQuantity"})
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledPath:
+    """One concrete way to reach values: JSON keys and filters, and the FHIR type at the end."""
+
+    ops: tuple[Op, ...]
+    fhir_type: str
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledParameter:
+    code: str
+    type: str
+    paths: tuple[CompiledPath, ...]
+    fallback: Callable[[dict[str, Any]], list[Any]] | None = None
+
+
+def _capital(name: str) -> str:
+    return name[0].upper() + name[1:]
+
+
+def compile_branch(steps: tuple[Step, ...]) -> list[CompiledPath] | None:
+    """Expand a parsed branch into concrete paths; None if an element is not in the table."""
+    # Each partial path: (ops, element context for the next field, FHIR type so far)
+    partial: list[tuple[tuple[Op, ...], str | None, str]] = [((), steps[0].name, steps[0].name)]
+    for step in steps[1:]:
+        following: list[tuple[tuple[Op, ...], str | None, str]] = []
+        for ops, context, fhir_type in partial:
+            if step.kind == "as":
+                if fhir_type.lower() == step.name.lower():
+                    following.append((ops, context, fhir_type))
+            elif step.kind == "where_resolve":
+                following.append(((*ops, ("ref_is", step.name)), context, fhir_type))
+            elif step.kind == "where_equals":
+                following.append(((*ops, ("eq", step.name, step.value or "")), context, fhir_type))
+            else:
+                if context is None:
+                    return None
+                found = element_types(f"{context}.{step.name}")
+                if found is None:
+                    return None
+                types, choice = found
+                for type_name in types:
+                    key = step.name + _capital(type_name) if choice else step.name
+                    if type_name in STRUCTURAL:
+                        nxt: str | None = f"{context}.{step.name}"
+                    else:
+                        nxt = type_name if type_name[0].isupper() else None
+                    following.append(((*ops, ("key", key)), nxt, type_name))
+        partial = following
+    return [CompiledPath(ops, fhir_type) for ops, _, fhir_type in partial]
+
+
+def compile_parameter(resource_type: str, definition: SearchParameter) -> CompiledParameter | None:
+    """Compile one definition for `resource_type`; None for types not indexed (composite)."""
+    if definition.type in ("composite", "special") or not definition.expression:
+        return None
+    branches = parse_expression(definition.expression)
+    paths: list[CompiledPath] = []
+    for branch in branches or ():
+        compiled = compile_branch(branch)
+        if compiled is None:
+            branches = None
+            break
+        root = branch[0].name
+        if root not in (resource_type, "Resource"):
+            continue
+        paths.extend(compiled)
+    if branches is None:
+        return CompiledParameter(definition.code, definition.type, (), _fhirpath(definition))
+    return CompiledParameter(definition.code, definition.type, tuple(paths))
+
+
+def _fhirpath(definition: SearchParameter) -> Callable[[dict[str, Any]], list[Any]]:
+    import fhirpathpy
+    from fhirpathpy.models import models
+
+    # The R4 model lets fhirpathpy resolve choice elements (deceased -> deceasedDateTime).
+    compiled = fhirpathpy.compile(definition.expression, models["r4"])
+
+    def evaluate(resource: dict[str, Any]) -> list[Any]:
+        return list(compiled(resource, None))
+
+    return evaluate
+
+
+@cache
+def compiled_parameters(resource_type: str) -> tuple[CompiledParameter, ...]:
+    """The compiled, indexable parameters of a resource type (cached per process)."""
+    compiled = []
+    for definition in search_parameters(resource_type).values():
+        parameter = compile_parameter(resource_type, definition)
+        if parameter is not None and (parameter.paths or parameter.fallback):
+            compiled.append(parameter)
+    return tuple(compiled)
+
+
+def _walk(resource: dict[str, Any], ops: tuple[Op, ...]) -> list[Any]:
+    values: list[Any] = [resource]
+    for op in ops:
+        kind = op[0]
+        if kind == "key":
+            key = op[1]
+            found: list[Any] = []
+            for value in values:
+                item = value.get(key) if isinstance(value, dict) else None
+                if item is None:
+                    continue
+                if isinstance(item, list):
+                    found.extend(item)
+                else:
+                    found.append(item)
+            values = found
+        elif kind == "ref_is":
+            values = [v for v in values if _reference_type(v) == op[1]]
+        else:
+            values = [v for v in values if isinstance(v, dict) and v.get(op[1]) == op[2]]
+        if not values:
+            return values
+    return values
+
+
+def _reference_type(value: Any) -> str | None:
+    if not isinstance(value, dict):
+        return None
+    reference = value.get("reference")
+    if isinstance(reference, str) and "/" in reference:
+        parts = reference.split("/")
+        if "_history" in parts and parts.index("_history") >= 2:
+            return parts[parts.index("_history") - 2]
+        return parts[-2] if len(parts) >= 2 else None
+    declared = value.get("type")
+    return declared if isinstance(declared, str) else None
+
+
+def extract_index(resource: dict[str, Any]) -> IndexRows:
+    """Index rows of every supported search parameter of `resource` (by its resourceType).
+
+    https://hl7.org/fhir/R4/search.html — `_id` is not indexed: resources.id serves it.
+    """
+    rows = IndexRows()
+    for parameter in compiled_parameters(resource["resourceType"]):
+        if parameter.fallback is not None:
+            _add(rows, parameter, _guess_typed(parameter.fallback(resource)))
+            continue
+        for path in parameter.paths:
+            values = _walk(resource, path.ops)
+            if values:
+                _add(rows, parameter, ((v, path.fhir_type) for v in values))
+    return rows
+
+
+def _guess_typed(values: list[Any]) -> list[tuple[Any, str]]:
+    typed: list[tuple[Any, str]] = []
+    for value in values:
+        if isinstance(value, bool):
+            typed.append((value, "boolean"))
+        elif isinstance(value, str):
+            typed.append((value, "string"))
+        elif isinstance(value, int | float):
+            typed.append((value, "decimal"))
+    return typed
+
+
+def _add(rows: IndexRows, parameter: CompiledParameter, typed: Iterable[tuple[Any, str]]) -> None:
+    add = _ADDERS.get(parameter.type)
+    if add is None:
+        return
+    for value, fhir_type in typed:
+        add(rows, parameter.code, value, fhir_type)
+
+
+def _add_token(rows: IndexRows, param: str, value: Any, fhir_type: str) -> None:
+    out = rows.tokens
+    if isinstance(value, bool):
+        out.append(TokenRow(param, None, "true" if value else "false"))
+    elif isinstance(value, str):
+        out.append(TokenRow(param, None, value))
+    elif not isinstance(value, dict):
+        return
+    elif fhir_type == "CodeableConcept":
+        for coding in value.get("coding") or ():
+            _add_coding(out, param, coding)
+        if value.get("text"):
+            out.append(TokenRow(param, None, None, normalize_string(value["text"])))
+    elif fhir_type == "Coding":
+        _add_coding(out, param, value)
+    elif fhir_type == "Identifier":
+        type_text = (value.get("type") or {}).get("text")
+        text = normalize_string(type_text) if type_text else None
+        if value.get("value") is not None or value.get("system"):
+            out.append(TokenRow(param, value.get("system"), value.get("value"), text))
+    elif fhir_type == "ContactPoint":
+        if value.get("value") is not None:
+            out.append(TokenRow(param, None, value["value"]))
+
+
+def _add_coding(out: list[TokenRow], param: str, coding: dict[str, Any]) -> None:
+    display = coding.get("display")
+    text = normalize_string(display) if display else None
+    if coding.get("code") is not None or coding.get("system"):
+        out.append(TokenRow(param, coding.get("system"), coding.get("code"), text))
+
+
+def _add_string(rows: IndexRows, param: str, value: Any, fhir_type: str) -> None:
+    if isinstance(value, str):
+        parts: list[str] = [value]
+    elif isinstance(value, dict) and fhir_type in ("HumanName", "Address"):
+        names = HUMAN_NAME_PARTS if fhir_type == "HumanName" else ADDRESS_PARTS
+        parts = []
+        for name in names:
+            part = value.get(name)
+            if isinstance(part, list):
+                parts.extend(p for p in part if isinstance(p, str))
+            elif isinstance(part, str):
+                parts.append(part)
+    else:
+        return
+    for part in parts:
+        rows.strings.append(StringRow(param, normalize_string(part)))
+        rows.strings.append(StringRow(param + EXACT_SUFFIX, part))
+
+
+def _add_date(rows: IndexRows, param: str, value: Any, fhir_type: str) -> None:
+    try:
+        if isinstance(value, str):
+            low, high = date_range(value)
+            rows.dates.append(DateRow(param, low, high))
+        elif isinstance(value, dict) and fhir_type == "Period":
+            if value.get("start") or value.get("end"):
+                low = date_range(value["start"])[0] if value.get("start") else MIN_TIME
+                high = date_range(value["end"])[1] if value.get("end") else MAX_TIME
+                rows.dates.append(DateRow(param, low, high))
+        elif isinstance(value, dict) and fhir_type == "Timing":
+            for event in value.get("event") or ():
+                _add_date(rows, param, event, "dateTime")
+            bounds = (value.get("repeat") or {}).get("boundsPeriod")
+            if bounds:
+                _add_date(rows, param, bounds, "Period")
+    except ValueError:
+        return  # an invalid date is the validator's finding, not an index row
+
+
+def _add_number(rows: IndexRows, param: str, value: Any, fhir_type: str) -> None:
+    if isinstance(value, dict) and fhir_type in QUANTITY_TYPES:
+        number = value.get("value")
+        system, code = value.get("system"), value.get("code") or value.get("unit")
+    else:
+        number, system, code = value, None, None
+    if isinstance(number, bool) or not isinstance(number, int | float):
+        return
+    exact, low, high = number_range(repr(number) if isinstance(number, float) else str(number))
+    rows.numbers.append(NumberRow(param, exact, low, high, system, code))
+
+
+def _add_reference(rows: IndexRows, param: str, value: Any, fhir_type: str) -> None:
+    if isinstance(value, str):  # canonical or uri
+        unversioned, _, version = value.partition("|")
+        rows.references.append(ReferenceRow(param, None, None, unversioned))
+        if version:
+            rows.references.append(ReferenceRow(param, None, None, value))
+        return
+    if not isinstance(value, dict):
+        return
+    reference = value.get("reference")
+    if not isinstance(reference, str) or reference.startswith("#"):
+        return
+    target_type, target_id, url = parse_reference(reference)
+    rows.references.append(ReferenceRow(param, target_type, target_id, url))
+
+
+def parse_reference(reference: str) -> tuple[str | None, str | None, str | None]:
+    """(type, id, absolute url or None) of a literal reference; versions are dropped."""
+    url = reference if "://" in reference or reference.startswith("urn:") else None
+    parts = reference.split("/")
+    if "_history" in parts:
+        parts = parts[: parts.index("_history")]
+    if len(parts) >= 2 and parts[-2][:1].isupper():
+        return parts[-2], parts[-1], url
+    return None, None, url or reference
+
+
+def _add_uri(rows: IndexRows, param: str, value: Any, fhir_type: str) -> None:
+    if isinstance(value, str):
+        rows.uris.append(URIRow(param, value))
+
+
+_ADDERS: dict[str, Callable[[IndexRows, str, Any, str], None]] = {
+    "token": _add_token,
+    "string": _add_string,
+    "date": _add_date,
+    "number": _add_number,
+    "quantity": _add_number,
+    "reference": _add_reference,
+    "uri": _add_uri,
+}
