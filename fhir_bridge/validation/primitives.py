@@ -1,0 +1,120 @@
+"""Checkers for the R4 primitive types: JSON type, then the type's regex and value range.
+
+https://hl7.org/fhir/R4/datatypes.html#primitive and https://hl7.org/fhir/R4/json.html#primitive
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from fhir_bridge.validation.definitions import load_definitions
+
+# A checker returns None when the value is valid, else the reason.
+Checker = Callable[[object], str | None]
+
+INT32_MIN = -(2**31)
+INT32_MAX = 2**31 - 1
+_BASE64 = re.compile(r"[0-9A-Za-z+/=\s]*", re.ASCII).fullmatch
+
+
+def _string(value: object) -> str | None:
+    if type(value) is not str:
+        return f"expected a JSON string, found {_json_type(value)}"
+    if not value.strip():
+        return "empty or whitespace-only strings are not allowed"
+    return None
+
+
+def _boolean(value: object) -> str | None:
+    if type(value) is not bool:
+        return f"expected a JSON boolean, found {_json_type(value)}"
+    return None
+
+
+def _integer_checker(low: int, name: str) -> Checker:
+    def check(value: object) -> str | None:
+        if type(value) is not int:
+            return f"expected a JSON integer, found {_json_type(value)}"
+        if value < low or value > INT32_MAX:
+            return f"{value} is not a valid {name}"
+        return None
+
+    return check
+
+
+def _decimal(value: object) -> str | None:
+    if type(value) is not int and type(value) is not float:
+        return f"expected a JSON number, found {_json_type(value)}"
+    if value != value or value in (float("inf"), float("-inf")):
+        return "not a finite decimal"
+    return None
+
+
+def _base64(value: object) -> str | None:
+    if type(value) is not str:
+        return f"expected a JSON string, found {_json_type(value)}"
+    if _BASE64(value) is None or len("".join(value.split())) % 4:
+        return "not valid base64"
+    return None
+
+
+def _xhtml(value: object) -> str | None:
+    # txt-1/txt-2 (htmlChecks) need a full XHTML parser; the root element is what clients get wrong.
+    if type(value) is not str:
+        return f"expected a JSON string, found {_json_type(value)}"
+    if not value.lstrip().startswith("<div"):
+        return "narrative must be an XHTML <div> element"
+    if "http://www.w3.org/1999/xhtml" not in value[:300]:
+        return "narrative <div> must declare the XHTML namespace"
+    return None
+
+
+def _regex_checker(regex: str, name: str) -> Checker:
+    # FHIR regexes follow XML Schema / Java: implicitly anchored, ASCII character classes.
+    match = re.compile(regex, re.ASCII).fullmatch
+
+    def check(value: object) -> str | None:
+        if type(value) is not str:
+            return f"expected a JSON string, found {_json_type(value)}"
+        if not value or match(value) is None:
+            return f"{value!r} is not a valid {name}"
+        return None
+
+    return check
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+def build_checkers() -> dict[str, Checker]:
+    """One checker per primitive type, regexes taken from the vendored definitions."""
+    regexes: dict[str, str] = load_definitions()["regex"]
+    checkers: dict[str, Checker] = {
+        name: _regex_checker(regex, name)
+        for name, regex in regexes.items()
+        if name not in ("string", "markdown", "boolean", "integer", "decimal")
+    }
+    checkers.update(
+        string=_string,
+        markdown=_string,
+        boolean=_boolean,
+        integer=_integer_checker(INT32_MIN, "integer"),
+        positiveInt=_integer_checker(1, "positiveInt"),
+        unsignedInt=_integer_checker(0, "unsignedInt"),
+        decimal=_decimal,
+        base64Binary=_base64,
+        xhtml=_xhtml,
+    )
+    return checkers

@@ -1,0 +1,82 @@
+"""Binding checks against the vendored value set expansions.
+
+https://hl7.org/fhir/R4/terminologies.html#strength: required bindings are errors; extensible
+ones are warnings where the expansion is known; preferred and example bindings are not checked.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fhir_bridge.domain.issues import Issue
+from fhir_bridge.validation.definitions import load_definitions
+
+
+class Terminology:
+    """Expanded value sets: url -> {system: codes} and url -> all codes."""
+
+    def __init__(self) -> None:
+        self.by_system: dict[str, dict[str, frozenset[str]]] = {}
+        self.codes: dict[str, frozenset[str]] = {}
+        for url, systems in load_definitions()["valueSets"].items():
+            self.add(url, systems)
+
+    def add(self, url: str, systems: dict[str, list[str]]) -> None:
+        """Register an expansion (also used for project value sets)."""
+        self.by_system[url] = {s: frozenset(codes) for s, codes in systems.items()}
+        self.codes[url] = frozenset(c for codes in systems.values() for c in codes)
+
+    def add_value_set(self, value_set: dict[str, Any]) -> None:
+        """Register an enumerated ValueSet resource (compose.include.concept or expansion)."""
+        url = value_set.get("url")
+        if not isinstance(url, str):
+            return
+        systems: dict[str, list[str]] = {}
+        for include in value_set.get("compose", {}).get("include", []):
+            if include.get("filter") or include.get("valueSet") or "concept" not in include:
+                return
+            systems.setdefault(include["system"], []).extend(c["code"] for c in include["concept"])
+        for contains in value_set.get("expansion", {}).get("contains", []):
+            systems.setdefault(contains.get("system", ""), []).append(contains.get("code", ""))
+        if systems:
+            self.add(url, systems)
+
+    def check(
+        self, value: Any, type_code: str, binding: tuple[str, str], path: str
+    ) -> Issue | None:
+        """Check one bound value (code, Coding or CodeableConcept); None when acceptable."""
+        strength, url = binding
+        if strength not in ("required", "extensible"):
+            return None
+        codes = self.codes.get(url)
+        if codes is None:
+            return None
+        if type_code in ("code", "string", "uri"):
+            if not isinstance(value, str) or value in codes:
+                return None
+            return self._issue(strength, f"code {value!r} is not in value set {url}", path)
+        if type_code == "Coding":
+            if not isinstance(value, dict) or "code" not in value:
+                return None
+            if self._coding_ok(url, value):
+                return None
+            shown = f"{value.get('system', '')}#{value.get('code')}"
+            return self._issue(strength, f"coding {shown} is not in value set {url}", path)
+        if type_code == "CodeableConcept":
+            if not isinstance(value, dict):
+                return None
+            codings = [c for c in value.get("coding", ()) if isinstance(c, dict) and "code" in c]
+            if not codings or any(self._coding_ok(url, c) for c in codings):
+                return None
+            return self._issue(strength, f"no coding is in value set {url}", path)
+        return None
+
+    def _coding_ok(self, url: str, coding: dict[str, Any]) -> bool:
+        system = coding.get("system")
+        codes = self.by_system[url].get(system) if system else self.codes[url]
+        return codes is not None and coding.get("code") in codes
+
+    @staticmethod
+    def _issue(strength: str, text: str, path: str) -> Issue:
+        severity = "error" if strength == "required" else "warning"
+        return Issue(severity, "code-invalid", text, path)
