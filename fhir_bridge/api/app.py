@@ -10,9 +10,9 @@ from fastapi import Depends, FastAPI
 from fhir_bridge import __version__
 from fhir_bridge.api import handlers
 from fhir_bridge.api.deps import negotiate
-from fhir_bridge.api.routes import metadata, resources, system
+from fhir_bridge.api.routes import metadata, operations, resources, system
 from fhir_bridge.config import Settings, get_settings
-from fhir_bridge.services.capability import capability_statement
+from fhir_bridge.services.capability import capability_statement, searchable_parameters
 from fhir_bridge.services.context import ServiceContext
 from fhir_bridge.services.write_checks import structure_check
 from fhir_bridge.store.indexing import extract_index
@@ -27,7 +27,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         store = SQLStore(settings.database_url, extract_index)
         app.state.context = ServiceContext(
             store=store,
-            write_checks=[structure_check],
+            validator=structure_check,
             default_page_size=settings.default_page_size,
             max_page_size=settings.max_page_size,
             max_bundle_entries=settings.max_bundle_entries,
@@ -42,8 +42,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.capability = capability_statement("", {})
+    app.state.capability = capability_statement("", searchable_parameters())
     handlers.install(app)
-    for module in (metadata, system, resources):  # order matters: literal paths first
+    for module in (metadata, system, operations, resources):  # order matters: literal paths first
         app.include_router(module.router, prefix="/fhir", dependencies=[Depends(negotiate)])
     return app

@@ -10,6 +10,10 @@ from typing import Any
 
 from fhir_bridge import __version__
 from fhir_bridge.domain.fhir import FHIR_VERSION, SUPPORTED_TYPES
+from fhir_bridge.domain.search_parameters import search_parameters
+
+# Parameter types the search engine evaluates; composite and special ones are not offered.
+SEARCHABLE_TYPES = ("number", "date", "string", "token", "reference", "quantity", "uri")
 
 TYPE_INTERACTIONS = (
     "read",
@@ -22,6 +26,19 @@ TYPE_INTERACTIONS = (
     "search-type",
 )
 SYSTEM_INTERACTIONS = ("transaction", "batch", "history-system")
+
+
+def searchable_parameters() -> dict[str, list[dict[str, str]]]:
+    """Per supported type, the search parameters the engine really evaluates."""
+    listing: dict[str, list[dict[str, str]]] = {}
+    for resource_type in SUPPORTED_TYPES:
+        params = search_parameters(resource_type)
+        listing[resource_type] = [{"name": "_id", "type": "token"}] + [
+            {"name": code, "type": p.type}
+            for code, p in sorted(params.items())
+            if p.type in SEARCHABLE_TYPES
+        ]
+    return listing
 
 
 def capability_statement(

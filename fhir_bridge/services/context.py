@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,6 +10,7 @@ from fhir_bridge.domain.issues import Issue
 from fhir_bridge.store.base import ResourceStore
 
 WriteCheck = Callable[[dict[str, Any]], list[Issue]]
+ProfileValidator = Callable[[dict[str, Any], Sequence[str]], list[Issue]]
 Transform = Callable[[dict[str, Any]], dict[str, Any]]
 Derivation = Callable[[dict[str, Any]], list[dict[str, Any]]]
 
@@ -17,11 +18,14 @@ Derivation = Callable[[dict[str, Any]], list[dict[str, Any]]]
 @dataclass
 class ServiceContext:
     store: ResourceStore
+    # Conformance: base R4 plus claimed, requested and mandated profiles.
+    validator: ProfileValidator
     # Applied in this order to every resource written: transforms (e.g. local codes translated
-    # through ConceptMaps), checks (errors refuse the write), then derivations, whose resources
-    # (e.g. score Observations from a QuestionnaireResponse) are written in the same transaction.
+    # through ConceptMaps), the validator and the rules (errors refuse the write), then
+    # derivations, whose resources (e.g. score Observations from a QuestionnaireResponse) are
+    # written in the same transaction.
     transforms: list[Transform] = field(default_factory=list)
-    write_checks: list[WriteCheck] = field(default_factory=list)
+    rules: list[WriteCheck] = field(default_factory=list)
     derivations: list[Derivation] = field(default_factory=list)
     default_page_size: int = 20
     max_page_size: int = 1000

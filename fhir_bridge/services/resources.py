@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from fhir_bridge.domain.fhir import is_supported
@@ -68,11 +69,19 @@ def check_body(resource: Any, resource_type: str, resource_id: str | None = None
             )
 
 
+def check(
+    ctx: ServiceContext, resource: dict[str, Any], profiles: Sequence[str] = ()
+) -> list[Issue]:
+    """Every issue the validator and the rules find; https://hl7.org/fhir/R4/validation.html."""
+    issues = list(ctx.validator(resource, profiles))
+    for rule in ctx.rules:
+        issues.extend(rule(resource))
+    return issues
+
+
 def validate_for_write(ctx: ServiceContext, resource: dict[str, Any]) -> list[Issue]:
-    """Run the write checks; errors refuse the write (422), warnings are returned."""
-    issues: list[Issue] = []
-    for check in ctx.write_checks:
-        issues.extend(check(resource))
+    """Errors refuse the write (422); warnings are returned."""
+    issues = check(ctx, resource)
     if any(issue.is_error for issue in issues):
         raise UnprocessableResourceError(issues=[i for i in issues if i.severity != "information"])
     return issues

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import ValidationError
@@ -10,7 +11,7 @@ from fhir_bridge.domain.fhir import parse_model
 from fhir_bridge.domain.issues import Issue
 
 
-def structure_check(resource: dict[str, Any]) -> list[Issue]:
+def structure_check(resource: dict[str, Any], profiles: Sequence[str] = ()) -> list[Issue]:
     """Structural check with the fhir.resources R4B models (types, required, unknown elements)."""
     try:
         parse_model(resource)

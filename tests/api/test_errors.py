@@ -219,7 +219,7 @@ def test_internal_error_hides_the_exception_text(settings: Settings) -> None:
         raise RuntimeError("secret patient detail")
 
     with TestClient(create_app(settings), raise_server_exceptions=False) as raw:
-        raw.app.state.context.write_checks.append(explode)  # type: ignore[attr-defined]
+        raw.app.state.context.rules.append(explode)  # type: ignore[attr-defined]
         response = raw.post("/fhir/Patient", headers=FHIR, content=b'{"resourceType": "Patient"}')
     assert response.status_code == 500
     text = response.json()["issue"][0]["diagnostics"]

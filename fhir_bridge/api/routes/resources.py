@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Depends, Header, Query, Request
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from fhir_bridge.api.deps import RESOURCE_BODY, base_url, context, json_body
-from fhir_bridge.api.responses import FHIRResponse, resource_response
-from fhir_bridge.services import history, resources
+from fhir_bridge.api.responses import FHIRResponse, prefers_strict, resource_response
+from fhir_bridge.errors import UnsupportedMediaTypeError
+from fhir_bridge.services import history, resources, search
 from fhir_bridge.services.context import ServiceContext
 
 router = APIRouter()
@@ -40,6 +43,29 @@ def create(
     resources.check_body(body, resource_type)
     stored, created = resources.create(ctx, body, if_none_exist)
     return resource_response(stored, base, 201 if created else 200, prefer, location=True)
+
+
+@router.get("/{resource_type}")
+def search_type(
+    resource_type: Type, request: Request, ctx: Ctx, base: Base, prefer: Prefer = None
+) -> Response:
+    params = list(request.query_params.multi_items())
+    return FHIRResponse(search.search(ctx, base, resource_type, params, prefers_strict(prefer)))
+
+
+@router.post("/{resource_type}/_search")
+async def search_type_post(
+    resource_type: Type, request: Request, ctx: Ctx, base: Base, prefer: Prefer = None
+) -> Response:
+    """POST _search: form-encoded parameters in the body, merged with those of the URL."""
+    media = request.headers.get("content-type", "").split(";")[0].strip()
+    if media != "application/x-www-form-urlencoded":
+        raise UnsupportedMediaTypeError("POST _search takes application/x-www-form-urlencoded")
+    body = (await request.body()).decode("utf-8", errors="replace")
+    params = list(request.query_params.multi_items()) + parse_qsl(body, keep_blank_values=True)
+    strict = prefers_strict(prefer)
+    answer = await run_in_threadpool(search.search, ctx, base, resource_type, params, strict)
+    return FHIRResponse(answer)
 
 
 @router.get("/{resource_type}/_history")

@@ -1,0 +1,102 @@
+"""$validate and the publication of the project's conformance resources.
+
+https://hl7.org/fhir/R4/resource-operation-validate.html — the answer is an OperationOutcome
+listing every issue; it is 200 whether or not the resource is valid (the operation worked).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from fhir_bridge.domain.issues import Issue
+from fhir_bridge.errors import FHIRBridgeError, InvalidRequestError
+from fhir_bridge.services import resources
+from fhir_bridge.services.context import ServiceContext
+
+VALIDATE_MODES = ("create", "update", "delete")
+
+
+def validate(
+    ctx: ServiceContext, resource_type: str, body: Any, resource_id: str | None = None
+) -> list[Issue]:
+    """Issues for a resource (or a Parameters with `resource`, `mode`, `profile`) as a write of
+    it would find them: local codes translated, validator and clinical rules, scoring."""
+    resource, mode, profiles = _arguments(body, resource_type)
+    if mode == "delete":
+        return []
+    if mode == "update" and resource_id is None and "id" not in resource:
+        return [
+            Issue("error", "required", "mode=update needs a resource id", f"{resource_type}.id")
+        ]
+    for transform in ctx.transforms:
+        resource = transform(resource)
+    issues = resources.check(ctx, resource, profiles)
+    if not any(issue.is_error for issue in issues):
+        with_id = {**resource, "id": resource.get("id") or resource_id or "validate"}
+        for derive in ctx.derivations:
+            try:
+                for derived in derive(with_id):
+                    issues.extend(resources.check(ctx, derived))
+            except FHIRBridgeError as exc:
+                issues.extend(exc.issues)
+    return issues
+
+
+def _arguments(body: Any, resource_type: str) -> tuple[dict[str, Any], str, list[str]]:
+    if not isinstance(body, dict):
+        raise InvalidRequestError("The request body must be a JSON object", code="structure")
+    if body.get("resourceType") != "Parameters":
+        resources.check_body(body, resource_type)
+        return body, "create", []
+    resource: dict[str, Any] | None = None
+    mode, profiles = "create", []
+    for index, parameter in enumerate(body.get("parameter") or []):
+        name = parameter.get("name") if isinstance(parameter, dict) else None
+        where = f"Parameters.parameter[{index}]"
+        if name == "resource":
+            resource = parameter.get("resource")
+        elif name == "mode":
+            mode = parameter.get("valueCode") or parameter.get("valueString") or ""
+            if mode not in VALIDATE_MODES:
+                raise InvalidRequestError(
+                    f"mode must be one of {', '.join(VALIDATE_MODES)}",
+                    expression=f"{where}.valueCode",
+                )
+        elif name == "profile":
+            profile = parameter.get("valueUri") or parameter.get("valueCanonical")
+            if not isinstance(profile, str):
+                raise InvalidRequestError(
+                    "profile needs a valueUri", expression=f"{where}.valueUri"
+                )
+            profiles.append(profile)
+        else:
+            raise InvalidRequestError(f"Unknown parameter '{name}'", expression=f"{where}.name")
+    if resource is None:
+        if mode == "delete":
+            return {"resourceType": resource_type}, mode, profiles
+        raise InvalidRequestError(
+            "Parameters needs a 'resource' parameter",
+            code="required",
+            expression="Parameters.parameter",
+        )
+    resources.check_body(resource, resource_type)
+    return resource, mode, profiles
+
+
+def publish(ctx: ServiceContext, conformance: list[dict[str, Any]]) -> int:
+    """Store the project's conformance resources under their own ids, writing a new version only
+    when the content changed (so restarts do not grow history). Returns how many were written."""
+    written = 0
+    with ctx.store.session(write=True) as session:
+        for resource in conformance:
+            current = session.read(resource["resourceType"], resource["id"])
+            if current is not None and not current.deleted:
+                stored = orjson.loads(current.data)
+                stored.pop("meta", None)
+                if stored == {k: v for k, v in resource.items() if k != "meta"}:
+                    continue
+            session.put(resource, "PUT" if current else "POST")
+            written += 1
+    return written

@@ -1,0 +1,99 @@
+"""Type-level search: parse, run on the store, answer with a searchset Bundle.
+
+https://hl7.org/fhir/R4/search.html — matches and _include/_revinclude resources carry
+`search.mode`; paging links carry a keyset cursor so that pages stay stable under writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlencode
+
+import orjson
+
+from fhir_bridge.domain.search import SearchRequest, parse_search
+from fhir_bridge.errors import InvalidRequestError
+from fhir_bridge.services import bundle_json
+from fhir_bridge.services.context import ServiceContext
+from fhir_bridge.store import search as store_search
+
+SUBSETTED = {
+    "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
+    "code": "SUBSETTED",
+}
+_ALWAYS_KEPT = ("resourceType", "id", "meta")
+
+
+def search(
+    ctx: ServiceContext,
+    base: str,
+    resource_type: str,
+    params: Sequence[tuple[str, str]],
+    strict: bool = False,
+) -> bytes:
+    """A searchset Bundle for `GET /{type}?params` or `POST /{type}/_search`."""
+    request = parse_search(resource_type, params)
+    if request.summary == "true":
+        raise InvalidRequestError(
+            "_summary=true is not supported; use _elements",
+            code="not-supported",
+            expression="_summary",
+        )
+    if request.unknown and strict:
+        names = ", ".join(sorted({name for name, _ in request.unknown}))
+        raise InvalidRequestError(
+            f"Unknown or unsupported search parameter(s): {names}",
+            code="not-supported",
+            expression=names,
+        )
+    ignored = {name for name, _ in request.unknown}
+    used = [(n, v) for n, v in params if n not in ignored and n != "_cursor"]
+    self_url = f"{base}/{resource_type}?{urlencode(used)}" if used else f"{base}/{resource_type}"
+    with ctx.store.session() as session:
+        if request.summary == "count":
+            total = store_search.count(session.execute, session.dialect, request)
+            return bundle_json.build("searchset", [], total=total, links={"self": self_url})
+        result = store_search.run_search(
+            session.execute,
+            session.dialect,
+            request,
+            default_count=ctx.default_page_size,
+            max_count=ctx.max_page_size,
+        )
+    links = {"self": _with_cursor(self_url, request.cursor)}
+    if result.next_cursor:
+        links["next"] = _with_cursor(self_url, result.next_cursor)
+    entries = [
+        bundle_json.Entry(
+            f"{base}/{rtype}/{rid}", _shape(data, request), extra={"search": {"mode": mode}}
+        )
+        for mode, rows in (("match", result.matches), ("include", result.included))
+        for rtype, rid, data in rows
+    ]
+    return bundle_json.build("searchset", entries, total=result.total, links=links)
+
+
+def _with_cursor(url: str, cursor: str | None) -> str:
+    if not cursor:
+        return url
+    joiner = "&" if "?" in url else "?"
+    return f"{url}{joiner}{urlencode({'_cursor': cursor})}"
+
+
+def _shape(data: bytes, request: SearchRequest) -> bytes:
+    """Apply _elements and _summary=data/text; untouched bytes otherwise (the common case)."""
+    if not request.elements and request.summary not in ("data", "text"):
+        return data
+    resource: dict[str, Any] = orjson.loads(data)
+    if request.elements:
+        keep = set(request.elements) | set(_ALWAYS_KEPT)
+        resource = {k: v for k, v in resource.items() if k in keep}
+    elif request.summary == "data":
+        resource.pop("text", None)
+    else:  # text: the narrative and the mandatory top-level elements only
+        resource = {k: v for k, v in resource.items() if k in (*_ALWAYS_KEPT, "text", "status")}
+    meta = dict(resource.get("meta") or {})
+    meta["tag"] = [*meta.get("tag", []), SUBSETTED]
+    resource["meta"] = meta
+    return orjson.dumps(resource)

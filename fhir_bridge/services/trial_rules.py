@@ -1,0 +1,55 @@
+"""The trial's rules on the write path, built from mappings/ and the validator.
+
+Transforms translate a hospital's local codes through the ConceptMaps (the original coding is
+kept); rules are the clinical checks (ranges, totals,
+protocol visits); the derivation scores a completed QuestionnaireResponse of a trial
+instrument into its score Observation, written in the same transaction as the response.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fhir_bridge.domain.issues import Issue
+from fhir_bridge.mapping import Mappings, check_clinical, score_response, translate_codes
+from fhir_bridge.services.context import Derivation, Transform, WriteCheck
+
+SCORED_STATUSES = ("completed", "amended")
+
+
+def score_id(response_id: str) -> str:
+    """The score Observation's id follows from its response's: a re-sent or amended response
+    updates its score instead of adding a second one."""
+    return f"{response_id}-score"
+
+
+def transforms(m: Mappings) -> list[Transform]:
+    def translate(resource: dict[str, Any]) -> dict[str, Any]:
+        return translate_codes(resource, m)
+
+    return [translate]
+
+
+def rules(m: Mappings) -> list[WriteCheck]:
+    def clinical(resource: dict[str, Any]) -> list[Issue]:
+        return check_clinical(resource, m)
+
+    return [clinical]
+
+
+def derivations(m: Mappings) -> list[Derivation]:
+    def score(resource: dict[str, Any]) -> list[dict[str, Any]]:
+        if resource.get("resourceType") != "QuestionnaireResponse":
+            return []
+        canonical = resource.get("questionnaire")
+        if not isinstance(canonical, str) or m.instrument_for_questionnaire(canonical) is None:
+            return []  # not a trial instrument: stored as sent, nothing to score
+        if resource.get("status") not in SCORED_STATUSES:
+            return []
+        observations = score_response(resource, m)
+        return [
+            {**obs, "id": score_id(resource["id"]) + (f"-{n}" if n else "")}
+            for n, obs in enumerate(observations)
+        ]
+
+    return [score]

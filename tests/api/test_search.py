@@ -1,0 +1,78 @@
+"""Search over HTTP: searchset Bundles, paging links, POST _search, strict handling."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+FHIR = {"Content-Type": "application/fhir+json"}
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+def seed(client: TestClient, n: int = 5) -> list[str]:
+    ids = []
+    for i in range(n):
+        patient = {
+            "resourceType": "Patient",
+            "gender": "female" if i % 2 else "male",
+            "identifier": [{"system": "http://hospital.example/mrn", "value": f"M{i}"}],
+            "name": [{"family": f"Nordmann{i}"}],
+        }
+        ids.append(client.post("/fhir/Patient", json=patient, headers=FHIR).json()["id"])
+    return ids
+
+
+def test_search_returns_a_searchset_of_matches(client: TestClient) -> None:
+    ids = seed(client)
+    body = client.get("/fhir/Patient?gender=female&_total=accurate").json()
+    assert body["type"] == "searchset" and body["total"] == 2
+    assert {e["resource"]["id"] for e in body["entry"]} == {ids[1], ids[3]}
+    assert all(e["search"]["mode"] == "match" for e in body["entry"])
+    assert body["entry"][0]["fullUrl"].startswith("http://testserver/fhir/Patient/")
+
+
+def test_pages_follow_next_links_without_repeats_across_inserts(client: TestClient) -> None:
+    ids = seed(client, 5)
+    page = client.get("/fhir/Patient?_count=2&_sort=_id").json()
+    seen = [e["resource"]["id"] for e in page["entry"]]
+    seed(client, 1)  # written between page fetches
+    while next_link := next((k["url"] for k in page["link"] if k["relation"] == "next"), None):
+        page = client.get(next_link.replace("http://testserver", "")).json()
+        seen += [e["resource"]["id"] for e in page.get("entry", [])]
+    assert len(seen) == len(set(seen))
+    assert set(ids) <= set(seen)
+
+
+def test_post_search_equals_get(client: TestClient) -> None:
+    seed(client)
+    got = client.get("/fhir/Patient?gender=male&_sort=_id").json()
+    posted = client.post("/fhir/Patient/_search", content="gender=male&_sort=_id", headers=FORM)
+    assert [e["resource"] for e in posted.json()["entry"]] == [e["resource"] for e in got["entry"]]
+
+
+def test_unknown_parameter_is_ignored_leniently_and_refused_strictly(client: TestClient) -> None:
+    seed(client, 2)
+    lenient = client.get("/fhir/Patient?shoe-size=44").json()
+    assert len(lenient["entry"]) == 2
+    assert "shoe-size" not in lenient["link"][0]["url"]
+    strict = client.get("/fhir/Patient?shoe-size=44", headers={"Prefer": "handling=strict"})
+    assert strict.status_code == 400
+    assert strict.json()["issue"][0]["expression"] == ["shoe-size"]
+
+
+def test_summary_count_returns_only_the_total(client: TestClient) -> None:
+    seed(client, 3)
+    body = client.get("/fhir/Patient?_summary=count").json()
+    assert body["total"] == 3 and "entry" not in body
+
+
+def test_elements_subsets_and_tags_the_resource(client: TestClient) -> None:
+    seed(client, 1)
+    resource = client.get("/fhir/Patient?_elements=gender").json()["entry"][0]["resource"]
+    assert set(resource) == {"resourceType", "id", "meta", "gender"}
+    assert resource["meta"]["tag"][-1]["code"] == "SUBSETTED"
+
+
+def test_bad_search_value_names_the_parameter(client: TestClient) -> None:
+    response = client.get("/fhir/Patient?birthdate=not-a-date")
+    assert response.status_code == 400
+    assert response.json()["issue"][0]["expression"] == ["birthdate"]
