@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl
 
 from fhir_bridge.domain.issues import Issue
 from fhir_bridge.errors import (
@@ -21,7 +22,7 @@ from fhir_bridge.errors import (
     ResourceGoneError,
     ResourceNotFoundError,
 )
-from fhir_bridge.services import bundle_json, resources
+from fhir_bridge.services import bundle_json, resources, search
 from fhir_bridge.services.context import ServiceContext
 from fhir_bridge.store import search as store_search
 from fhir_bridge.store.base import StoredResource, StoreSession
@@ -255,7 +256,7 @@ def _run(
                 session.delete(request.resource_type, match)
         return bundle_json.Entry(None, extra={"response": {"status": "204 No Content"}})
     if request.method == "GET":
-        return _get(session, request, base)
+        return _get(ctx, session, request, base)
     assert request.resource is not None
     if request.method == "POST":
         if request.if_none_exist:  # matched an existing resource: nothing is created
@@ -277,11 +278,13 @@ def _run(
     return _written(stored, base, 201 if created else 200, minimal)
 
 
-def _get(session: StoreSession, request: _Request, base: str) -> bundle_json.Entry:
-    if not request.resource_id:
-        raise InvalidRequestError(
-            "Searches inside a Bundle are not supported; read by id", code="not-supported"
-        )
+def _get(
+    ctx: ServiceContext, session: StoreSession, request: _Request, base: str
+) -> bundle_json.Entry:
+    if not request.resource_id:  # a search: its searchset Bundle is the entry's resource
+        params = parse_qsl(request.query or "", keep_blank_values=True)
+        found = search.search_in(ctx, session, base, request.resource_type, params)
+        return bundle_json.Entry(None, found, extra={"response": {"status": "200 OK"}})
     stored = session.read(request.resource_type, request.resource_id)
     if stored is None:
         raise ResourceNotFoundError(f"{request.resource_type}/{request.resource_id} is not known")

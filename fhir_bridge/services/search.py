@@ -17,6 +17,7 @@ from fhir_bridge.errors import InvalidRequestError
 from fhir_bridge.services import bundle_json
 from fhir_bridge.services.context import ServiceContext
 from fhir_bridge.store import search as store_search
+from fhir_bridge.store.base import StoreSession
 
 SUBSETTED = {
     "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
@@ -34,12 +35,6 @@ def search(
 ) -> bytes:
     """A searchset Bundle for `GET /{type}?params` or `POST /{type}/_search`."""
     request = parse_search(resource_type, params)
-    if request.summary == "true":
-        raise InvalidRequestError(
-            "_summary=true is not supported; use _elements",
-            code="not-supported",
-            expression="_summary",
-        )
     if request.unknown and strict:
         names = ", ".join(sorted({name for name, _ in request.unknown}))
         raise InvalidRequestError(
@@ -47,20 +42,48 @@ def search(
             code="not-supported",
             expression=names,
         )
+    with ctx.store.session() as session:
+        return _searchset(ctx, session, base, request, params)
+
+
+def search_in(
+    ctx: ServiceContext,
+    session: StoreSession,
+    base: str,
+    resource_type: str,
+    params: Sequence[tuple[str, str]],
+) -> bytes:
+    """The same search inside an open session (a GET entry of a transaction or batch)."""
+    return _searchset(ctx, session, base, parse_search(resource_type, params), params)
+
+
+def _searchset(
+    ctx: ServiceContext,
+    session: StoreSession,
+    base: str,
+    request: SearchRequest,
+    params: Sequence[tuple[str, str]],
+) -> bytes:
+    if request.summary == "true":
+        raise InvalidRequestError(
+            "_summary=true is not supported; use _elements",
+            code="not-supported",
+            expression="_summary",
+        )
     ignored = {name for name, _ in request.unknown}
     used = [(n, v) for n, v in params if n not in ignored and n != "_cursor"]
+    resource_type = request.resource_type
     self_url = f"{base}/{resource_type}?{urlencode(used)}" if used else f"{base}/{resource_type}"
-    with ctx.store.session() as session:
-        if request.summary == "count":
-            total = store_search.count(session.execute, session.dialect, request)
-            return bundle_json.build("searchset", [], total=total, links={"self": self_url})
-        result = store_search.run_search(
-            session.execute,
-            session.dialect,
-            request,
-            default_count=ctx.default_page_size,
-            max_count=ctx.max_page_size,
-        )
+    if request.summary == "count":
+        total = store_search.count(session.execute, session.dialect, request)
+        return bundle_json.build("searchset", [], total=total, links={"self": self_url})
+    result = store_search.run_search(
+        session.execute,
+        session.dialect,
+        request,
+        default_count=ctx.default_page_size,
+        max_count=ctx.max_page_size,
+    )
     links = {"self": _with_cursor(self_url, request.cursor)}
     if result.next_cursor:
         links["next"] = _with_cursor(self_url, result.next_cursor)

@@ -138,3 +138,38 @@ def test_posting_a_non_bundle_to_the_base_is_400(client: TestClient) -> None:
     response = client.post("/fhir", json={"resourceType": "Patient"}, headers=FHIR)
     assert response.status_code == 400
     assert response.json()["issue"][0]["expression"] == ["resourceType"]
+
+
+def test_batch_get_entry_runs_a_search(client: TestClient) -> None:
+    client.post(
+        "/fhir/Patient", json={"resourceType": "Patient", "identifier": [MRN]}, headers=FHIR
+    )
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [{"request": {"method": "GET", "url": "Patient?identifier=MRN-7"}}],
+    }
+    entry = client.post("/fhir", json=bundle).json()["entry"][0]
+    assert entry["response"]["status"] == "200 OK"
+    assert entry["resource"]["type"] == "searchset"
+    assert len(entry["resource"]["entry"]) == 1
+
+
+def test_concurrent_transactions_lose_nothing(client: TestClient) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def post(n: int) -> int:
+        entries = [
+            {
+                "fullUrl": f"urn:uuid:{n}-{i}",
+                "resource": {"resourceType": "Patient", "identifier": [{"value": f"{n}-{i}"}]},
+                "request": {"method": "POST", "url": "Patient"},
+            }
+            for i in range(5)
+        ]
+        return client.post("/fhir", json=transaction(*entries)).status_code
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        statuses = list(pool.map(post, range(12)))
+    assert statuses == [200] * 12
+    assert total(client) == 60
