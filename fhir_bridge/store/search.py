@@ -1,0 +1,525 @@
+"""FHIR search over the index tables: a SearchRequest becomes SQL, rows become a SearchResult.
+
+https://hl7.org/fhir/R4/search.html. One statement per page on both dialects (`?` placeholders;
+the engine rewrites them for PostgreSQL). The most selective positive criterion drives the query
+as `r.id IN (...)`; the others are correlated EXISTS probes through the `_owner` indexes.
+
+Paging is keyset paging: results are ordered by the `_sort` keys and then by id, and the cursor
+carries the last row's key values. A resource inserted, updated or deleted between two page
+fetches therefore never shifts the pages: rows already served are never served again, and a
+new row shows up on a later page only if it sorts after the cursor.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from fhir_bridge.domain.fhir import SUPPORTED_TYPES
+from fhir_bridge.domain.search import (
+    ChainCriterion,
+    Criterion,
+    HasCriterion,
+    Include,
+    ParamCriterion,
+    SearchRequest,
+    SearchValue,
+    parse_query_string,
+    parse_search,
+)
+from fhir_bridge.domain.search_parameters import search_parameters
+from fhir_bridge.errors import InvalidRequestError
+from fhir_bridge.store.indexing import EXACT_SUFFIX
+
+Execute = Callable[[str, Sequence[object]], list[tuple[Any, ...]]]
+Row = tuple[str, str, bytes]
+
+TABLES = {
+    "token": "idx_token",
+    "string": "idx_string",
+    "date": "idx_date",
+    "number": "idx_number",
+    "quantity": "idx_number",
+    "reference": "idx_reference",
+    "uri": "idx_uri",
+}
+SORT_COLUMNS = {"date": ("low", "high"), "string": ("value",) * 2, "token": ("code",) * 2}
+TOP = "\U0010ffff"  # sorts after every other character: upper bound of a prefix range
+DEFAULT_COUNT = 20
+
+
+@dataclass(slots=True)
+class SearchResult:
+    """One page: matches in order, included resources, the total if asked, the next cursor."""
+
+    matches: list[Row] = field(default_factory=list)
+    included: list[Row] = field(default_factory=list)
+    total: int | None = None
+    next_cursor: str | None = None  # pass back as `_cursor` for the next page
+
+
+@dataclass(slots=True)
+class _SQL:
+    """A WHERE clause under construction with its arguments, and fresh table aliases."""
+
+    args: list[object] = field(default_factory=list)
+    aliases: int = 0
+
+    def alias(self) -> str:
+        self.aliases += 1
+        return f"x{self.aliases}"
+
+
+def _like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _prefix(sql: _SQL, column: str, text: str) -> str:
+    # The range lets a b-tree index serve a starts-with; LIKE keeps it exact in any collation.
+    sql.args.extend([text, text + TOP, _like(text) + "%"])
+    return f"({column} >= ? AND {column} < ? AND {column} LIKE ? ESCAPE '\\')"
+
+
+def _value_condition(sql: _SQL, c: ParamCriterion, v: SearchValue, a: str) -> str:
+    kind, args = c.type, sql.args
+    if kind == "token":
+        if c.modifier == "text":
+            return _prefix(sql, f"{a}.text", v.text or "")
+        parts = []
+        if v.system == "":
+            parts.append(f"{a}.system IS NULL")
+        elif v.system is not None:
+            parts.append(f"{a}.system = ?")
+            args.append(v.system)
+        if v.code is not None:
+            parts.append(f"{a}.code = ?")
+            args.append(v.code)
+        return "(" + " AND ".join(parts or ["1 = 1"]) + ")"
+    if kind == "string":
+        if c.modifier == "exact":
+            args.append(v.raw)
+            return f"{a}.value = ?"
+        if c.modifier == "contains":
+            args.append("%" + _like(v.text or "") + "%")
+            return f"{a}.value LIKE ? ESCAPE '\\'"
+        return _prefix(sql, f"{a}.value", v.text or "")
+    if kind == "uri":
+        url = v.url or ""
+        if c.modifier == "below":
+            return _prefix(sql, f"{a}.value", url)
+        if c.modifier == "above":
+            prefixes = [url[:i] for i in range(1, len(url) + 1)]
+            args.extend(prefixes)
+            return f"{a}.value IN ({', '.join('?' * len(prefixes))})"
+        args.append(url)
+        return f"{a}.value = ?"
+    if kind == "date":
+        return _date_condition(sql, v, a)
+    if kind in ("number", "quantity"):
+        condition = _number_condition(sql, v, a)
+        if v.system:
+            condition += f" AND {a}.system = ?"
+            args.append(v.system)
+        if v.code:
+            condition += f" AND {a}.code = ?"
+            args.append(v.code)
+        return f"({condition})"
+    if v.url is not None:
+        args.append(v.url if v.version is None else f"{v.url}|{v.version}")
+        return f"{a}.url = ?"
+    target_type = c.modifier or v.target_type
+    if target_type:
+        args.extend([v.target_id, target_type])
+        return f"({a}.target_id = ? AND {a}.target_type = ?)"
+    args.append(v.target_id)
+    return f"{a}.target_id = ?"
+
+
+def _date_condition(sql: _SQL, v: SearchValue, a: str) -> str:
+    """Range comparisons of https://hl7.org/fhir/R4/search.html#prefix on [low, high)."""
+    low, high = v.low or 0.0, v.high or 0.0
+    lo, hi = f"{a}.low", f"{a}.high"
+    inside = f"({lo} >= ? AND {hi} <= ?)"
+    if v.prefix == "ap":
+        # "approximately": the value widened by 10% of its distance from now, at least a day.
+        margin = max(abs(time.time() - low) * 0.1, 86400.0)
+        sql.args.extend([high + margin, low - margin])
+        return f"({lo} < ? AND {hi} > ?)"
+    text, args = {
+        "eq": (inside, [low, high]),
+        "ne": (f"({lo} < ? OR {hi} > ?)", [low, high]),
+        "gt": (f"{hi} > ?", [high]),
+        "lt": (f"{lo} < ?", [low]),
+        "ge": (f"({hi} > ? OR {inside})", [high, low, high]),
+        "le": (f"({lo} < ? OR {inside})", [low, low, high]),
+        "sa": (f"{lo} >= ?", [high]),
+        "eb": (f"{hi} <= ?", [low]),
+    }[v.prefix]
+    sql.args.extend(args)
+    return text
+
+
+def _number_condition(sql: _SQL, v: SearchValue, a: str) -> str:
+    number, low, high = v.number or 0.0, v.low or 0.0, v.high or 0.0
+    col = f"{a}.value"
+    if v.prefix == "eq":
+        sql.args.extend([low, high])
+        return f"{col} >= ? AND {col} < ?"
+    if v.prefix == "ne":
+        sql.args.extend([low, high])
+        return f"({col} < ? OR {col} >= ?)"
+    if v.prefix == "ap":
+        margin = abs(number) * 0.1
+        sql.args.extend([number - margin, number + margin])
+        return f"{col} >= ? AND {col} <= ?"
+    operator = {"gt": ">", "sa": ">", "lt": "<", "eb": "<", "ge": ">=", "le": "<="}[v.prefix]
+    sql.args.append(number)
+    return f"{col} {operator} ?"
+
+
+def _param_match(sql: _SQL, c: ParamCriterion, a: str) -> str:
+    """Condition on index rows aliased `a` (besides resource_type/id) for a positive criterion."""
+    param = c.name + EXACT_SUFFIX if c.modifier == "exact" else c.name
+    sql.args.append(param)
+    if c.missing is not None:
+        return f"{a}.param = ?"
+    alternatives = [_value_condition(sql, c, v, a) for v in c.values]
+    return f"{a}.param = ? AND ({' OR '.join(alternatives)})"
+
+
+def _is_negative(c: Criterion) -> bool:
+    return isinstance(c, ParamCriterion) and (
+        c.missing is True or (c.modifier == "not" and c.type == "token")
+    )
+
+
+def ids_sql(sql: _SQL, c: Criterion) -> str:
+    """SELECT of the ids of `c.resource_type` that match `c` (current, live resources)."""
+    if isinstance(c, ParamCriterion) and c.name == "_id":
+        sql.args.extend([c.resource_type, *(v.code for v in c.values)])
+        marks = ", ".join("?" * len(c.values))
+        return f"SELECT id FROM resources WHERE resource_type = ? AND id IN ({marks})"
+    if _is_negative(c):
+        sql.args.extend([c.resource_type, False])
+        inner = _positive_ids(sql, c)
+        return (
+            "SELECT id FROM resources WHERE resource_type = ? AND deleted = ? "
+            f"AND id NOT IN ({inner})"
+        )
+    return _positive_ids(sql, c)
+
+
+def _positive_ids(sql: _SQL, c: Criterion) -> str:
+    a = sql.alias()
+    if isinstance(c, ParamCriterion):
+        sql.args.append(c.resource_type)
+        table = TABLES[c.type] if c.name != "_id" else "resources"
+        return f"SELECT {a}.id FROM {table} {a} WHERE {a}.resource_type = ? AND " + _param_match(
+            sql, c, a
+        )
+    if isinstance(c, ChainCriterion):
+        sql.args.extend([c.resource_type, c.name])
+        branches = []
+        for target_type, inner in c.targets:
+            sql.args.append(target_type)
+            branches.append(f"({a}.target_type = ? AND {a}.target_id IN ({ids_sql(sql, inner)}))")
+        return (
+            f"SELECT {a}.id FROM idx_reference {a} WHERE {a}.resource_type = ? "
+            f"AND {a}.param = ? AND ({' OR '.join(branches)})"
+        )
+    sql.args.extend([c.source_type, c.source_param, c.resource_type])
+    inner_sql = ids_sql(sql, c.inner)
+    return (
+        f"SELECT {a}.target_id FROM idx_reference {a} WHERE {a}.resource_type = ? "
+        f"AND {a}.param = ? AND {a}.target_type = ? AND {a}.id IN ({inner_sql})"
+    )
+
+
+def _correlated(sql: _SQL, c: Criterion) -> str:
+    """A condition on `r` for a criterion that does not drive the query."""
+    if isinstance(c, ParamCriterion) and c.name != "_id":
+        a = sql.alias()
+        sql.args.append(c.resource_type)
+        negate = _is_negative(c)
+        if c.modifier == "not":
+            c = ParamCriterion(c.resource_type, c.name, c.type, None, c.values, c.missing)
+        match = _param_match(sql, c, a)
+        exists = (
+            f"EXISTS (SELECT 1 FROM {TABLES[c.type]} {a} WHERE {a}.resource_type = ? "
+            f"AND {a}.id = r.id AND {match})"
+        )
+        return f"NOT {exists}" if negate else exists
+    return f"r.id IN ({ids_sql(sql, c)})"
+
+
+def _selectivity(c: Criterion) -> int:
+    """Lower drives first: ids, then references to one resource, then identifiers and codes."""
+    if _is_negative(c):
+        return 99
+    if isinstance(c, ParamCriterion):
+        if c.name == "_id":
+            return 0
+        if c.missing is not None:
+            return 50
+        if c.type == "reference":
+            return 1
+        if c.name == "identifier":
+            return 2
+        return {"token": 5, "uri": 4, "string": 6, "date": 8, "number": 9, "quantity": 9}[c.type]
+    return 3 if isinstance(c, HasCriterion) else 4
+
+
+def where_sql(sql: _SQL, request: SearchRequest) -> str:
+    """WHERE clause over `resources r` for all criteria of the request (ANDed)."""
+    sql.args.extend([request.resource_type, False])
+    parts = ["r.resource_type = ?", "r.deleted = ?"]
+    ordered = sorted(request.criteria, key=_selectivity)
+    for index, criterion in enumerate(ordered):
+        if index == 0 and not _is_negative(criterion):
+            parts.append(f"r.id IN ({ids_sql(sql, criterion)})")
+        else:
+            parts.append(_correlated(sql, criterion))
+    return " AND ".join(parts)
+
+
+def _sort_expressions(sql: _SQL, request: SearchRequest) -> list[tuple[str, bool]]:
+    keys = []
+    for key in request.sort:
+        if key.name == "_id":
+            keys.append(("r.id", key.descending))
+            continue
+        if key.name == "_lastUpdated":
+            keys.append(("r.seq", key.descending))  # seq follows lastUpdated: same order
+            continue
+        table = TABLES[key.type]
+        low, high = SORT_COLUMNS.get(key.type, ("value", "value"))
+        aggregate = f"MAX(s.{high})" if key.descending else f"MIN(s.{low})"
+        sql.args.extend([request.resource_type, key.name])
+        keys.append(
+            (
+                f"(SELECT {aggregate} FROM {table} s WHERE s.resource_type = ? "
+                "AND s.id = r.id AND s.param = ?)",
+                key.descending,
+            )
+        )
+    return keys
+
+
+def encode_cursor(values: Sequence[object]) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps(list(values))).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, size: int) -> list[Any]:
+    try:
+        values = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (ValueError, binascii.Error, orjson.JSONDecodeError):
+        values = None
+    if not isinstance(values, list) or len(values) != size:
+        raise InvalidRequestError("Invalid paging cursor", expression="_cursor")
+    return values
+
+
+def _keyset(args: list[object], columns: list[tuple[str, bool]], values: list[Any]) -> str:
+    """Rows strictly after `values` in ORDER BY columns (NULLS LAST in both directions)."""
+    disjuncts = []
+    for index, (column, descending) in enumerate(columns):
+        conditions, local = [], []
+        for (previous, _), value in zip(columns[:index], values[:index], strict=True):
+            if value is None:
+                conditions.append(f"{previous} IS NULL")
+            else:
+                conditions.append(f"{previous} = ?")
+                local.append(value)
+        value = values[index]
+        if value is None:
+            continue  # nothing sorts after NULL on this key
+        conditions.append(f"({column} {'<' if descending else '>'} ? OR {column} IS NULL)")
+        local.append(value)
+        disjuncts.append("(" + " AND ".join(conditions) + ")")
+        args.extend(local)
+    return "(" + (" OR ".join(disjuncts) or "1 = 0") + ")"
+
+
+def _page_limit(request: SearchRequest, default_count: int, max_count: int) -> int:
+    count = default_count if request.count is None else request.count
+    return max(0, min(count, max_count))
+
+
+def run_search(
+    execute: Execute,
+    dialect: str,
+    request: SearchRequest,
+    *,
+    default_count: int = DEFAULT_COUNT,
+    max_count: int = 1000,
+) -> SearchResult:
+    """One page of a type-level search, with _include/_revinclude and _total.
+
+    https://hl7.org/fhir/R4/search.html; `dialect` is "sqlite" or "postgresql" (same SQL).
+    """
+    limit = _page_limit(request, default_count, max_count)
+    result = SearchResult()
+    if request.total in ("accurate", "estimate"):
+        result.total = count(execute, dialect, request)
+    if limit == 0:
+        return result
+    select = _SQL()
+    sort = _sort_expressions(select, request)
+    columns = [*sort, ("r.id", False)]
+    where = _SQL(aliases=select.aliases)
+    condition = where_sql(where, request)
+    names = [f"k{i}" for i in range(len(columns))]
+    keys = ", ".join(f"{expr} AS {name}" for (expr, _), name in zip(columns, names, strict=True))
+    statement = (
+        f"SELECT q.resource_type, q.id, q.data, {', '.join('q.' + n for n in names)} FROM "
+        f"(SELECT r.resource_type, r.id, r.data, {keys} FROM resources r WHERE {condition}) q"
+    )
+    args: list[object] = [*select.args, *where.args]
+    q_columns = [(f"q.{n}", desc) for n, (_, desc) in zip(names, columns, strict=True)]
+    if request.cursor:
+        values = decode_cursor(request.cursor, len(columns))
+        statement += " WHERE " + _keyset(args, q_columns, values)
+    order = ", ".join(f"{c} {'DESC' if d else 'ASC'} NULLS LAST" for c, d in q_columns)
+    statement += f" ORDER BY {order} LIMIT ?"
+    args.append(limit + 1)
+    if request.offset:
+        statement += " OFFSET ?"
+        args.append(request.offset)
+    rows = execute(statement, args)
+    page = rows[:limit]
+    result.matches = [(row[0], row[1], bytes(row[2])) for row in page]
+    if len(rows) > limit:
+        result.next_cursor = encode_cursor(list(page[-1][3:]))
+    if request.includes or request.revincludes:
+        result.included = _included(execute, request, result.matches)
+    return result
+
+
+def count(execute: Execute, dialect: str, request: SearchRequest) -> int:
+    """Number of matches of the request's criteria (for _summary=count and _total)."""
+    sql = _SQL()
+    condition = where_sql(sql, request)
+    rows = execute(f"SELECT COUNT(*) FROM resources r WHERE {condition}", sql.args)
+    return int(rows[0][0])
+
+
+def find_ids(execute: Execute, dialect: str, resource_type: str, query: str) -> list[str]:
+    """Ids of live resources matching `query` (`identifier=sys|123&...`), for conditional
+    create/update/delete and conditional references; https://hl7.org/fhir/R4/http.html#ccreate.
+
+    Unknown parameters are refused: ignoring one would widen the match.
+    """
+    request = parse_search(resource_type, parse_query_string(query))
+    if request.unknown:
+        names = ", ".join(sorted({name for name, _ in request.unknown}))
+        raise InvalidRequestError(
+            f"Unknown search parameter(s) in condition: {names}", expression=names
+        )
+    sql = _SQL()
+    condition = where_sql(sql, request)
+    rows = execute(f"SELECT r.id FROM resources r WHERE {condition} ORDER BY r.id", sql.args)
+    return [str(row[0]) for row in rows]
+
+
+def _reference_params(resource_type: str, param: str | None) -> list[str]:
+    if param is not None:
+        return [param]
+    return [c for c, d in search_parameters(resource_type).items() if d.type == "reference"]
+
+
+def _include_rows(execute: Execute, spec: Include, pool: list[Row]) -> list[Row]:
+    """Resources that `pool` resources of spec.source_type refer to through spec.param."""
+    sources = [row[1] for row in pool if row[0] == spec.source_type]
+    if not sources:
+        return []
+    params = _reference_params(spec.source_type, spec.param)
+    marks, pmarks = ", ".join("?" * len(sources)), ", ".join("?" * len(params))
+    target = " AND x.target_type = ?" if spec.target_type else ""
+    target_args = [spec.target_type] if spec.target_type else []
+    literal = (
+        "SELECT r.resource_type, r.id, r.data FROM idx_reference x JOIN resources r "
+        "ON r.resource_type = x.target_type AND r.id = x.target_id "
+        f"WHERE x.resource_type = ? AND x.param IN ({pmarks}) AND x.id IN ({marks}) "
+        f"AND r.deleted = ?{target}"
+    )
+    canonical = (
+        "SELECT r.resource_type, r.id, r.data FROM idx_reference x "
+        "JOIN idx_uri u ON u.param = ? AND u.value = x.url "
+        "JOIN resources r ON r.resource_type = u.resource_type AND r.id = u.id "
+        f"WHERE x.resource_type = ? AND x.param IN ({pmarks}) AND x.id IN ({marks}) "
+        "AND x.target_id IS NULL AND r.deleted = ?"
+        + (" AND r.resource_type = ?" if spec.target_type else "")
+    )
+    args: list[object] = [spec.source_type, *params, *sources, False, *target_args]
+    rows = execute(literal, args) + execute(canonical, ["url", *args])
+    return [(row[0], row[1], bytes(row[2])) for row in rows]
+
+
+def _revinclude_rows(execute: Execute, spec: Include, pool: list[Row]) -> list[Row]:
+    """Resources of spec.source_type whose spec.param refers to a resource in `pool`."""
+    targets = [row for row in pool if spec.target_type in (None, row[0])]
+    if not targets or spec.source_type == "*":
+        return []
+    wanted = {(row[0], row[1]) for row in targets}
+    urls = []
+    for row in targets:
+        url = orjson.loads(row[2]).get("url")
+        if isinstance(url, str):
+            urls.append(url)
+    params = _reference_params(spec.source_type, spec.param)
+    pmarks = ", ".join("?" * len(params))
+    ids = sorted({row[1] for row in targets})
+    matches = ", ".join("?" * len(ids))
+    by_url = f" OR x.url IN ({', '.join('?' * len(urls))})" if urls else ""
+    rows = execute(
+        "SELECT r.resource_type, r.id, r.data, x.target_type, x.target_id, x.url "
+        "FROM idx_reference x JOIN resources r ON r.resource_type = x.resource_type "
+        f"AND r.id = x.id WHERE x.resource_type = ? AND x.param IN ({pmarks}) "
+        f"AND (x.target_id IN ({matches}){by_url}) AND r.deleted = ?",
+        [spec.source_type, *params, *ids, *urls, False],
+    )
+    return [
+        (row[0], row[1], bytes(row[2]))
+        for row in rows
+        if (row[3], row[4]) in wanted or (row[5] is not None and row[5] in urls)
+    ]
+
+
+def _expand(specs: list[Include], pool: list[Row]) -> list[Include]:
+    expanded: list[Include] = []
+    for spec in specs:
+        if spec.source_type == "*":
+            types = sorted({row[0] for row in pool if row[0] in SUPPORTED_TYPES})
+            expanded.extend(Include(t, None, None, spec.iterate) for t in types)
+        else:
+            expanded.append(spec)
+    return expanded
+
+
+def _included(execute: Execute, request: SearchRequest, matches: list[Row]) -> list[Row]:
+    """_include/_revinclude of the page, then `:iterate` specs once more on what they added."""
+    seen = {(row[0], row[1]) for row in matches}
+    included: list[Row] = []
+
+    def apply(pool: list[Row], includes: list[Include], revincludes: list[Include]) -> list[Row]:
+        added = []
+        rows = [r for spec in _expand(includes, pool) for r in _include_rows(execute, spec, pool)]
+        rows += [r for spec in revincludes for r in _revinclude_rows(execute, spec, pool)]
+        for row in rows:
+            if (row[0], row[1]) not in seen:
+                seen.add((row[0], row[1]))
+                added.append(row)
+        return added
+
+    included = apply(matches, request.includes, request.revincludes)
+    iterate_includes = [s for s in request.includes if s.iterate]
+    iterate_revincludes = [s for s in request.revincludes if s.iterate]
+    if included and (iterate_includes or iterate_revincludes):
+        included += apply(included, iterate_includes, iterate_revincludes)
+    return included
