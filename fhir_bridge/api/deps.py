@@ -16,6 +16,7 @@ from fhir_bridge.errors import (
 from fhir_bridge.services.context import ServiceContext
 
 JSON_TYPES = ("application/fhir+json", "application/json", "application/json+fhir")
+JSON_PATCH = "application/json-patch+json"
 _FORMAT_ALIASES = {"json", *JSON_TYPES}
 
 # Bodies are read raw (parsed once with orjson), so their shape is declared for OpenAPI here.
@@ -64,13 +65,21 @@ def negotiate(request: Request) -> None:
 
 
 async def json_body(request: Request) -> Any:
-    """The parsed JSON body; wrong media type 415, too large 413, malformed 400."""
+    """The parsed resource body; wrong media type 415, too large 413, malformed 400."""
+    return await _read_json(request, JSON_TYPES)
+
+
+async def json_patch_body(request: Request) -> Any:
+    """The parsed JSON Patch body of a PATCH (RFC 6902)."""
+    return await _read_json(request, (JSON_PATCH,))
+
+
+async def _read_json(request: Request, accepted: tuple[str, ...]) -> Any:
     content_type = request.headers.get("content-type", "")
     media = content_type.split(";")[0].strip().lower()
-    if media not in JSON_TYPES:
+    if media not in accepted:
         raise UnsupportedMediaTypeError(
-            f"Content-Type '{content_type or '(none)'}' is not supported; "
-            "send application/fhir+json"
+            f"Content-Type '{content_type or '(none)'}' is not supported; send {accepted[0]}"
         )
     limit: int = request.app.state.settings.max_body_bytes
     declared = request.headers.get("content-length")

@@ -8,10 +8,14 @@ them is rewritten. A batch processes each entry on its own and reports per entry
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
+
+import orjson
 
 from fhir_bridge.domain.issues import Issue
 from fhir_bridge.errors import (
@@ -24,11 +28,12 @@ from fhir_bridge.errors import (
 )
 from fhir_bridge.services import bundle_json, resources, search
 from fhir_bridge.services.context import ServiceContext
+from fhir_bridge.services.patch import apply_patch
 from fhir_bridge.store import search as store_search
 from fhir_bridge.store.base import StoredResource, StoreSession
 
 StatusFor = Callable[[FHIRBridgeError], int]
-_ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "GET": 3}
+_ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3}
 _STATUS_TEXT = {200: "200 OK", 201: "201 Created", 204: "204 No Content"}
 
 
@@ -44,6 +49,7 @@ class _Request:
     full_url: str | None
     if_none_exist: str | None
     if_match: str | None
+    patch: Any = None  # JSON Patch operations of a PATCH entry
 
 
 def process(
@@ -96,7 +102,9 @@ def _parse_entry(index: int, entry: Any) -> _Request:
     resource_type = parts[0]
     resources.check_type(resource_type) if resource_type else None
     resource = entry.get("resource")
-    if method in ("POST", "PUT"):
+    if method == "PATCH":
+        resource = _patch_operations(resource, where)
+    elif method in ("POST", "PUT"):
         if not isinstance(resource, dict):
             raise InvalidRequestError(
                 f"A {method} entry needs a resource",
@@ -115,7 +123,8 @@ def _parse_entry(index: int, entry: Any) -> _Request:
         resource_type=resource_type,
         resource_id=parts[1] if len(parts) > 1 and parts[1] else None,
         query=query or None,
-        resource=dict(resource) if isinstance(resource, dict) else None,
+        resource=dict(resource) if isinstance(resource, dict) and method != "PATCH" else None,
+        patch=resource if method == "PATCH" else None,
         full_url=entry.get("fullUrl"),
         if_none_exist=request.get("ifNoneExist"),
         if_match=request.get("ifMatch"),
@@ -163,6 +172,27 @@ def _batch(
                 )
             )
     return bundle_json.build("batch-response", results)
+
+
+def _patch_operations(resource: Any, where: str) -> Any:
+    """A PATCH entry carries its JSON Patch as a Binary resource (R4 transaction convention)."""
+    if not isinstance(resource, dict) or resource.get("resourceType") != "Binary":
+        raise InvalidRequestError(
+            "A PATCH entry needs a Binary resource holding a JSON Patch",
+            code="required",
+            expression=f"{where}.resource",
+        )
+    if resource.get("contentType") != "application/json-patch+json":
+        raise InvalidRequestError(
+            "The Binary's contentType must be application/json-patch+json",
+            expression=f"{where}.resource.contentType",
+        )
+    try:
+        return orjson.loads(base64.b64decode(resource.get("data", ""), validate=True))
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidRequestError(
+            "The Binary's data is not a base64 JSON Patch", expression=f"{where}.resource.data"
+        ) from exc
 
 
 def _check_unique_full_urls(requests: list[_Request]) -> None:
@@ -257,6 +287,17 @@ def _run(
         return bundle_json.Entry(None, extra={"response": {"status": "204 No Content"}})
     if request.method == "GET":
         return _get(ctx, session, request, base)
+    if request.method == "PATCH":
+        if not request.resource_id:
+            raise InvalidRequestError(
+                "A PATCH entry needs Type/id in its url", expression="request.url"
+            )
+        current = session.read(request.resource_type, request.resource_id)
+        if current is None or current.deleted:
+            raise ResourceNotFoundError(f"{request.url} is not known")
+        patched = apply_patch(orjson.loads(current.data), request.patch)
+        stored, _ = resources.update_in(ctx, session, patched, request.if_match)
+        return _written(stored, base, 200, minimal)
     assert request.resource is not None
     if request.method == "POST":
         if request.if_none_exist:  # matched an existing resource: nothing is created

@@ -19,6 +19,7 @@ TYPE_INTERACTIONS = (
     "read",
     "vread",
     "update",
+    "patch",
     "delete",
     "history-instance",
     "history-type",

@@ -11,6 +11,8 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
+
 from fhir_bridge.domain.fhir import is_supported
 from fhir_bridge.domain.issues import Issue
 from fhir_bridge.errors import (
@@ -21,6 +23,7 @@ from fhir_bridge.errors import (
     UnprocessableResourceError,
 )
 from fhir_bridge.services.context import ServiceContext
+from fhir_bridge.services.patch import apply_patch
 from fhir_bridge.store import search as store_search
 from fhir_bridge.store.base import StoredResource, StoreSession
 
@@ -267,3 +270,18 @@ def conditional_delete(ctx: ServiceContext, resource_type: str, query: str) -> i
         for match in matches:
             session.delete(resource_type, match)
         return len(matches)
+
+
+def patch(
+    ctx: ServiceContext,
+    resource_type: str,
+    resource_id: str,
+    operations: Any,
+    if_match: str | None = None,
+) -> StoredResource:
+    """https://hl7.org/fhir/R4/http.html#patch — JSON Patch on the current version."""
+    with ctx.store.session(write=True) as session:
+        current = _live(session.read(resource_type, resource_id), resource_type, resource_id)
+        patched = apply_patch(orjson.loads(current.data), operations)
+        stored, _ = update_in(ctx, session, patched, if_match)
+        return stored

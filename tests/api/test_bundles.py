@@ -173,3 +173,22 @@ def test_concurrent_transactions_lose_nothing(client: TestClient) -> None:
         statuses = list(pool.map(post, range(12)))
     assert statuses == [200] * 12
     assert total(client) == 60
+
+
+def test_transaction_patch_entry_applies_a_json_patch(client: TestClient) -> None:
+    import base64
+    import json
+
+    created = client.post("/fhir/Patient", json={"resourceType": "Patient"}, headers=FHIR).json()
+    ops = [{"op": "add", "path": "/gender", "value": "female"}]
+    entry = {
+        "resource": {
+            "resourceType": "Binary",
+            "contentType": "application/json-patch+json",
+            "data": base64.b64encode(json.dumps(ops).encode()).decode(),
+        },
+        "request": {"method": "PATCH", "url": f"Patient/{created['id']}"},
+    }
+    body = client.post("/fhir", json=transaction(entry)).json()
+    assert body["entry"][0]["resource"]["gender"] == "female"
+    assert body["entry"][0]["resource"]["meta"]["versionId"] == "2"

@@ -128,3 +128,15 @@ def test_summary_count_on_history(client: TestClient) -> None:
         create(client, PATIENT)
     body = client.get("/fhir/_history?_summary=count").json()
     assert body["total"] == 3 and "entry" not in body
+
+
+def test_json_patch_updates_and_versions(client: TestClient) -> None:
+    created = create(client, PATIENT)
+    url = f"/fhir/Patient/{created['id']}"
+    ops = [{"op": "replace", "path": "/gender", "value": "other"}]
+    headers = {"Content-Type": "application/json-patch+json", "If-Match": 'W/"1"'}
+    response = client.patch(url, json=ops, headers=headers)
+    assert response.status_code == 200, response.text
+    assert (response.json()["gender"], response.json()["meta"]["versionId"]) == ("other", "2")
+    stale = client.patch(url, json=ops, headers=headers)
+    assert stale.status_code == 412

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from fhir_bridge.api.deps import RESOURCE_BODY, base_url, context, json_body
+from fhir_bridge.api.deps import RESOURCE_BODY, base_url, context, json_body, json_patch_body
 from fhir_bridge.api.responses import FHIRResponse, prefers_strict, resource_response
 from fhir_bridge.errors import UnsupportedMediaTypeError
 from fhir_bridge.services import history, resources, search
@@ -109,6 +109,20 @@ def conditional_update(
     resources.check_body(body, resource_type)
     stored, created = resources.conditional_update(ctx, body, _query(request))
     return resource_response(stored, base, 201 if created else 200, prefer, location=created)
+
+
+@router.patch("/{resource_type}/{resource_id}")
+def patch(
+    resource_type: Type,
+    resource_id: str,
+    operations: Annotated[Any, Depends(json_patch_body)],
+    ctx: Ctx,
+    base: Base,
+    prefer: Prefer = None,
+    if_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    stored = resources.patch(ctx, resource_type, resource_id, operations, if_match)
+    return resource_response(stored, base, 200, prefer)
 
 
 @router.delete("/{resource_type}/{resource_id}")

@@ -1,0 +1,120 @@
+"""The patch interaction with JSON Patch (RFC 6902): https://hl7.org/fhir/R4/http.html#patch.
+
+The patched result goes through the same checks as an update; id and resourceType cannot be
+patched away.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from fhir_bridge.errors import InvalidRequestError, UnprocessableResourceError
+
+_OPS = ("add", "remove", "replace", "move", "copy", "test")
+
+
+def apply_patch(document: dict[str, Any], operations: Any) -> dict[str, Any]:
+    """Apply JSON Patch operations to a copy of document; errors name the operation."""
+    if not isinstance(operations, list):
+        raise InvalidRequestError("A JSON Patch body is an array of operations", code="structure")
+    result: Any = copy.deepcopy(document)
+    for index, op in enumerate(operations):
+        where = f"[{index}]"
+        if (
+            not isinstance(op, dict)
+            or op.get("op") not in _OPS
+            or not isinstance(op.get("path"), str)
+        ):
+            raise InvalidRequestError(
+                f"Operation {index} needs 'op' (one of {', '.join(_OPS)}) and 'path'",
+                expression=where,
+            )
+        try:
+            result = _apply(result, op)
+        except (KeyError, IndexError, ValueError, TypeError) as exc:
+            raise UnprocessableResourceError(
+                f"Patch operation {index} ({op['op']} {op['path']}) failed: {exc}",
+                code="processing",
+                expression=where,
+            ) from exc
+    if not isinstance(result, dict):
+        raise UnprocessableResourceError("The patch did not leave a resource", code="processing")
+    for key in ("resourceType", "id"):
+        if result.get(key) != document.get(key):
+            raise UnprocessableResourceError(f"A patch cannot change {key}", code="processing")
+    return result
+
+
+def _pointer(path: str) -> list[str]:
+    if path == "":
+        return []
+    if not path.startswith("/"):
+        raise ValueError(f"'{path}' is not a JSON pointer")
+    return [p.replace("~1", "/").replace("~0", "~") for p in path[1:].split("/")]
+
+
+def _parent(doc: Any, parts: list[str]) -> tuple[Any, str]:
+    if not parts:
+        raise ValueError("the root cannot be the target")
+    node = doc
+    for part in parts[:-1]:
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    return node, parts[-1]
+
+
+def _get(doc: Any, path: str) -> Any:
+    node = doc
+    for part in _pointer(path):
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    return node
+
+
+def _add(doc: Any, path: str, value: Any) -> Any:
+    parent, key = _parent(doc, _pointer(path))
+    if isinstance(parent, list):
+        parent.insert(len(parent) if key == "-" else _index(key, len(parent) + 1), value)
+    elif isinstance(parent, dict):
+        parent[key] = value
+    else:
+        raise TypeError("the target's parent is not a container")
+    return doc
+
+
+def _remove(doc: Any, path: str) -> Any:
+    parent, key = _parent(doc, _pointer(path))
+    if isinstance(parent, list):
+        del parent[_index(key, len(parent))]
+    else:
+        del parent[key]
+    return doc
+
+
+def _index(key: str, size: int) -> int:
+    if not key.isdigit() or int(key) >= size:
+        raise IndexError(f"index {key} is out of range")
+    return int(key)
+
+
+def _apply(doc: Any, op: dict[str, Any]) -> Any:
+    kind, path = op["op"], op["path"]
+    if kind in ("add", "replace", "test") and "value" not in op:
+        raise ValueError("'value' is required")
+    if kind == "add":
+        return _add(doc, path, op["value"])
+    if kind == "remove":
+        return _remove(doc, path)
+    if kind == "replace":
+        _get(doc, path)  # must exist
+        return _add(_remove(doc, path), path, op["value"])
+    if kind == "test":
+        if _get(doc, path) != op["value"]:
+            raise ValueError("the test value does not match")
+        return doc
+    source = op.get("from")
+    if not isinstance(source, str):
+        raise ValueError("'from' is required")
+    value = copy.deepcopy(_get(doc, source))
+    if kind == "move":
+        doc = _remove(doc, source)
+    return _add(doc, path, value)

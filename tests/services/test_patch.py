@@ -1,0 +1,53 @@
+"""JSON Patch application (RFC 6902) as the patch interaction uses it."""
+
+from __future__ import annotations
+
+import pytest
+
+from fhir_bridge.errors import InvalidRequestError, UnprocessableResourceError
+from fhir_bridge.services.patch import apply_patch
+
+PATIENT = {"resourceType": "Patient", "id": "p", "name": [{"family": "Hansen"}], "gender": "male"}
+
+
+def test_add_replace_remove_move_copy_test() -> None:
+    ops = [
+        {"op": "test", "path": "/gender", "value": "male"},
+        {"op": "replace", "path": "/gender", "value": "female"},
+        {"op": "add", "path": "/name/-", "value": {"family": "Berg"}},
+        {"op": "copy", "from": "/name/0", "path": "/name/0"},
+        {"op": "move", "from": "/name/2", "path": "/contact"},
+        {"op": "remove", "path": "/name/0"},
+        {"op": "add", "path": "/birthDate", "value": "1980-01-01"},
+    ]
+    assert apply_patch(PATIENT, ops) == {
+        "resourceType": "Patient",
+        "id": "p",
+        "name": [{"family": "Hansen"}],
+        "gender": "female",
+        "contact": {"family": "Berg"},
+        "birthDate": "1980-01-01",
+    }
+    assert PATIENT["gender"] == "male"  # the input is not modified
+
+
+def test_failed_test_operation_names_its_index() -> None:
+    with pytest.raises(UnprocessableResourceError) as info:
+        apply_patch(
+            PATIENT,
+            [
+                {"op": "add", "path": "/a", "value": 1},
+                {"op": "test", "path": "/gender", "value": "x"},
+            ],
+        )
+    assert info.value.issues[0].expression == "[1]"
+
+
+def test_malformed_operation_is_a_bad_request() -> None:
+    with pytest.raises(InvalidRequestError):
+        apply_patch(PATIENT, [{"op": "frobnicate", "path": "/gender"}])
+
+
+def test_patch_cannot_change_the_id() -> None:
+    with pytest.raises(UnprocessableResourceError, match="cannot change id"):
+        apply_patch(PATIENT, [{"op": "replace", "path": "/id", "value": "q"}])
