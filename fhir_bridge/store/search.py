@@ -52,6 +52,7 @@ TABLES = {
 SORT_COLUMNS = {"date": ("low", "high"), "string": ("value",) * 2, "token": ("code",) * 2}
 TOP = "\U0010ffff"  # sorts after every other character: upper bound of a prefix range
 DEFAULT_COUNT = 20
+BROAD_MATCHES = 2000  # SQLite: above this many driver matches, walk ids in order instead
 
 
 @dataclass(slots=True)
@@ -275,13 +276,16 @@ def _selectivity(c: Criterion) -> int:
     return 3 if isinstance(c, HasCriterion) else 4
 
 
-def where_sql(sql: _SQL, request: SearchRequest) -> str:
-    """WHERE clause over `resources r` for all criteria of the request (ANDed)."""
+def where_sql(sql: _SQL, request: SearchRequest, drive: bool = True) -> str:
+    """WHERE clause over `resources r` for all criteria of the request (ANDed).
+
+    `drive=False` probes every criterion per row, for walking resources in id order.
+    """
     sql.args.extend([request.resource_type, False])
     parts = ["r.resource_type = ?", "r.deleted = ?"]
     ordered = sorted(request.criteria, key=_selectivity)
     for index, criterion in enumerate(ordered):
-        if index == 0 and not _is_negative(criterion):
+        if drive and index == 0 and not _is_negative(criterion):
             parts.append(f"r.id IN ({ids_sql(sql, criterion)})")
         else:
             parts.append(_correlated(sql, criterion))
@@ -373,7 +377,8 @@ def run_search(
     sort = _sort_expressions(select, request)
     columns = [*sort, ("r.id", False)]
     where = _SQL(aliases=select.aliases)
-    condition = where_sql(where, request)
+    drive = not (dialect == "sqlite" and not sort and _broad(execute, request))
+    condition = where_sql(where, request, drive)
     names = [f"k{i}" for i in range(len(columns))]
     keys = ", ".join(f"{expr} AS {name}" for (expr, _), name in zip(columns, names, strict=True))
     statement = (
@@ -399,6 +404,24 @@ def run_search(
     if request.includes or request.revincludes:
         result.included = _included(execute, request, result.matches)
     return result
+
+
+def _broad(execute: Execute, request: SearchRequest) -> bool:
+    """Whether the driving criterion matches so many rows that walking ids beats listing them.
+
+    SQLite cannot weigh the two plans itself: it would materialise and sort every match of
+    e.g. `code=X` to return the first page. PostgreSQL's planner makes this choice from stats.
+    """
+    drivers = [c for c in request.criteria if not _is_negative(c)]
+    if not drivers:
+        return False
+    driver = min(drivers, key=_selectivity)
+    if isinstance(driver, ParamCriterion) and driver.name == "_id":
+        return False
+    sql = _SQL()
+    inner = ids_sql(sql, driver)
+    rows = execute(f"SELECT COUNT(*) FROM ({inner} LIMIT ?) d", [*sql.args, BROAD_MATCHES])
+    return int(rows[0][0]) >= BROAD_MATCHES
 
 
 def count(execute: Execute, dialect: str, request: SearchRequest) -> int:

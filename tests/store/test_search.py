@@ -137,6 +137,7 @@ def postgres() -> Iterator[Any]:
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
     if request.param == "sqlite":
         conn = sqlite3.connect(tmp_path / "search.db", isolation_level=None)
+        conn.execute("PRAGMA synchronous=OFF")  # test data: durability is not under test
         for statement in ddl("sqlite"):
             conn.execute(statement)
         yield Database(conn, "sqlite")
