@@ -43,23 +43,42 @@ def concept_map(spec: ConceptMapSpec) -> dict[str, Any]:
     }
 
 
-def translation_table(m: Mappings) -> dict[tuple[str, str], tuple[str, str]]:
-    """(source system, code) → (target system, code) for equivalent mappings only."""
-    table: dict[tuple[str, str], tuple[str, str]] = {}
-    for spec in m.concept_maps:
-        for group in spec.groups:
-            for element in group.elements:
-                if element.equivalence in _TRANSLATABLE:
-                    table[(group.source, element.code)] = (group.target, element.target)
-    return table
+def translation_table(m: Mappings) -> dict[tuple[str, str], tuple[str, str, str | None]]:
+    """(source system, code) → (target system, code, display) for equivalent mappings only."""
+
+    def build() -> dict[tuple[str, str], tuple[str, str, str | None]]:
+        from fhir_bridge.mapping.terminology import concept_display
+
+        table = {}
+        for spec in m.concept_maps:
+            for group in spec.groups:
+                for element in group.elements:
+                    if element.equivalence in _TRANSLATABLE:
+                        display = concept_display(m, group.target, element.target)
+                        table[(group.source, element.code)] = (group.target, element.target,
+                                                               display)
+        return table
+
+    return m.cached("translation_table", build)  # type: ignore[no-any-return]
 
 
-def _translate(node: Any, table: dict[tuple[str, str], tuple[str, str]], m: Mappings) -> None:
-    from fhir_bridge.mapping.terminology import concept_display
+Table = dict[tuple[str, str], tuple[str, str, str | None]]
 
+
+def _mapped(node: Any, sources: set[str]) -> bool:
+    if isinstance(node, list):
+        return any(_mapped(child, sources) for child in node)
+    if isinstance(node, dict):
+        if node.get("system") in sources:
+            return True
+        return any(_mapped(child, sources) for child in node.values())
+    return False
+
+
+def _translate(node: Any, table: Table) -> None:
     if isinstance(node, list):
         for child in node:
-            _translate(child, table, m)
+            _translate(child, table)
         return
     if not isinstance(node, dict):
         return
@@ -70,24 +89,28 @@ def _translate(node: Any, table: dict[tuple[str, str], tuple[str, str]], m: Mapp
             if not isinstance(c, dict):
                 continue
             target = table.get((c.get("system", ""), c.get("code", "")))
-            if target and target not in present:
+            if target and target[:2] not in present:
                 added = {"system": target[0], "code": target[1]}
-                display = concept_display(m, *target)
-                if display:
-                    added["display"] = display
+                if target[2]:
+                    added["display"] = target[2]
                 codings.append(added)
-                present.add(target)
+                present.add(target[:2])
     for key, child in node.items():
         if key != "coding":
-            _translate(child, table, m)
+            _translate(child, table)
 
 
 def translate_codes(resource: dict[str, Any], m: Mappings) -> dict[str, Any]:
-    """A copy of the resource where every CodeableConcept with a mapped local coding also
-    carries the project coding; the original coding is kept.
+    """The resource with every CodeableConcept holding a mapped local coding also carrying the
+    project coding; the original coding is kept. A resource with no coding from a mapped
+    system is returned as is (no copy); otherwise a translated copy is returned.
 
     https://hl7.org/fhir/R4/conceptmap-operation-translate.html
     """
+    table = translation_table(m)
+    sources = m.cached("translation_sources", lambda: {system for system, _ in table})
+    if not _mapped(resource, sources):
+        return resource
     result = copy.deepcopy(resource)
-    _translate(result, translation_table(m), m)
+    _translate(result, table)
     return result

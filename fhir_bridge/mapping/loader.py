@@ -53,6 +53,13 @@ class Mappings:
         self._by_id = {spec.id: spec for spec in instruments}
         self._by_url = {spec.questionnaire_url: spec for spec in instruments}
         self._by_total = {spec.total_coding: spec for spec in instruments}
+        self._cache: dict[str, Any] = {}
+
+    def cached(self, key: str, build: Callable[[], Any]) -> Any:
+        """A value derived from the specs, built once (the specs never change after load)."""
+        if key not in self._cache:
+            self._cache[key] = build()
+        return self._cache[key]
 
     def instrument(self, instrument_id: str) -> InstrumentSpec:
         """The instrument spec by id (`madrs`, `sds`, ...); KeyError when unknown."""
