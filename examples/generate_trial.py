@@ -28,8 +28,11 @@ from fhir_bridge.mapping.spec import CANONICAL, SID, UCUM, InstrumentSpec
 SEED = 20230109
 OUT = Path(__file__).resolve().parent
 TZ = timezone(timedelta(hours=1))
-SYNTHETIC = {"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": "HTEST",
-             "display": "test health data"}
+SYNTHETIC = {
+    "system": "http://terminology.hl7.org/CodeSystem/v3-ActReason",
+    "code": "HTEST",
+    "display": "test health data",
+}
 MRN_SYSTEM = "http://ehr.example.org/fhir/sid/mrn"
 SEXES = ["female"] * 7 + ["male"] * 5
 WITHDRAWN = 12  # this participant leaves after the first dosing session
@@ -37,14 +40,12 @@ ADVERSE_EVENT_PARTICIPANT = 3
 # Mean totals per visit (baseline about 30 as in the published trial, post-treatment about 10);
 # the other instruments follow the same shape. Invented numbers, for synthetic data only.
 TARGETS: dict[str, dict[str, tuple[float, float]]] = {
-    "madrs": {"baseline": (29.6, 4.9), "post-treatment": (10.3, 6.0),
-              "follow-up-7m": (11.0, 7.0)},
+    "madrs": {"baseline": (29.6, 4.9), "post-treatment": (10.3, 6.0), "follow-up-7m": (11.0, 7.0)},
     "sds": {"baseline": (20.0, 4.0), "post-treatment": (8.3, 5.0), "follow-up-7m": (9.0, 5.0)},
     "phq9": {"baseline": (17.0, 3.5), "post-treatment": (7.0, 4.0), "follow-up-7m": (7.5, 4.5)},
     "gad7": {"baseline": (12.0, 3.5), "post-treatment": (5.0, 3.0), "follow-up-7m": (5.5, 3.5)},
     "isi": {"baseline": (15.0, 4.0), "post-treatment": (8.0, 4.0), "follow-up-7m": (8.0, 4.5)},
-    "pcl5": {"baseline": (30.0, 10.0), "post-treatment": (14.0, 8.0),
-             "follow-up-7m": (15.0, 9.0)},
+    "pcl5": {"baseline": (30.0, 10.0), "post-treatment": (14.0, 8.0), "follow-up-7m": (15.0, 9.0)},
 }
 
 
@@ -54,9 +55,11 @@ def urn(kind: str, key: str) -> str:
 
 def entry(resource: dict[str, Any], full_url: str, search: str) -> dict[str, Any]:
     resource.setdefault("meta", {})["tag"] = [SYNTHETIC]
-    return {"fullUrl": full_url, "resource": resource,
-            "request": {"method": "POST", "url": resource["resourceType"],
-                        "ifNoneExist": search}}
+    return {
+        "fullUrl": full_url,
+        "resource": resource,
+        "request": {"method": "POST", "url": resource["resourceType"], "ifNoneExist": search},
+    }
 
 
 def identified(resource: dict[str, Any], kind: str, key: str) -> dict[str, Any]:
@@ -70,8 +73,12 @@ def identified(resource: dict[str, Any], kind: str, key: str) -> dict[str, Any]:
 
 
 def bundle(entries: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"resourceType": "Bundle", "meta": {"tag": [SYNTHETIC]}, "type": "transaction",
-            "entry": entries}
+    return {
+        "resourceType": "Bundle",
+        "meta": {"tag": [SYNTHETIC]},
+        "type": "transaction",
+        "entry": entries,
+    }
 
 
 def spread(total: int, spec: InstrumentSpec, rng: random.Random) -> dict[str, int]:
@@ -94,8 +101,10 @@ def study_entries(m: Mappings) -> tuple[list[dict[str, Any]], dict[str, str]]:
     for resource in (study, plan, medication):
         resource.pop("id")
     ident = study_identifier(m)
-    refs = {"study": urn("eudract-number", ident["value"]),
-            "plan": urn("plan-definition", plan["url"])}
+    refs = {
+        "study": urn("eudract-number", ident["value"]),
+        "plan": urn("plan-definition", plan["url"]),
+    }
     study["protocol"] = [{"reference": refs["plan"]}]
     study["enrollment"] = [{"reference": urn("group", "cohort")}]
     return [
@@ -112,8 +121,13 @@ def patient(n: int, rng: random.Random) -> dict[str, Any]:
         "resourceType": "Patient",
         "meta": {"profile": [f"{CANONICAL}/StructureDefinition/trial-patient"]},
         "identifier": [{"system": MRN_SYSTEM, "value": mrn}],
-        "name": [{"text": f"SYNTHETIC Participant {n:02d}", "family": "Synthetic",
-                  "given": [f"Participant{n:02d}"]}],
+        "name": [
+            {
+                "text": f"SYNTHETIC Participant {n:02d}",
+                "family": "Synthetic",
+                "given": [f"Participant{n:02d}"],
+            }
+        ],
         "gender": SEXES[n - 1],
         "birthDate": born.isoformat(),
     }
@@ -148,33 +162,52 @@ class Participant:
         visit = self.m.visit(code)
         assert visit is not None
         key = f"{self.subject_id}/{code}"
-        self.entries.append(identified({
-            "resourceType": "Encounter",
-            "meta": {"profile": [f"{CANONICAL}/StructureDefinition/visit-encounter"]},
-            "extension": [study_extension(self.refs["study"])],
-            "status": "finished",
-            "class": {"system": ACT_CODE, "code": "AMB", "display": "ambulatory"},
-            "type": [{"coding": [coding(f"visit:{code}", visit.display)]}],
-            "subject": {"reference": self.patient["fullUrl"]},
-            "period": {"start": start.isoformat(),
-                       "end": (start + timedelta(hours=hours)).isoformat()},
-        }, "visit-encounter", key))
+        self.entries.append(
+            identified(
+                {
+                    "resourceType": "Encounter",
+                    "meta": {"profile": [f"{CANONICAL}/StructureDefinition/visit-encounter"]},
+                    "extension": [study_extension(self.refs["study"])],
+                    "status": "finished",
+                    "class": {"system": ACT_CODE, "code": "AMB", "display": "ambulatory"},
+                    "type": [{"coding": [coding(f"visit:{code}", visit.display)]}],
+                    "subject": {"reference": self.patient["fullUrl"]},
+                    "period": {
+                        "start": start.isoformat(),
+                        "end": (start + timedelta(hours=hours)).isoformat(),
+                    },
+                },
+                "visit-encounter",
+                key,
+            )
+        )
         return str(self.entries[-1]["fullUrl"])
 
     def session(self, code: str, kind: str, start: datetime, encounter: str) -> None:
-        self.entries.append(identified({
-            "resourceType": "Procedure",
-            "extension": [study_extension(self.refs["study"])],
-            "status": "completed",
-            "code": {"text": f"MDMA-assisted therapy {kind} psychotherapy session (90 min)"},
-            "subject": {"reference": self.patient["fullUrl"]},
-            "encounter": {"reference": encounter},
-            "performedPeriod": {"start": start.isoformat(),
-                                "end": (start + timedelta(minutes=90)).isoformat()},
-        }, "procedure", f"{self.subject_id}/{code}"))
+        self.entries.append(
+            identified(
+                {
+                    "resourceType": "Procedure",
+                    "extension": [study_extension(self.refs["study"])],
+                    "status": "completed",
+                    "code": {
+                        "text": f"MDMA-assisted therapy {kind} psychotherapy session (90 min)"
+                    },
+                    "subject": {"reference": self.patient["fullUrl"]},
+                    "encounter": {"reference": encounter},
+                    "performedPeriod": {
+                        "start": start.isoformat(),
+                        "end": (start + timedelta(minutes=90)).isoformat(),
+                    },
+                },
+                "procedure",
+                f"{self.subject_id}/{code}",
+            )
+        )
 
-    def dose(self, code: str, role: str, mg: int, when: datetime, encounter: str,
-             part_of: str | None) -> str:
+    def dose(
+        self, code: str, role: str, mg: int, when: datetime, encounter: str, part_of: str | None
+    ) -> str:
         med = self.m.medication
         resource: dict[str, Any] = {
             "resourceType": "MedicationAdministration",
@@ -190,11 +223,14 @@ class Participant:
             "subject": {"reference": self.patient["fullUrl"]},
             "context": {"reference": encounter},
             "effectiveDateTime": when.isoformat(),
-            "dosage": {"route": {"coding": [coding(med.route, med.route_display)]},
-                       "dose": {"value": mg, "unit": "mg", "system": UCUM, "code": "mg"}},
+            "dosage": {
+                "route": {"coding": [coding(med.route, med.route_display)]},
+                "dose": {"value": mg, "unit": "mg", "system": UCUM, "code": "mg"},
+            },
         }
-        self.entries.append(identified(resource, "medication-administration",
-                                       f"{self.subject_id}/{code}/{role}"))
+        self.entries.append(
+            identified(resource, "medication-administration", f"{self.subject_id}/{code}/{role}")
+        )
         return str(self.entries[-1]["fullUrl"])
 
     def assess(self, spec: InstrumentSpec, code: str, when: datetime, encounter: str) -> None:
@@ -207,9 +243,14 @@ class Participant:
                 if not item.summed:
                     values[item.link_id] = self.rng.randint(0, 3 if code == "baseline" else 1)
         key = f"{self.subject_id}/{code}/{spec.id}"
-        qr = response(spec, values, subject=self.patient["fullUrl"],
-                      authored=(when + timedelta(minutes=30)).isoformat(), encounter=encounter,
-                      study=self.refs["study"])
+        qr = response(
+            spec,
+            values,
+            subject=self.patient["fullUrl"],
+            authored=(when + timedelta(minutes=30)).isoformat(),
+            encounter=encounter,
+            study=self.refs["study"],
+        )
         qr["id"] = urn("questionnaire-response", key)
         [obs] = score_response(qr, self.m)
         del qr["id"]
@@ -219,14 +260,22 @@ class Participant:
     def build(self) -> list[dict[str, Any]]:
         m = self.m
         self.entries = [self.patient]
-        self.entries.append(identified({
-            "resourceType": "ResearchSubject",
-            "meta": {"profile": [f"{CANONICAL}/StructureDefinition/trial-research-subject"]},
-            "status": "withdrawn" if self.n == WITHDRAWN else "off-study",
-            "period": {"start": (self.baseline - timedelta(days=42)).date().isoformat()},
-            "study": {"reference": self.refs["study"]},
-            "individual": {"reference": self.patient["fullUrl"]},
-        }, "study-subject", self.subject_id))
+        self.entries.append(
+            identified(
+                {
+                    "resourceType": "ResearchSubject",
+                    "meta": {
+                        "profile": [f"{CANONICAL}/StructureDefinition/trial-research-subject"]
+                    },
+                    "status": "withdrawn" if self.n == WITHDRAWN else "off-study",
+                    "period": {"start": (self.baseline - timedelta(days=42)).date().isoformat()},
+                    "study": {"reference": self.refs["study"]},
+                    "individual": {"reference": self.patient["fullUrl"]},
+                },
+                "study-subject",
+                self.subject_id,
+            )
+        )
         subject = self.entries[-1]["resource"]
         assert subject["identifier"][0]["system"] == SUBJECT_SYSTEM
         first_mg = {"dosing-1": 80 if self.rng.random() < 0.5 else 120, "dosing-2": 120}
@@ -241,8 +290,9 @@ class Participant:
                 self.session(visit.code, visit.session, start, encounter)
             if visit.kind == "dosing":
                 mg = first_mg[visit.code]
-                initial = self.dose(visit.code, "initial", mg, start + timedelta(minutes=30),
-                                    encounter, None)
+                initial = self.dose(
+                    visit.code, "initial", mg, start + timedelta(minutes=30), encounter, None
+                )
                 supplement_at = start + timedelta(minutes=30 + self.rng.randint(90, 120))
                 self.dose(visit.code, "supplemental", mg // 2, supplement_at, encounter, initial)
                 if self.n == ADVERSE_EVENT_PARTICIPANT and visit.code == "dosing-1":
@@ -258,36 +308,62 @@ class Participant:
 
     def adverse_event(self, when: datetime, encounter: str, suspect: str) -> None:
         terminology = "http://terminology.hl7.org/CodeSystem"
-        self.entries.append(identified({
-            "resourceType": "AdverseEvent",
-            "actuality": "actual",
-            "event": {"text": "Headache after the dosing session (SYNTHETIC)"},
-            "subject": {"reference": self.patient["fullUrl"]},
-            "encounter": {"reference": encounter},
-            "date": when.isoformat(),
-            "seriousness": {"coding": [{"system": f"{terminology}/adverse-event-seriousness",
-                                        "code": "Non-serious", "display": "Non-serious"}]},
-            "severity": {"coding": [{"system": f"{terminology}/adverse-event-severity",
-                                     "code": "mild", "display": "Mild"}]},
-            "suspectEntity": [{"instance": {"reference": suspect}}],
-            "study": [{"reference": self.refs["study"]}],
-        }, "adverse-event", f"{self.subject_id}/1"))
+        self.entries.append(
+            identified(
+                {
+                    "resourceType": "AdverseEvent",
+                    "actuality": "actual",
+                    "event": {"text": "Headache after the dosing session (SYNTHETIC)"},
+                    "subject": {"reference": self.patient["fullUrl"]},
+                    "encounter": {"reference": encounter},
+                    "date": when.isoformat(),
+                    "seriousness": {
+                        "coding": [
+                            {
+                                "system": f"{terminology}/adverse-event-seriousness",
+                                "code": "Non-serious",
+                                "display": "Non-serious",
+                            }
+                        ]
+                    },
+                    "severity": {
+                        "coding": [
+                            {
+                                "system": f"{terminology}/adverse-event-severity",
+                                "code": "mild",
+                                "display": "Mild",
+                            }
+                        ]
+                    },
+                    "suspectEntity": [{"instance": {"reference": suspect}}],
+                    "study": [{"reference": self.refs["study"]}],
+                },
+                "adverse-event",
+                f"{self.subject_id}/1",
+            )
+        )
 
 
 def messages(m: Mappings, participant: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Small EHR messages: a MADRS response, a dosing-session Bundle, a local-coded score."""
     local = "http://ehr.example.org/fhir/CodeSystem/local-assessment"
-    madrs_qr = next(e["resource"] for e in participant
-                    if e["resource"]["resourceType"] == "QuestionnaireResponse"
-                    and e["resource"]["questionnaire"].endswith("/madrs"))
+    madrs_qr = next(
+        e["resource"]
+        for e in participant
+        if e["resource"]["resourceType"] == "QuestionnaireResponse"
+        and e["resource"]["questionnaire"].endswith("/madrs")
+    )
     qr = json.loads(json.dumps(madrs_qr))
     qr.pop("identifier")
     qr["subject"] = {"reference": "Patient/example-participant-01"}
     qr["encounter"] = {"reference": "Encounter/example-baseline-visit"}
     qr["extension"][0]["valueReference"] = {"reference": "ResearchStudy/psykforsk-mat-mdd"}
-    session = [e for e in participant
-               if e["resource"]["resourceType"] in ("Encounter", "MedicationAdministration")
-               and e["resource"]["identifier"][0]["value"].startswith("MDD-01/dosing-1")]
+    session = [
+        e
+        for e in participant
+        if e["resource"]["resourceType"] in ("Encounter", "MedicationAdministration")
+        and e["resource"]["identifier"][0]["value"].startswith("MDD-01/dosing-1")
+    ]
     study = {"reference": "ResearchStudy/psykforsk-mat-mdd"}
     dosing_entries = [participant[0]] + json.loads(json.dumps(session))
     for e in dosing_entries[1:]:
@@ -296,20 +372,33 @@ def messages(m: Mappings, participant: list[dict[str, Any]]) -> dict[str, dict[s
         "resourceType": "Observation",
         "meta": {"tag": [SYNTHETIC]},
         "status": "final",
-        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/"
-                                  "observation-category", "code": "survey"}]}],
+        "category": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                        "code": "survey",
+                    }
+                ]
+            }
+        ],
         "code": {"coding": [{"system": local, "code": "MADRS-TOT", "display": "MADRS sum"}]},
         "subject": {"reference": "Patient/example-participant-01"},
         "effectiveDateTime": "2023-04-11T10:15:00+01:00",
         "valueQuantity": {"value": 9, "unit": "{score}", "system": UCUM, "code": "{score}"},
         "component": [
-            {"code": {"coding": [{"system": local, "code": f"MADRS-{i:02d}"}]},
-             "valueInteger": value}
+            {
+                "code": {"coding": [{"system": local, "code": f"MADRS-{i:02d}"}]},
+                "valueInteger": value,
+            }
             for i, value in enumerate([1, 2, 1, 1, 0, 1, 1, 1, 1, 0], 1)
         ],
     }
-    return {"madrs-response.json": qr, "dosing-session.json": bundle(dosing_entries),
-            "local-coded-observation.json": observation}
+    return {
+        "madrs-response.json": qr,
+        "dosing-session.json": bundle(dosing_entries),
+        "local-coded-observation.json": observation,
+    }
 
 
 def generate(out: Path = OUT, m: Mappings | None = None) -> list[Path]:
@@ -318,12 +407,18 @@ def generate(out: Path = OUT, m: Mappings | None = None) -> list[Path]:
     rng = random.Random(SEED)
     study, refs = study_entries(m)
     participants = [Participant(m, n, refs, rng) for n in range(1, 13)]
-    group = {"resourceType": "Group", "type": "person", "actual": True,
-             "name": "SYNTHETIC cohort of the example trial", "quantity": 12,
-             "member": [{"entity": {"reference": p.patient["fullUrl"]}} for p in participants]}
+    group = {
+        "resourceType": "Group",
+        "type": "person",
+        "actual": True,
+        "name": "SYNTHETIC cohort of the example trial",
+        "quantity": 12,
+        "member": [{"entity": {"reference": p.patient["fullUrl"]}} for p in participants],
+    }
     files: dict[str, Any] = {
-        "trial/00-study.json": bundle([
-            *study, identified(group, "group", "cohort"), *(p.patient for p in participants)]),
+        "trial/00-study.json": bundle(
+            [*study, identified(group, "group", "cohort"), *(p.patient for p in participants)]
+        ),
     }
     built = [p.build() for p in participants]
     for p, entries in zip(participants, built, strict=True):
@@ -337,9 +432,14 @@ def generate(out: Path = OUT, m: Mappings | None = None) -> list[Path]:
         path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         written.append(path)
     csv_path = out / "visit-scores.csv"
-    csv_path.write_text(bundle_to_table(
-        [files[f"trial/{p.n:02d}-participant-{p.n:02d}.json"] for p in participants],
-        "visit-scores", m), encoding="utf-8")
+    csv_path.write_text(
+        bundle_to_table(
+            [files[f"trial/{p.n:02d}-participant-{p.n:02d}.json"] for p in participants],
+            "visit-scores",
+            m,
+        ),
+        encoding="utf-8",
+    )
     return [*written, csv_path]
 
 

@@ -28,32 +28,52 @@ def _observation_instrument(obs: dict[str, Any], m: Mappings) -> InstrumentSpec 
     return None
 
 
-def _check_components(spec: InstrumentSpec, obs: dict[str, Any]) -> tuple[dict[str, int],
-                                                                         list[Issue]]:
+def _check_components(
+    spec: InstrumentSpec, obs: dict[str, Any]
+) -> tuple[dict[str, int], list[Issue]]:
     values: dict[str, int] = {}
     issues: list[Issue] = []
     components = obs.get("component", [])
     for index, component in enumerate(components if isinstance(components, list) else []):
         path = f"Observation.component[{index}]"
-        item = next((spec.item_for_code(c.get("system", ""), c.get("code", ""))
-                     for c in _codings(component.get("code"))
-                     if spec.item_for_code(c.get("system", ""), c.get("code", ""))), None)
+        item = next(
+            (
+                spec.item_for_code(c.get("system", ""), c.get("code", ""))
+                for c in _codings(component.get("code"))
+                if spec.item_for_code(c.get("system", ""), c.get("code", ""))
+            ),
+            None,
+        )
         if item is None:
-            issues.append(Issue("error", "code-invalid",
-                                f"component code is not an item of {spec.name}", f"{path}.code"))
+            issues.append(
+                Issue(
+                    "error",
+                    "code-invalid",
+                    f"component code is not an item of {spec.name}",
+                    f"{path}.code",
+                )
+            )
             continue
         value = component.get("valueInteger")
         if isinstance(value, bool) or not isinstance(value, int):
-            issues.append(Issue("error", "value",
-                                f"{spec.name} item {item.link_id} needs valueInteger", path))
+            issues.append(
+                Issue("error", "value", f"{spec.name} item {item.link_id} needs valueInteger", path)
+            )
         elif not item.min <= value <= item.max:
-            issues.append(Issue(
-                "error", "business-rule",
-                f"{spec.name} item {item.link_id}: {value} is outside {item.min}..{item.max}",
-                f"{path}.valueInteger"))
+            issues.append(
+                Issue(
+                    "error",
+                    "business-rule",
+                    f"{spec.name} item {item.link_id}: {value} is outside {item.min}..{item.max}",
+                    f"{path}.valueInteger",
+                )
+            )
         elif item.link_id in values:
-            issues.append(Issue("error", "business-rule",
-                                f"{spec.name} item {item.link_id} appears twice", path))
+            issues.append(
+                Issue(
+                    "error", "business-rule", f"{spec.name} item {item.link_id} appears twice", path
+                )
+            )
         else:
             values[item.link_id] = value
     return values, issues
@@ -67,31 +87,48 @@ def check_observation(obs: dict[str, Any], m: Mappings) -> list[Issue]:
     values, issues = _check_components(spec, obs)
     items_ok = not any(issue.is_error for issue in issues)
     if any(key.startswith("value") and key != "valueQuantity" for key in obs):
-        issues.append(Issue("error", "value", f"{spec.name} total must be a valueQuantity",
-                            "Observation.value[x]"))
+        issues.append(
+            Issue(
+                "error",
+                "value",
+                f"{spec.name} total must be a valueQuantity",
+                "Observation.value[x]",
+            )
+        )
     quantity = obs.get("valueQuantity")
     if not isinstance(quantity, dict):
         return issues
     total = quantity.get("value")
     path = "Observation.valueQuantity"
     if quantity.get("system") != UCUM or quantity.get("code") != "{score}":
-        issues.append(Issue("warning", "business-rule",
-                            "score totals use UCUM code {score}", f"{path}.code"))
+        issues.append(
+            Issue("warning", "business-rule", "score totals use UCUM code {score}", f"{path}.code")
+        )
     if isinstance(total, bool) or not isinstance(total, int | float) or total != int(total):
-        issues.append(Issue("error", "value", f"{spec.name} total must be a whole number",
-                            f"{path}.value"))
+        issues.append(
+            Issue("error", "value", f"{spec.name} total must be a whole number", f"{path}.value")
+        )
         return issues
     if not spec.total.min <= total <= spec.total.max:
-        issues.append(Issue(
-            "error", "business-rule",
-            f"{spec.name} total {total:g} is outside {spec.total.min}..{spec.total.max}",
-            f"{path}.value"))
+        issues.append(
+            Issue(
+                "error",
+                "business-rule",
+                f"{spec.name} total {total:g} is outside {spec.total.min}..{spec.total.max}",
+                f"{path}.value",
+            )
+        )
     expected = spec.score(values) if items_ok else None
     if expected is not None and expected != total:
         rule = "the sum of the items" if spec.total.rule == "sum" else "the highest level"
-        issues.append(Issue("error", "invariant",
-                            f"{spec.name} total {total:g} is not {rule} ({expected})",
-                            f"{path}.value"))
+        issues.append(
+            Issue(
+                "error",
+                "invariant",
+                f"{spec.name} total {total:g} is not {rule} ({expected})",
+                f"{path}.value",
+            )
+        )
     return issues
 
 
@@ -106,15 +143,27 @@ def check_encounter(encounter: dict[str, Any], m: Mappings) -> list[Issue]:
                 continue
             found = True
             if m.visit(str(c.get("code"))) is None:
-                issues.append(Issue("error", "code-invalid",
-                                    f"visit {c.get('code')!r} is not in the study protocol",
-                                    f"Encounter.type[{t_index}].coding[{c_index}].code"))
-    in_study = any(isinstance(e, dict) and e.get("url") == RESEARCH_STUDY_EXT
-                   for e in encounter.get("extension", []))
+                issues.append(
+                    Issue(
+                        "error",
+                        "code-invalid",
+                        f"visit {c.get('code')!r} is not in the study protocol",
+                        f"Encounter.type[{t_index}].coding[{c_index}].code",
+                    )
+                )
+    in_study = any(
+        isinstance(e, dict) and e.get("url") == RESEARCH_STUDY_EXT
+        for e in encounter.get("extension", [])
+    )
     if in_study and not found:
-        issues.append(Issue("error", "business-rule",
-                            "a study Encounter needs a visit type from the protocol",
-                            "Encounter.type"))
+        issues.append(
+            Issue(
+                "error",
+                "business-rule",
+                "a study Encounter needs a visit type from the protocol",
+                "Encounter.type",
+            )
+        )
     return issues
 
 
@@ -130,16 +179,23 @@ def check_administration(admin: dict[str, Any], m: Mappings) -> list[Issue]:
         return [Issue("error", "required", "an MDMA administration needs a dose", path)]
     issues = []
     if dose.get("system") != UCUM or dose.get("code") != "mg":
-        issues.append(Issue("error", "business-rule", "MDMA dose must be in mg (UCUM)",
-                            f"{path}.code"))
+        issues.append(
+            Issue("error", "business-rule", "MDMA dose must be in mg (UCUM)", f"{path}.code")
+        )
     value = dose.get("value")
     if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
-        issues.append(Issue("error", "value", "MDMA dose must be a positive number",
-                            f"{path}.value"))
+        issues.append(
+            Issue("error", "value", "MDMA dose must be a positive number", f"{path}.value")
+        )
     elif value > m.medication.max_session_dose_mg:
-        issues.append(Issue("warning", "business-rule",
-                            f"MDMA dose {value:g} mg exceeds {m.medication.max_session_dose_mg} mg"
-                            " per session", f"{path}.value"))
+        issues.append(
+            Issue(
+                "warning",
+                "business-rule",
+                f"MDMA dose {value:g} mg exceeds {m.medication.max_session_dose_mg} mg per session",
+                f"{path}.value",
+            )
+        )
     return issues
 
 

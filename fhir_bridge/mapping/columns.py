@@ -67,8 +67,11 @@ def _entry(resource: dict[str, Any], system: str, value: str) -> dict[str, Any]:
     return {
         "fullUrl": _urn(system, value),
         "resource": resource,
-        "request": {"method": "POST", "url": resource["resourceType"],
-                    "ifNoneExist": f"identifier={system}|{value}"},
+        "request": {
+            "method": "POST",
+            "url": resource["resourceType"],
+            "ifNoneExist": f"identifier={system}|{value}",
+        },
     }
 
 
@@ -84,23 +87,47 @@ def _parse_int(text: str, low: int, high: int, where: str, issues: list[Issue]) 
     return value
 
 
-def _row_entries(row: dict[str, str], n: int, cmap: ColumnMapSpec, m: Mappings,
-                 refs: dict[str, str], issues: list[Issue]) -> list[dict[str, Any]]:
+def _row_entries(
+    row: dict[str, str],
+    n: int,
+    cmap: ColumnMapSpec,
+    m: Mappings,
+    refs: dict[str, str],
+    issues: list[Issue],
+) -> list[dict[str, Any]]:
     subject, visit_code = row[cmap.subject_column].strip(), row[cmap.visit_column].strip()
     when = row[cmap.date_column].strip()
     before = len(issues)
     if not _SUBJECT_ID.match(subject):
-        issues.append(Issue("error", "value", f"bad subject id {subject!r}",
-                            f"row {n}, column {cmap.subject_column}"))
+        issues.append(
+            Issue(
+                "error",
+                "value",
+                f"bad subject id {subject!r}",
+                f"row {n}, column {cmap.subject_column}",
+            )
+        )
     visit = m.visit(visit_code)
     if visit is None:
-        issues.append(Issue("error", "code-invalid", f"visit {visit_code!r} is not in the "
-                            "protocol", f"row {n}, column {cmap.visit_column}"))
+        issues.append(
+            Issue(
+                "error",
+                "code-invalid",
+                f"visit {visit_code!r} is not in the protocol",
+                f"row {n}, column {cmap.visit_column}",
+            )
+        )
     try:
         date.fromisoformat(when)
     except ValueError:
-        issues.append(Issue("error", "value", f"{when!r} is not a date (YYYY-MM-DD)",
-                            f"row {n}, column {cmap.date_column}"))
+        issues.append(
+            Issue(
+                "error",
+                "value",
+                f"{when!r} is not a date (YYYY-MM-DD)",
+                f"row {n}, column {cmap.date_column}",
+            )
+        )
     values: dict[str, dict[str, int]] = {}
     totals: dict[str, int] = {}
     seen: dict[str, InstrumentSpec] = {}
@@ -119,15 +146,22 @@ def _row_entries(row: dict[str, str], n: int, cmap: ColumnMapSpec, m: Mappings,
         expected = spec.score(values.get(spec.id, {}))
         if spec.id in totals and expected is not None and expected != totals[spec.id]:
             column = next(name for name, s, i in data_columns(cmap, m) if s is spec and not i)
-            issues.append(Issue("error", "invariant",
-                                f"{spec.name} total {totals[spec.id]} differs from the items "
-                                f"({expected})", f"row {n}, column {column}"))
+            issues.append(
+                Issue(
+                    "error",
+                    "invariant",
+                    f"{spec.name} total {totals[spec.id]} differs from the items ({expected})",
+                    f"row {n}, column {column}",
+                )
+            )
     if len(issues) > before or visit is None:
         return []
     entries = []
     if subject not in refs:
-        patient = {"resourceType": "Patient",
-                   "identifier": [{"system": SUBJECT_SYSTEM, "value": subject}]}
+        patient = {
+            "resourceType": "Patient",
+            "identifier": [{"system": SUBJECT_SYSTEM, "value": subject}],
+        }
         entries.append(_entry(patient, SUBJECT_SYSTEM, subject))
         refs[subject] = entries[-1]["fullUrl"]
     key = f"{subject}/{visit_code}"
@@ -146,9 +180,15 @@ def _row_entries(row: dict[str, str], n: int, cmap: ColumnMapSpec, m: Mappings,
     for spec in seen.values():
         obs_key = f"{key}/{spec.id}"
         obs = score_observation(
-            spec, values.get(spec.id, {}), totals.get(spec.id), subject=refs[subject],
-            effective=when, encounter=_urn(ENCOUNTER_SYSTEM, key), study=refs["study"],
-            identifier={"system": OBSERVATION_SYSTEM, "value": obs_key})
+            spec,
+            values.get(spec.id, {}),
+            totals.get(spec.id),
+            subject=refs[subject],
+            effective=when,
+            encounter=_urn(ENCOUNTER_SYSTEM, key),
+            study=refs["study"],
+            identifier={"system": OBSERVATION_SYSTEM, "value": obs_key},
+        )
         entries.append(_entry(obs, OBSERVATION_SYSTEM, obs_key))
     return entries
 
@@ -164,10 +204,16 @@ def table_to_bundle(csv_text: str, map_name: str, m: Mappings) -> dict[str, Any]
     reader = csv.DictReader(io.StringIO(csv_text))
     known = header(cmap, m)
     fields = reader.fieldnames or []
-    issues = [Issue("error", "structure", f"unknown column {name!r}", f"column {name}")
-              for name in fields if name not in known]
-    issues += [Issue("error", "required", f"missing column {name!r}", f"column {name}")
-               for name in known[:3] if name not in fields]
+    issues = [
+        Issue("error", "structure", f"unknown column {name!r}", f"column {name}")
+        for name in fields
+        if name not in known
+    ]
+    issues += [
+        Issue("error", "required", f"missing column {name!r}", f"column {name}")
+        for name in known[:3]
+        if name not in fields
+    ]
     if issues:
         raise MappingError(issues=issues)
     study = research_study(m)
@@ -180,9 +226,14 @@ def table_to_bundle(csv_text: str, map_name: str, m: Mappings) -> dict[str, Any]
     for n, row in enumerate(reader, 1):
         key = (row.get(cmap.subject_column) or "", row.get(cmap.visit_column) or "")
         if key in seen_rows:
-            issues.append(Issue("error", "business-rule",
-                                f"duplicate participant and visit (row {seen_rows[key]})",
-                                f"row {n}, column {cmap.visit_column}"))
+            issues.append(
+                Issue(
+                    "error",
+                    "business-rule",
+                    f"duplicate participant and visit (row {seen_rows[key]})",
+                    f"row {n}, column {cmap.visit_column}",
+                )
+            )
             continue
         seen_rows[key] = n
         entries += _row_entries(row, n, cmap, m, refs, issues)
@@ -197,8 +248,11 @@ def _flatten(resources: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     ordered: list[tuple[str | None, dict[str, Any]]] = []
     for resource in resources:
         if resource.get("resourceType") == "Bundle":
-            ordered += [(e.get("fullUrl"), e["resource"]) for e in resource.get("entry", [])
-                        if isinstance(e.get("resource"), dict)]
+            ordered += [
+                (e.get("fullUrl"), e["resource"])
+                for e in resource.get("entry", [])
+                if isinstance(e.get("resource"), dict)
+            ]
         else:
             ordered.append((None, resource))
     for position, (full_url, resource) in enumerate(ordered):
@@ -211,8 +265,12 @@ def _flatten(resources: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 def _subject_id(patient_ref: str, index: dict[str, dict[str, Any]]) -> str | None:
-    candidates = [r for r in index.values() if r.get("resourceType") == "ResearchSubject"
-                  and r.get("individual", {}).get("reference") == patient_ref]
+    candidates = [
+        r
+        for r in index.values()
+        if r.get("resourceType") == "ResearchSubject"
+        and r.get("individual", {}).get("reference") == patient_ref
+    ]
     patient = index.get(patient_ref)
     if patient is not None:
         candidates.append(patient)
@@ -241,32 +299,49 @@ def bundle_to_table(resources: Iterable[dict[str, Any]], map_name: str, m: Mappi
         if id(encounter) in done:
             continue
         done.add(id(encounter))
-        visit = next((c["code"] for t in encounter.get("type", []) for c in t.get("coding", [])
-                      if c.get("system") == SYSTEMS["visit"]), None)
+        visit = next(
+            (
+                c["code"]
+                for t in encounter.get("type", [])
+                for c in t.get("coding", [])
+                if c.get("system") == SYSTEMS["visit"]
+            ),
+            None,
+        )
         if visit is None:
             continue
         names = {k for k, r in index.items() if r is encounter}
         subject_ref = encounter.get("subject", {}).get("reference", "")
         subject = _subject_id(subject_ref, index)
         if subject is None:
-            raise MappingError(f"no study subject id for {subject_ref!r}",
-                               expression=f"Encounter {key}")
-        cells = {cmap.subject_column: subject, cmap.visit_column: visit,
-                 cmap.date_column: str(encounter.get("period", {}).get("start", ""))[:10]}
+            raise MappingError(
+                f"no study subject id for {subject_ref!r}", expression=f"Encounter {key}"
+            )
+        cells = {
+            cmap.subject_column: subject,
+            cmap.visit_column: visit,
+            cmap.date_column: str(encounter.get("period", {}).get("start", ""))[:10],
+        }
         filled: set[str] = set()
         for obs in unique:
             if obs.get("resourceType") != "Observation":
                 continue
             if obs.get("encounter", {}).get("reference") not in names:
                 continue
-            spec = next((m.instrument_for_total(c.get("system"), c.get("code"))
-                         for c in obs.get("code", {}).get("coding", [])
-                         if m.instrument_for_total(c.get("system"), c.get("code"))), None)
+            spec = next(
+                (
+                    m.instrument_for_total(c.get("system"), c.get("code"))
+                    for c in obs.get("code", {}).get("coding", [])
+                    if m.instrument_for_total(c.get("system"), c.get("code"))
+                ),
+                None,
+            )
             if spec is None or spec.id not in {e.instrument for e in cmap.instruments}:
                 continue
             if spec.id in filled:
-                raise MappingError(f"two {spec.name} Observations for one visit",
-                                   expression=f"Encounter {key}")
+                raise MappingError(
+                    f"two {spec.name} Observations for one visit", expression=f"Encounter {key}"
+                )
             filled.add(spec.id)
             values, total = component_values(spec, obs), total_value(obs)
             for name, s, item in columns:

@@ -55,8 +55,11 @@ def translation_table(m: Mappings) -> dict[tuple[str, str], tuple[str, str, str 
                 for element in group.elements:
                     if element.equivalence in _TRANSLATABLE:
                         display = concept_display(m, group.target, element.target)
-                        table[(group.source, element.code)] = (group.target, element.target,
-                                                               display)
+                        table[(group.source, element.code)] = (
+                            group.target,
+                            element.target,
+                            display,
+                        )
         return table
 
     return m.cached("translation_table", build)  # type: ignore[no-any-return]

@@ -41,14 +41,14 @@ def package_resources(m: Mappings, snapshot: Snapshot | None = None) -> list[dic
     """Conformance resources plus the study definitions; profiles get snapshots if asked."""
     resources = [*m.conformance_resources(), *m.study_resources()]
     if snapshot is not None:
-        resources = [snapshot(r) if r["resourceType"] == "StructureDefinition" else r
-                     for r in resources]
+        resources = [
+            snapshot(r) if r["resourceType"] == "StructureDefinition" else r for r in resources
+        ]
     return resources
 
 
 def _index_entry(filename: str, resource: dict[str, Any]) -> dict[str, Any]:
-    entry = {"filename": filename, "resourceType": resource["resourceType"],
-             "id": resource["id"]}
+    entry = {"filename": filename, "resourceType": resource["resourceType"], "id": resource["id"]}
     for key in ("url", "version", "kind", "type"):
         if key in resource:
             entry[key] = resource[key]

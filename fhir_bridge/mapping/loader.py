@@ -93,8 +93,11 @@ class Mappings:
         """ResearchStudy, PlanDefinition (visit schedule) and the MDMA Medication."""
         from fhir_bridge.mapping import protocol
 
-        return [protocol.research_study(self), protocol.plan_definition(self),
-                protocol.medication(self)]
+        return [
+            protocol.research_study(self),
+            protocol.plan_definition(self),
+            protocol.medication(self),
+        ]
 
 
 def _read(path: Path, model: type[M]) -> M:
@@ -147,8 +150,9 @@ def _check_links(root: Path, m: Mappings) -> None:
             targets = project_codes.get(group.target)
             for element in group.elements:
                 if targets is not None and element.target not in targets:
-                    raise _fail(root / "conceptmaps",
-                                f"{concept_map.id}: unknown target {element.target!r}")
+                    raise _fail(
+                        root / "conceptmaps", f"{concept_map.id}: unknown target {element.target!r}"
+                    )
     urls = {code_system.url for code_system in m.code_systems}
     missing = {SYSTEMS[p] for p in ("assessment", "severity", "visit", "dose-role")} - urls
     if missing:

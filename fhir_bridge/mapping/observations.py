@@ -62,7 +62,10 @@ def score_observation(
         obs["dataAbsentReason"] = {"coding": [{"system": DATA_ABSENT_REASON, "code": "unknown"}]}
     else:
         obs["valueQuantity"] = {
-            "value": total, "unit": "{score}", "system": UCUM, "code": "{score}",
+            "value": total,
+            "unit": "{score}",
+            "system": UCUM,
+            "code": "{score}",
         }
     interpretation = spec.interpretation(values, total)
     if interpretation:
@@ -73,8 +76,10 @@ def score_observation(
     if derived_from:
         obs["derivedFrom"] = [{"reference": derived_from}]
     components = [
-        {"code": {"coding": [coding(item.code)], "text": item.text},
-         "valueInteger": values[item.link_id]}
+        {
+            "code": {"coding": [coding(item.code)], "text": item.text},
+            "valueInteger": values[item.link_id],
+        }
         for item in spec.items
         if item.link_id in values
     ]

@@ -16,8 +16,14 @@ if TYPE_CHECKING:
 CORE = "http://hl7.org/fhir/StructureDefinition"
 
 
-def _sd(m: Mappings, name: str, resource_type: str, title: str, description: str,
-        elements: list[dict[str, Any]]) -> dict[str, Any]:
+def _sd(
+    m: Mappings,
+    name: str,
+    resource_type: str,
+    title: str,
+    description: str,
+    elements: list[dict[str, Any]],
+) -> dict[str, Any]:
     return {
         "resourceType": "StructureDefinition",
         "id": name,
@@ -54,10 +60,16 @@ def _ref(*targets: str) -> list[dict[str, Any]]:
 
 def _study_slice(resource_type: str, min_count: int) -> list[dict[str, Any]]:
     return [
-        _el(f"{resource_type}.extension",
-            slicing={"discriminator": [{"type": "value", "path": "url"}], "rules": "open"}),
-        _el(f"{resource_type}.extension:researchStudy", min=min_count, max="1",
-            type=[{"code": "Extension", "profile": [RESEARCH_STUDY_EXT]}]),
+        _el(
+            f"{resource_type}.extension",
+            slicing={"discriminator": [{"type": "value", "path": "url"}], "rules": "open"},
+        ),
+        _el(
+            f"{resource_type}.extension:researchStudy",
+            min=min_count,
+            max="1",
+            type=[{"code": "Extension", "profile": [RESEARCH_STUDY_EXT]}],
+        ),
     ]
 
 
@@ -106,32 +118,52 @@ def score_profile(spec: InstrumentSpec, m: Mappings) -> dict[str, Any]:
     elements = [
         _el("Observation", constraint=[_total_invariant(spec), range_rule]),
         *_study_slice("Observation", 0),
-        _el("Observation.category", min=1,
-            slicing={"discriminator": [{"type": "pattern", "path": "$this"}], "rules": "open"}),
+        _el(
+            "Observation.category",
+            min=1,
+            slicing={"discriminator": [{"type": "pattern", "path": "$this"}], "rules": "open"},
+        ),
         _el("Observation.category:survey", min=1, max="1", patternCodeableConcept=SURVEY),
         _el("Observation.code", patternCodeableConcept={"coding": [coding(spec.total.code)]}),
         _el("Observation.subject", min=1, type=_ref("Patient")),
         _el("Observation.encounter", type=_ref("Encounter")),
         _el("Observation.effective[x]", min=1, type=[{"code": "dateTime"}]),
-        _el("Observation.value[x]", type=[{"code": "Quantity"}],
-            patternQuantity={"system": UCUM, "code": "{score}"}),
+        _el(
+            "Observation.value[x]",
+            type=[{"code": "Quantity"}],
+            patternQuantity={"system": UCUM, "code": "{score}"},
+        ),
         _el("Observation.derivedFrom", type=_ref("QuestionnaireResponse")),
-        _el("Observation.component",
-            slicing={"discriminator": [{"type": "pattern", "path": "code"}], "rules": "closed"}),
+        _el(
+            "Observation.component",
+            slicing={"discriminator": [{"type": "pattern", "path": "code"}], "rules": "closed"},
+        ),
     ]
     for item in spec.items:
         name = f"item-{item.link_id.replace('.', '-')}"
         elements += [
             _el(f"Observation.component:{name}", min=0, max="1", short=item.text),
-            _el(f"Observation.component:{name}.code",
-                patternCodeableConcept={"coding": [coding(item.code)]}),
-            _el(f"Observation.component:{name}.value[x]", type=[{"code": "integer"}],
-                minValueInteger=item.min, maxValueInteger=item.max),
+            _el(
+                f"Observation.component:{name}.code",
+                patternCodeableConcept={"coding": [coding(item.code)]},
+            ),
+            _el(
+                f"Observation.component:{name}.value[x]",
+                type=[{"code": "integer"}],
+                minValueInteger=item.min,
+                maxValueInteger=item.max,
+            ),
         ]
-    return _sd(m, spec.profile_name, "Observation", f"{spec.name} score",
-               f"One administration of the {spec.title}: total as valueQuantity, one component "
-               "per item. Components rather than hasMember keep the total and its items in one "
-               "resource, so the total = items invariant is checkable on it.", elements)
+    return _sd(
+        m,
+        spec.profile_name,
+        "Observation",
+        f"{spec.name} score",
+        f"One administration of the {spec.title}: total as valueQuantity, one component "
+        "per item. Components rather than hasMember keep the total and its items in one "
+        "resource, so the total = items invariant is checkable on it.",
+        elements,
+    )
 
 
 def administration_profile(m: Mappings) -> dict[str, Any]:
@@ -139,23 +171,39 @@ def administration_profile(m: Mappings) -> dict[str, Any]:
     dose_roles = f"{CANONICAL}/ValueSet/dose-role"
     elements = [
         *_study_slice("MedicationAdministration", 0),
-        _el("MedicationAdministration.category",
-            binding={"strength": "required", "valueSet": dose_roles}),
-        _el("MedicationAdministration.medication[x]", type=[{"code": "CodeableConcept"}],
-            patternCodeableConcept={"coding": [coding(med.code)]}),
+        _el(
+            "MedicationAdministration.category",
+            binding={"strength": "required", "valueSet": dose_roles},
+        ),
+        _el(
+            "MedicationAdministration.medication[x]",
+            type=[{"code": "CodeableConcept"}],
+            patternCodeableConcept={"coding": [coding(med.code)]},
+        ),
         _el("MedicationAdministration.subject", type=_ref("Patient")),
         _el("MedicationAdministration.context", min=1, type=_ref("Encounter")),
         _el("MedicationAdministration.partOf", max="1", type=_ref("MedicationAdministration")),
         _el("MedicationAdministration.dosage", min=1),
-        _el("MedicationAdministration.dosage.route", min=1,
-            patternCodeableConcept={"coding": [coding(med.route)]}),
-        _el("MedicationAdministration.dosage.dose", min=1,
-            patternQuantity={"system": UCUM, "code": med.dose_unit}),
+        _el(
+            "MedicationAdministration.dosage.route",
+            min=1,
+            patternCodeableConcept={"coding": [coding(med.route)]},
+        ),
+        _el(
+            "MedicationAdministration.dosage.dose",
+            min=1,
+            patternQuantity={"system": UCUM, "code": med.dose_unit},
+        ),
     ]
-    return _sd(m, "mdma-administration", "MedicationAdministration", "MDMA administration",
-               f"One MDMA dose ({med.text}) in a dosing session: initial or supplemental (the "
-               "supplemental partOf the initial), mg (UCUM), oral, context the dosing Encounter.",
-               elements)
+    return _sd(
+        m,
+        "mdma-administration",
+        "MedicationAdministration",
+        "MDMA administration",
+        f"One MDMA dose ({med.text}) in a dosing session: initial or supplemental (the "
+        "supplemental partOf the initial), mg (UCUM), oral, context the dosing Encounter.",
+        elements,
+    )
 
 
 def structure_definitions(m: Mappings) -> list[dict[str, Any]]:
@@ -164,25 +212,49 @@ def structure_definitions(m: Mappings) -> list[dict[str, Any]]:
     return [
         *(score_profile(spec, m) for spec in m.instruments),
         administration_profile(m),
-        _sd(m, "trial-patient", "Patient", "Trial patient",
-            "A trial participant on the EHR side: identified, with gender and birth date.", [
+        _sd(
+            m,
+            "trial-patient",
+            "Patient",
+            "Trial patient",
+            "A trial participant on the EHR side: identified, with gender and birth date.",
+            [
                 _el("Patient.identifier", min=1),
                 _el("Patient.gender", min=1),
                 _el("Patient.birthDate", min=1),
-            ]),
-        _sd(m, "trial-research-subject", "ResearchSubject", "Trial research subject",
-            "Participation in the study; identifier = the study subject id (research "
-            "pseudonym).", [
-                _el("ResearchSubject.identifier", min=1, max="1",
-                    patternIdentifier={"system": f"{SID}/study-subject"}),
+            ],
+        ),
+        _sd(
+            m,
+            "trial-research-subject",
+            "ResearchSubject",
+            "Trial research subject",
+            "Participation in the study; identifier = the study subject id (research pseudonym).",
+            [
+                _el(
+                    "ResearchSubject.identifier",
+                    min=1,
+                    max="1",
+                    patternIdentifier={"system": f"{SID}/study-subject"},
+                ),
                 _el("ResearchSubject.individual", type=_ref("Patient")),
-            ]),
-        _sd(m, "visit-encounter", "Encounter", "Trial visit",
-            "A protocol visit: type from the visit CodeSystem, linked to the ResearchStudy.", [
+            ],
+        ),
+        _sd(
+            m,
+            "visit-encounter",
+            "Encounter",
+            "Trial visit",
+            "A protocol visit: type from the visit CodeSystem, linked to the ResearchStudy.",
+            [
                 *_study_slice("Encounter", 1),
-                _el("Encounter.type", min=1,
-                    binding={"strength": "required", "valueSet": visit_types}),
+                _el(
+                    "Encounter.type",
+                    min=1,
+                    binding={"strength": "required", "valueSet": visit_types},
+                ),
                 _el("Encounter.subject", min=1, type=_ref("Patient")),
                 _el("Encounter.period", min=1),
-            ]),
+            ],
+        ),
     ]

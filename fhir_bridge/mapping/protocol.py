@@ -29,17 +29,26 @@ def research_study(m: Mappings) -> dict[str, Any]:
         "id": m.protocol.id,
         "identifier": [
             {**study_identifier(m), "type": {"text": "EudraCT number"}},
-            {"system": SPONSOR_PROTOCOL_SYSTEM, "value": study.sponsor_protocol,
-             "type": {"text": "Sponsor protocol code"}},
+            {
+                "system": SPONSOR_PROTOCOL_SYSTEM,
+                "value": study.sponsor_protocol,
+                "type": {"text": "Sponsor protocol code"},
+            },
         ],
         "title": study.title,
         "protocol": [{"reference": f"PlanDefinition/{m.protocol.id}-schedule"}],
         "status": study.status,
-        "primaryPurposeType": {"coding": [{
-            "system": f"{TERMINOLOGY}/research-study-prim-purp-type",
-            "code": study.primary_purpose}]},
-        "phase": {"coding": [{"system": f"{TERMINOLOGY}/research-study-phase",
-                              "code": study.phase}]},
+        "primaryPurposeType": {
+            "coding": [
+                {
+                    "system": f"{TERMINOLOGY}/research-study-prim-purp-type",
+                    "code": study.primary_purpose,
+                }
+            ]
+        },
+        "phase": {
+            "coding": [{"system": f"{TERMINOLOGY}/research-study-phase", "code": study.phase}]
+        },
         "condition": [{"coding": [coding(study.condition, study.condition_display)]}],
         "relatedArtifact": [
             {"type": "citation", "citation": c.citation, "url": c.url} for c in study.citations
@@ -50,8 +59,14 @@ def research_study(m: Mappings) -> dict[str, Any]:
         "site": [{"display": study.site}],
         "arm": [{"name": study.arm.name, "description": study.arm.description}],
         "objective": [
-            {"name": o.name, "type": {"coding": [{
-                "system": f"{TERMINOLOGY}/research-study-objective-type", "code": o.type}]}}
+            {
+                "name": o.name,
+                "type": {
+                    "coding": [
+                        {"system": f"{TERMINOLOGY}/research-study-objective-type", "code": o.type}
+                    ]
+                },
+            }
             for o in study.objectives
         ],
     }
@@ -72,16 +87,22 @@ def _action(visit: VisitSpec, m: Mappings) -> dict[str, Any]:
     if visit.anchor is not None:
         relationship = "after-start" if visit.offset_days >= 0 else "before-start"
         offset = abs(visit.offset_days)
-        action["relatedAction"] = [{
-            "actionId": visit.anchor,
-            "relationship": relationship,
-            "offsetRange": {"low": _days(max(offset - visit.window_days, 0)),
-                            "high": _days(offset + visit.window_days)},
-        }]
+        action["relatedAction"] = [
+            {
+                "actionId": visit.anchor,
+                "relationship": relationship,
+                "offsetRange": {
+                    "low": _days(max(offset - visit.window_days, 0)),
+                    "high": _days(offset + visit.window_days),
+                },
+            }
+        ]
     if visit.instruments:
         action["action"] = [
-            {"title": m.instrument(i).name,
-             "definitionCanonical": m.instrument(i).questionnaire_url}
+            {
+                "title": m.instrument(i).name,
+                "definitionCanonical": m.instrument(i).questionnaire_url,
+            }
             for i in visit.instruments
         ]
     return action
@@ -99,8 +120,11 @@ def plan_definition(m: Mappings) -> dict[str, Any]:
         "version": m.ig.version,
         "name": "PsykforskMatMddSchedule",
         "title": f"Visit schedule of {m.protocol.study.sponsor_protocol}",
-        "type": {"coding": [{"system": f"{TERMINOLOGY}/plan-definition-type",
-                             "code": "clinical-protocol"}]},
+        "type": {
+            "coding": [
+                {"system": f"{TERMINOLOGY}/plan-definition-type", "code": "clinical-protocol"}
+            ]
+        },
         "status": "active",
         "description": "Protocol visits in order with timing windows relative to their anchor "
         f"visit and the instruments collected. Instruments: {m.protocol.instrument_schedule_source}"

@@ -83,10 +83,17 @@ def response(
     """
     qr: dict[str, Any] = {"resourceType": "QuestionnaireResponse"}
     if study:
-        qr["extension"] = [{"url": "http://hl7.org/fhir/StructureDefinition/workflow-researchStudy",
-                            "valueReference": {"reference": study}}]
-    qr |= {"questionnaire": spec.questionnaire_url, "status": status,
-           "subject": {"reference": subject}}
+        qr["extension"] = [
+            {
+                "url": "http://hl7.org/fhir/StructureDefinition/workflow-researchStudy",
+                "valueReference": {"reference": study},
+            }
+        ]
+    qr |= {
+        "questionnaire": spec.questionnaire_url,
+        "status": status,
+        "subject": {"reference": subject},
+    }
     if encounter:
         qr["encounter"] = {"reference": encounter}
     qr["authored"] = authored

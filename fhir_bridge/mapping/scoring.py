@@ -28,18 +28,22 @@ def _answer_score(
             if split_code(option.code) == (given.get("system"), given.get("code")):
                 return option.score, None
         return None, Issue(
-            "error", "code-invalid",
+            "error",
+            "code-invalid",
             f"{spec.name} item {item.link_id}: answer code {given.get('code')!r} is not one of "
-            "the item's answer options", f"{path}.valueCoding",
+            "the item's answer options",
+            f"{path}.valueCoding",
         )
     value = answer.get("valueInteger")
     if isinstance(value, bool) or not isinstance(value, int):
         kinds = "valueInteger or valueCoding" if item.answers else "valueInteger"
-        return None, Issue("error", "value",
-                           f"{spec.name} item {item.link_id}: answer must be {kinds}", path)
+        return None, Issue(
+            "error", "value", f"{spec.name} item {item.link_id}: answer must be {kinds}", path
+        )
     if not item.min <= value <= item.max:
         return None, Issue(
-            "error", "value",
+            "error",
+            "value",
             f"{spec.name} item {item.link_id}: {value} is outside {item.min}..{item.max}",
             f"{path}.valueInteger",
         )
@@ -65,16 +69,33 @@ def _walk_items(
         link_id = entry.get("linkId")
         item = spec.item(link_id) if isinstance(link_id, str) else None
         if item is None:
-            issues.append(Issue("error", "not-found",
-                                f"{spec.name} has no item with linkId {link_id!r}",
-                                f"{item_path}.linkId"))
+            issues.append(
+                Issue(
+                    "error",
+                    "not-found",
+                    f"{spec.name} has no item with linkId {link_id!r}",
+                    f"{item_path}.linkId",
+                )
+            )
             continue
         if item.link_id in values:
-            issues.append(Issue("error", "business-rule",
-                                f"{spec.name} item {link_id} is answered twice", item_path))
+            issues.append(
+                Issue(
+                    "error",
+                    "business-rule",
+                    f"{spec.name} item {link_id} is answered twice",
+                    item_path,
+                )
+            )
         for extra in range(1, len(answers)):
-            issues.append(Issue("error", "value", f"{spec.name} item {link_id}: one answer only",
-                                f"{item_path}.answer[{extra}]"))
+            issues.append(
+                Issue(
+                    "error",
+                    "value",
+                    f"{spec.name} item {link_id}: one answer only",
+                    f"{item_path}.answer[{extra}]",
+                )
+            )
         if answers:
             score, issue = _answer_score(spec, item, answers[0], f"{item_path}.answer[0]")
             if issue:
@@ -83,28 +104,46 @@ def _walk_items(
                 values[item.link_id] = score
 
 
-def read_response(qr: dict[str, Any], m: Mappings) -> tuple[InstrumentSpec | None,
-                                                            dict[str, int], list[Issue]]:
+def read_response(
+    qr: dict[str, Any], m: Mappings
+) -> tuple[InstrumentSpec | None, dict[str, int], list[Issue]]:
     """The instrument, item scores by linkId and issues of a QuestionnaireResponse."""
     canonical = qr.get("questionnaire")
     spec = m.instrument_for_questionnaire(canonical) if isinstance(canonical, str) else None
     if spec is None:
-        return None, {}, [Issue("error", "not-supported",
-                                f"unknown questionnaire {canonical!r}", f"{QR}.questionnaire")]
+        return (
+            None,
+            {},
+            [
+                Issue(
+                    "error",
+                    "not-supported",
+                    f"unknown questionnaire {canonical!r}",
+                    f"{QR}.questionnaire",
+                )
+            ],
+        )
     values: dict[str, int] = {}
     issues: list[Issue] = []
     _walk_items(spec, qr.get("item", []), QR, values, issues)
     if qr.get("status") not in _STATUS:
-        issues.append(Issue("error", "business-rule",
-                            f"a response with status {qr.get('status')!r} is not scored",
-                            f"{QR}.status"))
+        issues.append(
+            Issue(
+                "error",
+                "business-rule",
+                f"a response with status {qr.get('status')!r} is not scored",
+                f"{QR}.status",
+            )
+        )
     subject = qr.get("subject")
     if not isinstance(subject, dict) or not isinstance(subject.get("reference"), str):
-        issues.append(Issue("error", "required", "subject.reference is required for scoring",
-                            f"{QR}.subject"))
+        issues.append(
+            Issue("error", "required", "subject.reference is required for scoring", f"{QR}.subject")
+        )
     if not isinstance(qr.get("authored"), str):
-        issues.append(Issue("error", "required", "authored is required for scoring",
-                            f"{QR}.authored"))
+        issues.append(
+            Issue("error", "required", "authored is required for scoring", f"{QR}.authored")
+        )
     return spec, values, issues
 
 

@@ -253,7 +253,12 @@ class VisitSpec(Spec):
     visit: str
     display: str
     kind: Literal[
-        "screening", "enrollment", "preparatory", "assessment", "dosing", "integration",
+        "screening",
+        "enrollment",
+        "preparatory",
+        "assessment",
+        "dosing",
+        "integration",
         "study-end",
     ]
     anchor: str | None

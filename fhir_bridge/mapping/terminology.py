@@ -17,8 +17,10 @@ def _concepts(spec: CodeSystemSpec, m: Mappings) -> list[ConceptSpec]:
         for instrument in m.instruments:
             for ref, display in [
                 (instrument.total.code, instrument.total.display),
-                *((item.code, f"{instrument.name} item {item.link_id}: {item.text}")
-                  for item in instrument.items),
+                *(
+                    (item.code, f"{instrument.name} item {item.link_id}: {item.text}")
+                    for item in instrument.items
+                ),
             ]:
                 system, code = split_code(ref)
                 if system == spec.url:
@@ -27,16 +29,23 @@ def _concepts(spec: CodeSystemSpec, m: Mappings) -> list[ConceptSpec]:
         for instrument in m.instruments:
             for band in instrument.bands:
                 definition = f"{instrument.name} total {band.min}-{band.max}"
-                concepts.append(ConceptSpec(code=band.code, display=band.display,
-                                            definition=definition))
+                concepts.append(
+                    ConceptSpec(code=band.code, display=band.display, definition=definition)
+                )
             if (rule := instrument.item_rule) is not None:
                 concepts.append(ConceptSpec(code=rule.code, display=rule.display))
-                concepts.append(ConceptSpec(code=rule.otherwise_code,
-                                            display=rule.otherwise_display))
+                concepts.append(
+                    ConceptSpec(code=rule.otherwise_code, display=rule.otherwise_display)
+                )
     elif spec.concepts_from == "protocol":
         for visit in m.protocol.visits:
-            concepts.append(ConceptSpec(code=visit.code, display=visit.display,
-                                        definition=f"Protocol visit {visit.visit} ({visit.kind})"))
+            concepts.append(
+                ConceptSpec(
+                    code=visit.code,
+                    display=visit.display,
+                    definition=f"Protocol visit {visit.visit} ({visit.kind})",
+                )
+            )
     return concepts
 
 

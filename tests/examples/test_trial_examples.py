@@ -32,8 +32,7 @@ def m() -> Mappings:
 
 @pytest.fixture(scope="module")
 def generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("generate_trial",
-                                                  EXAMPLES / "generate_trial.py")
+    spec = importlib.util.spec_from_file_location("generate_trial", EXAMPLES / "generate_trial.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -42,8 +41,10 @@ def generator() -> ModuleType:
 
 @pytest.fixture(scope="module")
 def bundles() -> list[dict[str, Any]]:
-    return [json.loads(p.read_text(encoding="utf-8"))
-            for p in sorted((EXAMPLES / "trial").glob("*.json"))]
+    return [
+        json.loads(p.read_text(encoding="utf-8"))
+        for p in sorted((EXAMPLES / "trial").glob("*.json"))
+    ]
 
 
 def _resources(bundles: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
@@ -55,8 +56,9 @@ def _resources(bundles: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]
     return list(seen.values())
 
 
-def test_generator_reproduces_the_checked_in_files(generator: ModuleType, m: Mappings,
-                                                   tmp_path: Path) -> None:
+def test_generator_reproduces_the_checked_in_files(
+    generator: ModuleType, m: Mappings, tmp_path: Path
+) -> None:
     written = generator.generate(tmp_path, m)
     assert len(written) == 17
     for path in written:
@@ -65,16 +67,16 @@ def test_generator_reproduces_the_checked_in_files(generator: ModuleType, m: Map
 
 
 def test_every_example_resource_parses_as_r4b(bundles: list[dict[str, Any]]) -> None:
-    messages = [json.loads(p.read_text(encoding="utf-8"))
-                for p in (EXAMPLES / "messages").glob("*.json")]
+    messages = [
+        json.loads(p.read_text(encoding="utf-8")) for p in (EXAMPLES / "messages").glob("*.json")
+    ]
     for resource in [*bundles, *messages]:
         parse_model(resource)
         for entry in resource.get("entry", []):
             parse_model(entry["resource"])
 
 
-def test_every_entry_is_a_conditional_create_with_urn_uuid(
-        bundles: list[dict[str, Any]]) -> None:
+def test_every_entry_is_a_conditional_create_with_urn_uuid(bundles: list[dict[str, Any]]) -> None:
     for b in bundles:
         assert b["type"] == "transaction"
         urls = [e["fullUrl"] for e in b["entry"]]
@@ -127,8 +129,9 @@ def test_examples_pass_the_clinical_rules(bundles: list[dict[str, Any]], m: Mapp
             assert [i for i in check_clinical(e["resource"], m) if i.is_error] == [], e["fullUrl"]
 
 
-def test_score_observations_follow_from_their_responses(bundles: list[dict[str, Any]],
-                                                        m: Mappings) -> None:
+def test_score_observations_follow_from_their_responses(
+    bundles: list[dict[str, Any]], m: Mappings
+) -> None:
     entries = {e["fullUrl"]: e["resource"] for b in bundles for e in b["entry"]}
     observations = _resources(bundles, "Observation")
     assert len(observations) == len(_resources(bundles, "QuestionnaireResponse"))
@@ -136,15 +139,19 @@ def test_score_observations_follow_from_their_responses(bundles: list[dict[str, 
         qr_url = obs["derivedFrom"][0]["reference"]
         [again] = score_response(dict(entries[qr_url], id=qr_url), m)
         assert {k: v for k, v in obs.items() if k != "identifier"} == {
-            k: v for k, v in again.items() if k != "meta"} | {"meta": obs["meta"]}
+            k: v for k, v in again.items() if k != "meta"
+        } | {"meta": obs["meta"]}
 
 
 def test_csv_export_reimports_to_the_same_scores(m: Mappings) -> None:
     text = (EXAMPLES / "visit-scores.csv").read_text(encoding="utf-8")
     bundle = table_to_bundle(text, "visit-scores", m)
-    totals = [e["resource"]["valueQuantity"]["value"] for e in bundle["entry"]
-              if e["resource"]["resourceType"] == "Observation"
-              and e["resource"]["code"]["coding"][0]["code"] == "madrs-total"]
+    totals = [
+        e["resource"]["valueQuantity"]["value"]
+        for e in bundle["entry"]
+        if e["resource"]["resourceType"] == "Observation"
+        and e["resource"]["code"]["coding"][0]["code"] == "madrs-total"
+    ]
     assert len(totals) == 12 + 11 + 11
 
 
@@ -154,12 +161,10 @@ def test_messages_cover_each_ehr_message(m: Mappings) -> None:
     assert obs["derivedFrom"] == [{"reference": "QuestionnaireResponse/example-madrs"}]
     session = json.loads((EXAMPLES / "messages" / "dosing-session.json").read_text("utf-8"))
     kinds = [e["resource"]["resourceType"] for e in session["entry"]]
-    assert kinds == ["Patient", "Encounter", "MedicationAdministration",
-                     "MedicationAdministration"]
+    assert kinds == ["Patient", "Encounter", "MedicationAdministration", "MedicationAdministration"]
     initial, supplemental = session["entry"][2], session["entry"][3]
     assert supplemental["resource"]["partOf"] == [{"reference": initial["fullUrl"]}]
-    local = json.loads((EXAMPLES / "messages" / "local-coded-observation.json")
-                       .read_text("utf-8"))
+    local = json.loads((EXAMPLES / "messages" / "local-coded-observation.json").read_text("utf-8"))
     translated = translate_codes(local, m)
     assert translated["code"]["coding"][1]["code"] == "madrs-total"
     assert check_clinical(translated, m) == []

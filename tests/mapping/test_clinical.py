@@ -27,7 +27,10 @@ def test_consistent_score_observation_has_no_issues(m: Mappings) -> None:
 def test_total_not_sum_of_items_is_an_invariant_error(m: Mappings) -> None:
     [issue] = check_clinical(_madrs(m, [3] * 10, 31), m)
     assert (issue.severity, issue.code, issue.expression) == (
-        "error", "invariant", "Observation.valueQuantity.value")
+        "error",
+        "invariant",
+        "Observation.valueQuantity.value",
+    )
     assert "not the sum of the items (30)" in issue.diagnostics
 
 
@@ -35,7 +38,8 @@ def test_item_out_of_range_is_named_by_component_path(m: Mappings) -> None:
     obs = _madrs(m, [3] * 10, 30)
     obs["component"][2]["valueInteger"] = 9
     assert _found(check_clinical(obs, m)) == [
-        ("error", "business-rule", "Observation.component[2].valueInteger")]
+        ("error", "business-rule", "Observation.component[2].valueInteger")
+    ]
 
 
 def test_total_out_of_range_is_rejected(m: Mappings) -> None:
@@ -43,7 +47,8 @@ def test_total_out_of_range_is_rejected(m: Mappings) -> None:
     del obs["component"]
     obs["valueQuantity"]["value"] = 61
     assert _found(check_clinical(obs, m)) == [
-        ("error", "business-rule", "Observation.valueQuantity.value")]
+        ("error", "business-rule", "Observation.valueQuantity.value")
+    ]
 
 
 def test_total_without_items_is_accepted(m: Mappings) -> None:
@@ -62,7 +67,8 @@ def test_unknown_component_code_is_rejected(m: Mappings) -> None:
     obs = _madrs(m, [3] * 10, 30)
     obs["component"][0]["code"] = {"coding": [{"system": "http://loinc.org", "code": "44250-9"}]}
     assert _found(check_clinical(obs, m)) == [
-        ("error", "code-invalid", "Observation.component[0].code")]
+        ("error", "code-invalid", "Observation.component[0].code")
+    ]
 
 
 def test_cssrs_total_must_be_highest_positive_level(m: Mappings) -> None:
@@ -72,13 +78,17 @@ def test_cssrs_total_must_be_highest_positive_level(m: Mappings) -> None:
     bad = score_observation(spec, values, 3, subject="Patient/p1", effective="2023-03-01")
     assert check_clinical(good, m) == []
     assert _found(check_clinical(bad, m)) == [
-        ("error", "invariant", "Observation.valueQuantity.value")]
+        ("error", "invariant", "Observation.valueQuantity.value")
+    ]
 
 
 def _encounter(code: str, *, in_study: bool = True) -> dict[str, Any]:
-    enc: dict[str, Any] = {"resourceType": "Encounter", "status": "finished",
-                           "class": {"code": "AMB"},
-                           "type": [{"coding": [{"system": VISIT, "code": code}]}]}
+    enc: dict[str, Any] = {
+        "resourceType": "Encounter",
+        "status": "finished",
+        "class": {"code": "AMB"},
+        "type": [{"coding": [{"system": VISIT, "code": code}]}],
+    }
     if in_study:
         enc["extension"] = [study_extension("ResearchStudy/psykforsk-mat-mdd")]
     return enc
@@ -90,7 +100,8 @@ def test_protocol_visit_is_accepted(m: Mappings) -> None:
 
 def test_visit_outside_the_protocol_is_rejected(m: Mappings) -> None:
     assert _found(check_clinical(_encounter("dosing-3"), m)) == [
-        ("error", "code-invalid", "Encounter.type[0].coding[0].code")]
+        ("error", "code-invalid", "Encounter.type[0].coding[0].code")
+    ]
 
 
 def test_study_encounter_without_visit_type_is_rejected(m: Mappings) -> None:
@@ -100,11 +111,16 @@ def test_study_encounter_without_visit_type_is_rejected(m: Mappings) -> None:
 
 
 def _administration(dose: dict[str, Any]) -> dict[str, Any]:
-    return {"resourceType": "MedicationAdministration", "status": "completed",
-            "medicationCodeableConcept": {"coding": [
-                {"system": "http://fdasis.nlm.nih.gov", "code": "KE1SEN21RM"}]},
-            "subject": {"reference": "Patient/p1"}, "effectiveDateTime": "2023-03-08T09:00:00Z",
-            "dosage": {"dose": dose}}
+    return {
+        "resourceType": "MedicationAdministration",
+        "status": "completed",
+        "medicationCodeableConcept": {
+            "coding": [{"system": "http://fdasis.nlm.nih.gov", "code": "KE1SEN21RM"}]
+        },
+        "subject": {"reference": "Patient/p1"},
+        "effectiveDateTime": "2023-03-08T09:00:00Z",
+        "dosage": {"dose": dose},
+    }
 
 
 def test_mdma_dose_in_mg_is_accepted(m: Mappings) -> None:
@@ -115,25 +131,34 @@ def test_mdma_dose_in_mg_is_accepted(m: Mappings) -> None:
 def test_mdma_dose_not_in_mg_is_rejected(m: Mappings) -> None:
     dose = {"value": 0.12, "unit": "g", "system": "http://unitsofmeasure.org", "code": "g"}
     assert _found(check_clinical(_administration(dose), m)) == [
-        ("error", "business-rule", "MedicationAdministration.dosage.dose.code")]
+        ("error", "business-rule", "MedicationAdministration.dosage.dose.code")
+    ]
 
 
 def test_mdma_dose_above_session_maximum_is_a_warning(m: Mappings) -> None:
     dose = {"value": 250, "unit": "mg", "system": "http://unitsofmeasure.org", "code": "mg"}
     assert _found(check_clinical(_administration(dose), m)) == [
-        ("warning", "business-rule", "MedicationAdministration.dosage.dose.value")]
+        ("warning", "business-rule", "MedicationAdministration.dosage.dose.value")
+    ]
 
 
 def test_response_answers_are_checked_when_posted(m: Mappings) -> None:
-    qr = {"resourceType": "QuestionnaireResponse", "status": "in-progress",
-          "questionnaire": "https://fhir-bridge.org/fhir/Questionnaire/isi",
-          "item": [{"linkId": "1", "answer": [{"valueInteger": 5}]}]}
+    qr = {
+        "resourceType": "QuestionnaireResponse",
+        "status": "in-progress",
+        "questionnaire": "https://fhir-bridge.org/fhir/Questionnaire/isi",
+        "item": [{"linkId": "1", "answer": [{"valueInteger": 5}]}],
+    }
     assert _found(check_clinical(qr, m)) == [
-        ("error", "value", "QuestionnaireResponse.item[0].answer[0].valueInteger")]
+        ("error", "value", "QuestionnaireResponse.item[0].answer[0].valueInteger")
+    ]
 
 
 def test_resources_without_rules_give_no_issues(m: Mappings) -> None:
     assert check_clinical({"resourceType": "Patient", "gender": "female"}, m) == []
-    other = {"resourceType": "Observation", "status": "final",
-             "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]}}
+    other = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+    }
     assert check_clinical(other, m) == []

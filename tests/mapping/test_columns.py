@@ -26,11 +26,13 @@ def _csv(rows: list[list[str]], m: Mappings) -> str:
     return out.getvalue()
 
 
-def _row(m: Mappings, subject: str, visit: str, day: str,
-         cells: dict[str, str] | None = None) -> list[str]:
+def _row(
+    m: Mappings, subject: str, visit: str, day: str, cells: dict[str, str] | None = None
+) -> list[str]:
     cells = cells or {}
-    return [subject, visit, day] + [cells.get(n, "") for n, _, _ in
-                                    data_columns(m.column_map(MAP), m)]
+    return [subject, visit, day] + [
+        cells.get(n, "") for n, _, _ in data_columns(m.column_map(MAP), m)
+    ]
 
 
 def _madrs_cells(scores: list[int], total: int | None) -> dict[str, str]:
@@ -45,13 +47,28 @@ def _resources(bundle: dict[str, Any], kind: str) -> list[dict[str, Any]]:
 
 
 def test_csv_round_trip_is_lossless(m: Mappings) -> None:
-    text = _csv([
-        _row(m, "S01", "baseline", "2023-02-01", _madrs_cells([3] * 10, 30) | {
-            "sds_1": "6", "sds_2": "7", "sds_3": "5", "sds_days_lost": "2", "sds_total": "18"}),
-        _row(m, "S01", "post-treatment", "2023-05-03", _madrs_cells([1] * 10, None)),
-        _row(m, "S02", "baseline", "2023-02-08", {"madrs_total": "27"}),
-        _row(m, "S02", "dosing-1", "2023-02-15"),
-    ], m)
+    text = _csv(
+        [
+            _row(
+                m,
+                "S01",
+                "baseline",
+                "2023-02-01",
+                _madrs_cells([3] * 10, 30)
+                | {
+                    "sds_1": "6",
+                    "sds_2": "7",
+                    "sds_3": "5",
+                    "sds_days_lost": "2",
+                    "sds_total": "18",
+                },
+            ),
+            _row(m, "S01", "post-treatment", "2023-05-03", _madrs_cells([1] * 10, None)),
+            _row(m, "S02", "baseline", "2023-02-08", {"madrs_total": "27"}),
+            _row(m, "S02", "dosing-1", "2023-02-15"),
+        ],
+        m,
+    )
     bundle = table_to_bundle(text, MAP, m)
     assert bundle_to_table([bundle], MAP, m) == text
 
@@ -61,8 +78,7 @@ def test_bundle_entries_are_conditional_creates_on_identifiers(m: Mappings) -> N
     bundle = table_to_bundle(text, MAP, m)
     assert bundle["type"] == "transaction"
     requests = [e["request"] for e in bundle["entry"]]
-    assert [r["url"] for r in requests] == ["ResearchStudy", "Patient", "Encounter",
-                                            "Observation"]
+    assert [r["url"] for r in requests] == ["ResearchStudy", "Patient", "Encounter", "Observation"]
     sid = "https://fhir-bridge.org/fhir/sid"
     assert [r["ifNoneExist"] for r in requests] == [
         f"identifier={sid}/eudract-number|2021-000805-26",
@@ -74,8 +90,9 @@ def test_bundle_entries_are_conditional_creates_on_identifiers(m: Mappings) -> N
     [obs] = _resources(bundle, "Observation")
     [enc] = _resources(bundle, "Encounter")
     assert obs["encounter"]["reference"] == bundle["entry"][2]["fullUrl"]
-    assert obs["subject"]["reference"] == enc["subject"]["reference"] == bundle["entry"][1][
-        "fullUrl"]
+    assert (
+        obs["subject"]["reference"] == enc["subject"]["reference"] == bundle["entry"][1]["fullUrl"]
+    )
     assert check_clinical(obs, m) == [] and check_clinical(enc, m) == []
     for entry in bundle["entry"]:
         parse_model(entry["resource"])
@@ -95,8 +112,10 @@ def _errors(text: str, m: Mappings) -> list[tuple[str, str | None]]:
 
 def test_out_of_range_cell_names_row_and_column(m: Mappings) -> None:
     cells = _madrs_cells([3] * 10, None) | {"madrs_4": "7"}
-    text = _csv([_row(m, "S01", "baseline", "2023-02-01"),
-                 _row(m, "S02", "baseline", "2023-02-01", cells)], m)
+    text = _csv(
+        [_row(m, "S01", "baseline", "2023-02-01"), _row(m, "S02", "baseline", "2023-02-01", cells)],
+        m,
+    )
     assert _errors(text, m) == [("value", "row 2, column madrs_4")]
 
 
@@ -107,10 +126,13 @@ def test_total_differing_from_items_is_rejected(m: Mappings) -> None:
 
 def test_unknown_visit_unknown_column_and_bad_date_are_rejected(m: Mappings) -> None:
     text = _csv([_row(m, "S01", "dosing-3", "2023-02-30")], m)
-    assert _errors(text, m) == [("code-invalid", "row 1, column visit"),
-                                ("value", "row 1, column visit_date")]
+    assert _errors(text, m) == [
+        ("code-invalid", "row 1, column visit"),
+        ("value", "row 1, column visit_date"),
+    ]
     assert _errors("subject_id,visit,visit_date,madrs_11\n", m) == [
-        ("structure", "column madrs_11")]
+        ("structure", "column madrs_11")
+    ]
 
 
 def test_duplicate_participant_visit_row_is_rejected(m: Mappings) -> None:
@@ -125,20 +147,29 @@ def test_export_reads_subject_id_from_research_subject(m: Mappings) -> None:
     for n, entry in enumerate(bundle["entry"]):
         resource = dict(entry["resource"], id=str(n))
         if resource["resourceType"] == "Patient":
-            resource["identifier"] = [{"system": "urn:oid:2.16.578.1.12.4.1.4.1",
-                                       "value": "01017012345"}]
+            resource["identifier"] = [
+                {"system": "urn:oid:2.16.578.1.12.4.1.4.1", "value": "01017012345"}
+            ]
         stored.append(resource)
-    ids = {e["fullUrl"]: f"{e['resource']['resourceType']}/{n}"
-           for n, e in enumerate(bundle["entry"])}
+    ids = {
+        e["fullUrl"]: f"{e['resource']['resourceType']}/{n}" for n, e in enumerate(bundle["entry"])
+    }
     for resource in stored:
         for key in ("subject", "encounter"):
             if key in resource:
                 resource[key] = {"reference": ids[resource[key]["reference"]]}
-    stored.append({"resourceType": "ResearchSubject", "id": "rs1", "status": "on-study",
-                   "identifier": [{"system": "https://fhir-bridge.org/fhir/sid/study-subject",
-                                   "value": "S01"}],
-                   "study": {"reference": "ResearchStudy/0"},
-                   "individual": {"reference": "Patient/1"}})
+    stored.append(
+        {
+            "resourceType": "ResearchSubject",
+            "id": "rs1",
+            "status": "on-study",
+            "identifier": [
+                {"system": "https://fhir-bridge.org/fhir/sid/study-subject", "value": "S01"}
+            ],
+            "study": {"reference": "ResearchStudy/0"},
+            "individual": {"reference": "Patient/1"},
+        }
+    )
     assert bundle_to_table(stored, MAP, m) == text
 
 
@@ -146,8 +177,13 @@ def test_export_reads_subject_id_from_research_subject(m: Mappings) -> None:
 def _tables(draw: st.DrawFn, m: Mappings) -> str:
     cmap = m.column_map(MAP)
     visits = [v.code for v in m.protocol.visits]
-    keys = draw(st.lists(st.tuples(st.sampled_from(["S01", "S02", "S10", "P-7"]),
-                                   st.sampled_from(visits)), unique=True, max_size=6))
+    keys = draw(
+        st.lists(
+            st.tuples(st.sampled_from(["S01", "S02", "S10", "P-7"]), st.sampled_from(visits)),
+            unique=True,
+            max_size=6,
+        )
+    )
     rows = []
     for subject, visit in keys:
         day = draw(st.dates()).isoformat()

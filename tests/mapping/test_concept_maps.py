@@ -17,8 +17,9 @@ def _local_observation() -> dict[str, object]:
         "subject": {"reference": "Patient/p1"},
         "effectiveDateTime": "2023-03-01",
         "valueQuantity": {"value": 12, "system": "http://unitsofmeasure.org", "code": "{score}"},
-        "component": [{"code": {"coding": [{"system": LOCAL, "code": "MADRS-01"}]},
-                       "valueInteger": 2}],
+        "component": [
+            {"code": {"coding": [{"system": LOCAL, "code": "MADRS-01"}]}, "valueInteger": 2}
+        ],
     }
 
 
@@ -52,23 +53,44 @@ def test_translated_observation_is_checked_by_clinical_rules(m: Mappings) -> Non
 
 
 def test_local_visit_code_is_translated_on_encounter_type(m: Mappings) -> None:
-    enc = {"resourceType": "Encounter", "status": "finished", "class": {"code": "AMB"},
-           "type": [{"coding": [{"system": "http://ehr.example.org/fhir/CodeSystem/local-visit",
-                                 "code": "MDD-DOSE1"}]}]}
+    enc = {
+        "resourceType": "Encounter",
+        "status": "finished",
+        "class": {"code": "AMB"},
+        "type": [
+            {
+                "coding": [
+                    {
+                        "system": "http://ehr.example.org/fhir/CodeSystem/local-visit",
+                        "code": "MDD-DOSE1",
+                    }
+                ]
+            }
+        ],
+    }
     coding = translate_codes(enc, m)["type"][0]["coding"]
-    assert coding[1] == {"system": "https://fhir-bridge.org/fhir/CodeSystem/visit",
-                         "code": "dosing-1", "display": "Experimental session 1, MDMA (V5)"}
+    assert coding[1] == {
+        "system": "https://fhir-bridge.org/fhir/CodeSystem/visit",
+        "code": "dosing-1",
+        "display": "Experimental session 1, MDMA (V5)",
+    }
 
 
 def test_unmapped_codes_are_left_alone(m: Mappings) -> None:
-    obs = {"resourceType": "Observation", "status": "final",
-           "code": {"coding": [{"system": LOCAL, "code": "HAMD-TOT"}]}}
+    obs = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"coding": [{"system": LOCAL, "code": "HAMD-TOT"}]},
+    }
     assert translate_codes(obs, m) == obs
 
 
 def test_concept_map_resource_lists_each_local_code(m: Mappings) -> None:
     [cm] = [r for r in m.conformance_resources() if r["resourceType"] == "ConceptMap"]
     first = cm["group"][0]["element"][0]
-    assert first == {"code": "MADRS-TOT", "display": "MADRS sum",
-                     "target": [{"code": "madrs-total", "equivalence": "equivalent"}]}
+    assert first == {
+        "code": "MADRS-TOT",
+        "display": "MADRS sum",
+        "target": [{"code": "madrs-total", "equivalence": "equivalent"}],
+    }
     parse_model(cm)

@@ -38,6 +38,9 @@ def test_snapshot_callable_is_applied_to_profiles(m: Mappings, tmp_path: Path) -
         return sd | {"snapshot": {"element": [{"id": sd["type"], "path": sd["type"]}]}}
 
     build_ig_package(m, tmp_path, snapshot)
-    sd = json.loads((tmp_path / "package" / "StructureDefinition-trial-patient.json")
-                    .read_text(encoding="utf-8"))
+    sd = json.loads(
+        (tmp_path / "package" / "StructureDefinition-trial-patient.json").read_text(
+            encoding="utf-8"
+        )
+    )
     assert sd["snapshot"]["element"] == [{"id": "Patient", "path": "Patient"}]

@@ -40,8 +40,7 @@ def test_every_file_cites_a_source() -> None:
 
 
 def test_all_instruments_load(m: Mappings) -> None:
-    assert [s.id for s in m.instruments] == ["cssrs", "gad7", "isi", "madrs", "pcl5", "phq9",
-                                             "sds"]
+    assert [s.id for s in m.instruments] == ["cssrs", "gad7", "isi", "madrs", "pcl5", "phq9", "sds"]
 
 
 def test_malformed_instrument_names_the_file(copy: Path) -> None:
@@ -103,8 +102,11 @@ def test_concept_map_target_must_exist(copy: Path) -> None:
 def test_severity_bands_are_exposed_as_data(m: Mappings) -> None:
     madrs = m.instrument("madrs")
     assert [(b.code, b.min, b.max) for b in madrs.bands] == [
-        ("madrs-normal", 0, 6), ("madrs-mild", 7, 19), ("madrs-moderate", 20, 34),
-        ("madrs-severe", 35, 60)]
+        ("madrs-normal", 0, 6),
+        ("madrs-mild", 7, 19),
+        ("madrs-moderate", 20, 34),
+        ("madrs-severe", 35, 60),
+    ]
     band = madrs.severity(30)
     assert band is not None and band.code == "madrs-moderate"
     assert m.instrument("sds").severity(20) is None

@@ -39,10 +39,13 @@ def test_every_conformance_resource_parses_as_r4b(m: Mappings) -> None:
 
 def test_profiles_are_differentials_on_core_types(m: Mappings) -> None:
     names = {sd["id"]: sd["type"] for sd in structure_definitions(m)}
-    assert names == {**{f"{i}-observation": "Observation" for i in INSTRUMENTS},
-                     "mdma-administration": "MedicationAdministration",
-                     "trial-patient": "Patient", "trial-research-subject": "ResearchSubject",
-                     "visit-encounter": "Encounter"}
+    assert names == {
+        **{f"{i}-observation": "Observation" for i in INSTRUMENTS},
+        "mdma-administration": "MedicationAdministration",
+        "trial-patient": "Patient",
+        "trial-research-subject": "ResearchSubject",
+        "visit-encounter": "Encounter",
+    }
     for sd in structure_definitions(m):
         assert sd["url"] == f"https://fhir-bridge.org/fhir/StructureDefinition/{sd['id']}"
         assert sd["derivation"] == "constraint"
@@ -52,8 +55,11 @@ def test_profiles_are_differentials_on_core_types(m: Mappings) -> None:
 
 def test_madrs_profile_fixes_code_category_and_item_ranges(m: Mappings) -> None:
     elements = _elements(_profile(m, "madrs-observation"))
-    assert elements["Observation.code"]["patternCodeableConcept"] == {"coding": [
-        {"system": "https://fhir-bridge.org/fhir/CodeSystem/assessment", "code": "madrs-total"}]}
+    assert elements["Observation.code"]["patternCodeableConcept"] == {
+        "coding": [
+            {"system": "https://fhir-bridge.org/fhir/CodeSystem/assessment", "code": "madrs-total"}
+        ]
+    }
     assert elements["Observation.category:survey"]["min"] == 1
     assert elements["Observation.subject"]["min"] == 1
     assert elements["Observation.effective[x]"]["min"] == 1
@@ -61,18 +67,26 @@ def test_madrs_profile_fixes_code_category_and_item_ranges(m: Mappings) -> None:
     assert (item["minValueInteger"], item["maxValueInteger"]) == (0, 6)
     assert elements["Observation.component:item-4"]["sliceName"] == "item-4"
     assert elements["Observation.component"]["slicing"]["discriminator"] == [
-        {"type": "pattern", "path": "code"}]
+        {"type": "pattern", "path": "code"}
+    ]
 
 
 def test_mdma_profile_pins_unii_route_unit_and_context(m: Mappings) -> None:
     elements = _elements(_profile(m, "mdma-administration"))
     assert elements["MedicationAdministration.medication[x]"]["patternCodeableConcept"] == {
-        "coding": [{"system": "http://fdasis.nlm.nih.gov", "code": "KE1SEN21RM"}]}
+        "coding": [{"system": "http://fdasis.nlm.nih.gov", "code": "KE1SEN21RM"}]
+    }
     assert elements["MedicationAdministration.context"]["min"] == 1
     assert elements["MedicationAdministration.dosage.dose"]["patternQuantity"] == {
-        "system": "http://unitsofmeasure.org", "code": "mg"}
-    assert elements["MedicationAdministration.dosage.route"]["patternCodeableConcept"][
-        "coding"][0]["code"] == "26643006"
+        "system": "http://unitsofmeasure.org",
+        "code": "mg",
+    }
+    assert (
+        elements["MedicationAdministration.dosage.route"]["patternCodeableConcept"]["coding"][0][
+            "code"
+        ]
+        == "26643006"
+    )
 
 
 def _observation(m: Mappings, instrument: str, delta: int = 0) -> dict[str, Any]:
@@ -80,8 +94,9 @@ def _observation(m: Mappings, instrument: str, delta: int = 0) -> dict[str, Any]
     values = {item.link_id: (item.min + item.max + 1) // 2 for item in spec.items}
     total = spec.score(values)
     assert total is not None
-    return score_observation(spec, values, total + delta, subject="Patient/p1",
-                             effective="2023-03-01")
+    return score_observation(
+        spec, values, total + delta, subject="Patient/p1", effective="2023-03-01"
+    )
 
 
 @pytest.mark.parametrize("model", [None, models["r4"]], ids=["no-model", "r4-model"])
@@ -93,8 +108,7 @@ def test_invariants_hold_for_consistent_scores(m: Mappings, instrument: str, mod
 
 @pytest.mark.parametrize("model", [None, models["r4"]], ids=["no-model", "r4-model"])
 @pytest.mark.parametrize("instrument", INSTRUMENTS)
-def test_total_invariant_fails_when_total_differs(m: Mappings, instrument: str,
-                                                  model: Any) -> None:
+def test_total_invariant_fails_when_total_differs(m: Mappings, instrument: str, model: Any) -> None:
     sd = _profile(m, f"{instrument}-observation")
     spec = m.instrument(instrument)
     obs = _observation(m, instrument, delta=1 if instrument != "cssrs" else -1)

@@ -14,12 +14,23 @@ from fhir_bridge.mapping.questionnaires import response
 SEVERITY = "https://fhir-bridge.org/fhir/CodeSystem/severity"
 
 
-def _qr(m: Mappings, instrument: str, scores: list[int], link_ids: list[str] | None = None,
-        **kwargs: Any) -> dict[str, Any]:
+def _qr(
+    m: Mappings,
+    instrument: str,
+    scores: list[int],
+    link_ids: list[str] | None = None,
+    **kwargs: Any,
+) -> dict[str, Any]:
     spec = m.instrument(instrument)
     ids = link_ids or [item.link_id for item in spec.items]
-    qr = response(spec, dict(zip(ids, scores, strict=True)), subject="Patient/p1",
-                  authored="2023-03-01T10:00:00+01:00", encounter="Encounter/e1", **kwargs)
+    qr = response(
+        spec,
+        dict(zip(ids, scores, strict=True)),
+        subject="Patient/p1",
+        authored="2023-03-01T10:00:00+01:00",
+        encounter="Encounter/e1",
+        **kwargs,
+    )
     qr["id"] = "qr1"
     return qr
 
@@ -60,8 +71,12 @@ def test_score_matches_hand_computed_total_and_band(
     m: Mappings, instrument: str, scores: list[int], total: int, band: str
 ) -> None:
     obs = _score(m, _qr(m, instrument, scores))
-    assert obs["valueQuantity"] == {"value": total, "unit": "{score}",
-                                    "system": "http://unitsofmeasure.org", "code": "{score}"}
+    assert obs["valueQuantity"] == {
+        "value": total,
+        "unit": "{score}",
+        "system": "http://unitsofmeasure.org",
+        "code": "{score}",
+    }
     assert _interpretation(obs) == band
     assert [c["valueInteger"] for c in obs["component"]] == scores
 
@@ -71,7 +86,9 @@ def test_sds_total_sums_three_domains_and_not_days(m: Mappings) -> None:
     assert obs["valueQuantity"]["value"] == 18
     assert _interpretation(obs) == "sds-impaired"
     assert [c["code"]["coding"][0]["code"] for c in obs["component"]][3:] == [
-        "sds-days-lost", "sds-days-unproductive"]
+        "sds-days-lost",
+        "sds-days-unproductive",
+    ]
 
 
 def test_sds_below_five_on_every_domain_is_not_impaired(m: Mappings) -> None:
@@ -91,10 +108,13 @@ def test_score_observation_shape(m: Mappings) -> None:
     obs = _score(m, qr)
     assert obs["code"]["coding"][0] == {
         "system": "https://fhir-bridge.org/fhir/CodeSystem/assessment",
-        "code": "madrs-total", "display": "MADRS total score"}
+        "code": "madrs-total",
+        "display": "MADRS total score",
+    }
     assert obs["category"][0]["coding"][0]["code"] == "survey"
     assert obs["meta"]["profile"] == [
-        "https://fhir-bridge.org/fhir/StructureDefinition/madrs-observation"]
+        "https://fhir-bridge.org/fhir/StructureDefinition/madrs-observation"
+    ]
     assert obs["derivedFrom"] == [{"reference": "QuestionnaireResponse/qr1"}]
     assert obs["subject"] == {"reference": "Patient/p1"}
     assert obs["encounter"] == {"reference": "Encounter/e1"}
@@ -129,8 +149,7 @@ def _rejection(m: Mappings, qr: dict[str, Any]) -> list[tuple[str, str | None]]:
 def test_item_out_of_range_is_rejected_with_its_path(m: Mappings) -> None:
     qr = _qr(m, "madrs", [3] * 10)
     qr["item"][3]["answer"][0]["valueInteger"] = 7
-    assert _rejection(m, qr) == [
-        ("value", "QuestionnaireResponse.item[3].answer[0].valueInteger")]
+    assert _rejection(m, qr) == [("value", "QuestionnaireResponse.item[3].answer[0].valueInteger")]
 
 
 def test_unknown_item_is_rejected(m: Mappings) -> None:
@@ -149,7 +168,8 @@ def test_answer_code_outside_options_is_rejected(m: Mappings) -> None:
     qr = _qr(m, "phq9", [1] * 9)
     qr["item"][8]["answer"][0]["valueCoding"]["code"] = "LA9999-9"
     assert _rejection(m, qr) == [
-        ("code-invalid", "QuestionnaireResponse.item[8].answer[0].valueCoding")]
+        ("code-invalid", "QuestionnaireResponse.item[8].answer[0].valueCoding")
+    ]
 
 
 def test_every_bad_answer_is_reported_at_once(m: Mappings) -> None:
