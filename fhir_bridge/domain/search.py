@@ -32,7 +32,7 @@ MODIFIERS = {
     "token": frozenset({"not", "text"}),
     "string": frozenset({"exact", "contains"}),
     "uri": frozenset({"below", "above"}),
-    "reference": frozenset(),  # plus a target type name
+    "reference": frozenset({"identifier"}),  # plus a target type name
     "date": frozenset(),
     "number": frozenset(),
     "quantity": frozenset(),
@@ -403,12 +403,16 @@ def _param(
             raise _invalid(":missing takes true or false", name)
         return ParamCriterion(resource_type, definition.code, kind, modifier, (), value == "true")
     if modifier is not None:
-        allowed = MODIFIERS.get(kind, frozenset())
+        allowed = MODIFIERS.get(kind, frozenset()) if definition.code != "_id" else frozenset()
         is_type = kind == "reference" and modifier in _targets(definition)
         if modifier not in allowed and not is_type:
             raise _not_supported(f"Modifier ':{modifier}' is not supported on '{name}'", name)
     if value == "":
         raise _invalid(f"Empty value for '{name}'", name)
+    if kind == "reference" and modifier == "identifier":
+        # Reference.identifier is indexed as a token under "<code>:identifier".
+        definition = SearchParameter(resource_type, definition.code + ":identifier", "token", "")
+        kind, modifier = "token", None
     values = tuple(
         _value(definition, modifier, unescape(part) if kind != "token" else part, name)
         for part in split_escaped(value, ",")

@@ -41,6 +41,7 @@ from fhir_bridge.store.index_rows import (
 Op = tuple[str, ...]
 STRUCTURAL = ("BackboneElement", "Element")
 EXACT_SUFFIX = ":exact"  # string rows as written, for the :exact modifier
+IDENTIFIER_SUFFIX = ":identifier"  # Reference.identifier tokens, for the :identifier modifier
 HUMAN_NAME_PARTS = ("family", "given", "prefix", "suffix", "text")
 ADDRESS_PARTS = ("line", "city", "district", "state", "postalCode", "country", "text")
 QUANTITY_TYPES = frozenset({"Quantity", "Duration", "Age", "Distance", "Count", "SimpleQuantity"})
@@ -309,6 +310,11 @@ def _add_reference(rows: IndexRows, param: str, value: Any, fhir_type: str) -> N
         return
     if not isinstance(value, dict):
         return
+    identifier = value.get("identifier")
+    if isinstance(identifier, dict) and identifier.get("value") is not None:
+        rows.tokens.append(
+            TokenRow(param + IDENTIFIER_SUFFIX, identifier.get("system"), identifier["value"])
+        )
     reference = value.get("reference")
     if not isinstance(reference, str) or reference.startswith("#"):
         return

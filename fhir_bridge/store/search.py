@@ -203,9 +203,11 @@ def _is_negative(c: Criterion) -> bool:
 def ids_sql(sql: _SQL, c: Criterion) -> str:
     """SELECT of the ids of `c.resource_type` that match `c` (current, live resources)."""
     if isinstance(c, ParamCriterion) and c.name == "_id":
-        sql.args.extend([c.resource_type, *(v.code for v in c.values)])
+        sql.args.extend([c.resource_type, False, *(v.code for v in c.values)])
         marks = ", ".join("?" * len(c.values))
-        return f"SELECT id FROM resources WHERE resource_type = ? AND id IN ({marks})"
+        return (
+            f"SELECT id FROM resources WHERE resource_type = ? AND deleted = ? AND id IN ({marks})"
+        )
     if _is_negative(c):
         sql.args.extend([c.resource_type, False])
         inner = _positive_ids(sql, c)

@@ -185,6 +185,17 @@ def test_unsupported_modifier_is_refused() -> None:
     assert caught.value.issues[0].expression == "code:below"
 
 
+def test_modifiers_on_id_are_refused() -> None:
+    with pytest.raises(InvalidRequestError):
+        parse_search("Observation", [("_id:not", "o1")])
+
+
+def test_reference_identifier_modifier_becomes_a_token_search() -> None:
+    criterion = only(parse_search("Observation", [("subject:identifier", "sys|1")]).criteria)
+    assert (criterion.name, criterion.type) == ("subject:identifier", "token")
+    assert (criterion.values[0].system, criterion.values[0].code) == ("sys", "1")
+
+
 def test_unknown_parameters_are_collected_not_raised() -> None:
     request = parse_search(
         "Observation",

@@ -359,6 +359,19 @@ def test_absolute_reference_matches_by_url(db: Database) -> None:
     assert db.ids("ResearchSubject", "study=http://other.example/fhir/ResearchStudy/s9") == []
 
 
+def test_reference_identifier_modifier(db: Database) -> None:
+    db.load(
+        observation(
+            "x",
+            {"text": "x"},
+            "Patient/p1",
+            performer=[{"identifier": {"system": "https://site.example/staff", "value": "D7"}}],
+        )
+    )
+    assert db.ids("Observation", "performer:identifier=https://site.example/staff|D7") == ["x"]
+    assert db.ids("Observation", "performer:identifier=D8") == []
+
+
 def test_canonical_reference_by_url_and_version(trial: Database) -> None:
     assert trial.ids("QuestionnaireResponse", f"questionnaire={MADRS_URL}") == ["qr1"]
     assert trial.ids("QuestionnaireResponse", f"questionnaire={MADRS_URL}|1.0") == ["qr1"]
@@ -444,6 +457,13 @@ def test_string_exact_and_contains(trial: Database) -> None:
     assert trial.ids("Patient", "name:exact=angstrom") == []
     assert trial.ids("Patient", "name:contains=ngstr") == ["p1"]
     assert trial.ids("Patient", "name:contains=mit") == ["p2"]
+
+
+def test_uri_exact_below_and_above(trial: Database) -> None:
+    assert trial.ids("Questionnaire", f"url={MADRS_URL}") == ["q1"]
+    assert trial.ids("Questionnaire", "url=https://fhir-bridge.org/fhir") == []
+    assert trial.ids("Questionnaire", "url:below=https://fhir-bridge.org/fhir/") == ["q1"]
+    assert trial.ids("Questionnaire", f"url:above={MADRS_URL}/v2") == ["q1"]
 
 
 def test_string_contains_escapes_like_wildcards(db: Database) -> None:
@@ -545,6 +565,17 @@ def test_paging_by_id_visits_every_match_once(trial: Database) -> None:
             break
         cursor = page.next_cursor
     assert seen == ["o1", "o1i1", "o2", "o3"]
+
+
+def test_broad_criteria_walk_ids_with_the_same_results(
+    trial: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("fhir_bridge.store.search.BROAD_MATCHES", 2)
+    assert trial.ids("Observation", "category=survey&status=final") == ["o1", "o1i1", "o2"]
+    first = trial.search("Observation", "category=survey&_count=2")
+    assert [m[1] for m in first.matches] == ["o1", "o1i1"]
+    rest = trial.search("Observation", f"category=survey&_count=2&_cursor={first.next_cursor}")
+    assert [m[1] for m in rest.matches] == ["o2", "o3"]
 
 
 def test_bad_cursor_is_invalid(trial: Database) -> None:
