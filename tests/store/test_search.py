@@ -606,3 +606,25 @@ def test_find_ids_for_conditional_operations(trial: Database) -> None:
     assert find_ids(trial.execute, trial.dialect, "Patient", "gender=male,female") == ["p1", "p2"]
     with pytest.raises(InvalidRequestError):
         find_ids(trial.execute, trial.dialect, "Patient", "colour=blue")
+
+
+def test_sqlite_plan_drives_from_the_reference_index(tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / "plan.db", isolation_level=None)
+    for statement in ddl("sqlite"):
+        conn.execute(statement)
+    captured: list[tuple[str, Sequence[object]]] = []
+
+    def capture(sql: str, args: Sequence[object]) -> list[tuple[Any, ...]]:
+        if sql.startswith("SELECT COUNT(*)"):
+            return conn.execute(sql, list(args)).fetchall()
+        captured.append((sql, args))
+        return []
+
+    request = parse_search("Observation", [("subject", "Patient/p1"), ("code", "madrs-total")])
+    run_search(capture, "sqlite", request)
+    sql, args = captured[-1]
+    plan = " | ".join(row[-1] for row in conn.execute("EXPLAIN QUERY PLAN " + sql, list(args)))
+    assert "SEARCH x1 USING INDEX idx_reference_lookup" in plan
+    assert "SEARCH x2 USING INDEX idx_token_owner" in plan
+    assert "SCAN" not in plan
+    conn.close()
