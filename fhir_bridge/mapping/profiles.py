@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from fhir_bridge.mapping.observations import RESEARCH_STUDY_EXT, SURVEY
+from fhir_bridge.mapping.observations import OBSERVATION_CATEGORY, RESEARCH_STUDY_EXT
 from fhir_bridge.mapping.questionnaires import coding
 from fhir_bridge.mapping.spec import CANONICAL, SID, UCUM, InstrumentSpec, ItemSpec, split_code
 
@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from fhir_bridge.mapping.loader import Mappings
 
 CORE = "http://hl7.org/fhir/StructureDefinition"
+SURVEY_PATTERN = {"coding": [{"system": OBSERVATION_CATEGORY, "code": "survey"}]}
 
 
 def _sd(
@@ -123,7 +124,8 @@ def score_profile(spec: InstrumentSpec, m: Mappings) -> dict[str, Any]:
             min=1,
             slicing={"discriminator": [{"type": "pattern", "path": "$this"}], "rules": "open"},
         ),
-        _el("Observation.category:survey", min=1, max="1", patternCodeableConcept=SURVEY),
+        # Patterns name system and code only: a display in a pattern would have to match too.
+        _el("Observation.category:survey", min=1, max="1", patternCodeableConcept=SURVEY_PATTERN),
         _el("Observation.code", patternCodeableConcept={"coding": [coding(spec.total.code)]}),
         _el("Observation.subject", min=1, type=_ref("Patient")),
         _el("Observation.encounter", type=_ref("Encounter")),

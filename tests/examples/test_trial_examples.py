@@ -168,3 +168,24 @@ def test_messages_cover_each_ehr_message(m: Mappings) -> None:
     translated = translate_codes(local, m)
     assert translated["code"]["coding"][1]["code"] == "madrs-total"
     assert check_clinical(translated, m) == []
+
+
+def test_examples_have_no_errors_under_the_project_profiles(m: Mappings) -> None:
+    from fhir_bridge.validation import get_validator
+
+    validator = get_validator()
+    validator.add_profiles(
+        [r for r in m.conformance_resources() if r["resourceType"] == "StructureDefinition"]
+    )
+    paths = [EXAMPLES / "trial" / "00-study.json", EXAMPLES / "trial" / "03-participant-03.json"]
+    paths += sorted((EXAMPLES / "messages").glob("*.json"))
+    for path in paths:
+        resource = json.loads(path.read_text(encoding="utf-8"))
+        errors = [i for i in validator.validate(resource) if i.is_error]
+        assert errors == [], path.name
+    bad = json.loads((EXAMPLES / "messages" / "local-coded-observation.json").read_text("utf-8"))
+    bad = translate_codes(bad, m)
+    bad["valueQuantity"]["value"] = 10  # the items sum to 9
+    assert [i.diagnostics.split(":")[0] for i in validator.validate(bad) if i.is_error] == [
+        "madrs-total"
+    ]
