@@ -36,14 +36,11 @@ def _check_components(
     components = obs.get("component", [])
     for index, component in enumerate(components if isinstance(components, list) else []):
         path = f"Observation.component[{index}]"
-        item = next(
-            (
-                spec.item_for_code(c.get("system", ""), c.get("code", ""))
-                for c in _codings(component.get("code"))
-                if spec.item_for_code(c.get("system", ""), c.get("code", ""))
-            ),
-            None,
+        found = (
+            spec.item_for_code(c.get("system", ""), c.get("code", ""))
+            for c in _codings(component.get("code"))
         )
+        item = next((i for i in found if i is not None), None)
         if item is None:
             issues.append(
                 Issue(

@@ -6,6 +6,7 @@ prefixes resolve to the code system URIs in `SYSTEMS`.
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -186,8 +187,12 @@ class InstrumentSpec(Spec):
     def item(self, link_id: str) -> ItemSpec | None:
         return next((item for item in self.items if item.link_id == link_id), None)
 
+    @cached_property
+    def _items_by_code(self) -> dict[tuple[str, str], ItemSpec]:
+        return {item.coding: item for item in self.items}
+
     def item_for_code(self, system: str, code: str) -> ItemSpec | None:
-        return next((item for item in self.items if item.coding == (system, code)), None)
+        return self._items_by_code.get((system, code))
 
     def score(self, values: dict[str, int]) -> int | None:
         """Total from item values keyed by linkId; None when an item the rule needs is missing."""
