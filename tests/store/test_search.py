@@ -578,6 +578,34 @@ def test_broad_criteria_walk_ids_with_the_same_results(
     assert [m[1] for m in rest.matches] == ["o2", "o3"]
 
 
+def all_pages(db: Database, rtype: str, query: str) -> list[str]:
+    seen: list[str] = []
+    cursor = ""
+    while True:
+        page = db.search(rtype, query + (f"&_cursor={cursor}" if cursor else ""))
+        seen += [m[1] for m in page.matches]
+        if page.next_cursor is None:
+            return seen
+        cursor = page.next_cursor
+
+
+@pytest.mark.parametrize(
+    ("sort", "expected"),
+    [
+        ("-value-quantity", ["o1", "o2", "o3", "o1i1"]),
+        ("value-quantity", ["o3", "o2", "o1", "o1i1"]),
+        ("-_lastUpdated", ["o3", "o2", "o1i1", "o1"]),
+        ("code,-date", ["o3", "o1i1", "o2", "o1"]),
+        ("status,value-quantity,-_id", ["o2", "o1", "o1i1", "o3"]),
+    ],
+)
+def test_pages_of_one_follow_the_sort_across_missing_values(
+    trial: Database, sort: str, expected: list[str]
+) -> None:
+    assert [m[1] for m in trial.search("Observation", f"_sort={sort}").matches] == expected
+    assert all_pages(trial, "Observation", f"_sort={sort}&_count=1") == expected
+
+
 def test_bad_cursor_is_invalid(trial: Database) -> None:
     with pytest.raises(InvalidRequestError) as caught:
         trial.search("Observation", "_cursor=bm9wZQ")
