@@ -1,13 +1,15 @@
 """FHIR search over the index tables: a SearchRequest becomes SQL, rows become a SearchResult.
 
-https://hl7.org/fhir/R4/search.html. One statement per page on both dialects (`?` placeholders;
-the engine rewrites them for PostgreSQL). The most selective positive criterion drives the query
-as `r.id IN (...)`; the others are correlated EXISTS probes through the `_owner` indexes.
+https://hl7.org/fhir/R4/search.html. The same SQL on both dialects (`?` placeholders; the engine
+rewrites them for PostgreSQL). The most selective positive criterion drives the query as
+`r.id IN (...)`; the others are correlated EXISTS probes through the `_owner` indexes. On SQLite
+a bounded count first decides whether walking ids in order is cheaper (see `_broad`).
 
 Paging is keyset paging: results are ordered by the `_sort` keys and then by id, and the cursor
-carries the last row's key values. A resource inserted, updated or deleted between two page
-fetches therefore never shifts the pages: rows already served are never served again, and a
-new row shows up on a later page only if it sorts after the cursor.
+(`_cursor`, opaque base64 JSON) carries the last row's key values. Inserts and deletes between
+two page fetches never shift the pages: no row is skipped or served twice because of them, and
+a new row appears on a later page only if it sorts after the cursor. (Only a resource whose own
+sort value changes between fetches can move across the cursor.) `_offset` is also honoured.
 """
 
 from __future__ import annotations
