@@ -100,14 +100,20 @@ class Target:
         cursor = self.conn.execute(sql, tuple(args))
         return list(cursor.fetchall()) if cursor.description else []
 
-    def many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+    def many(self, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
         if not rows:
             return
         if self.dialect == "postgresql":
+            # COPY: executemany would make bulk loading the bottleneck of the benchmark
             with self.conn.cursor() as cursor:
-                cursor.executemany(sql.replace("?", "%s"), rows)
+                with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row(row)
         else:
-            self.conn.executemany(sql, rows)
+            marks = ", ".join("?" * len(columns))
+            self.conn.executemany(
+                f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows
+            )
 
 
 def load(target: Target, count: int, patients: int, batch: int = 5000) -> tuple[float, float]:
@@ -151,16 +157,12 @@ def load(target: Target, count: int, patients: int, batch: int = 5000) -> tuple[
         )
         keep = [i for i, n in enumerate(names) if n in columns]
         target.many(
-            f"INSERT INTO resources ({', '.join(names[i] for i in keep)}) "
-            f"VALUES ({', '.join('?' * len(keep))})",
+            "resources",
+            [names[i] for i in keep],
             [tuple(row[i] for i in keep) for row in base],
         )
         for table, (_, fields) in FIELDS.items():
-            marks = ", ".join("?" * (len(fields) + 2))
-            target.many(
-                f"INSERT INTO {table} (resource_type, id, {', '.join(fields)}) VALUES ({marks})",
-                rows[table],
-            )
+            target.many(table, ("resource_type", "id", *fields), rows[table])
         target.conn.commit()
         print(f"  loaded {min(count, first + batch)}", file=sys.stderr, end="\r")
     target.execute("ANALYZE")
