@@ -76,6 +76,8 @@ class Definitions:
                 for element in definition["snapshot"]["element"]:
                     codes = [t["code"] for t in element.get("type", [])]
                     types = [PRIMITIVE_ALIASES.get(code, code) for code in codes]
+                    if "contentReference" in element:  # "@path": same content as that element
+                        types = ["@" + element["contentReference"].lstrip("#")]
                     name = element["path"]
                     choice = name.endswith("[x]")
                     table[name.removesuffix("[x]")] = (types, choice)
@@ -107,7 +109,9 @@ def walk(steps: list[Step], context: str, defs: Definitions, elements: dict[str,
             path, types, choice = found
             elements[path + ("[x]" if choice else "")] = types
             for type_name in types:
-                if type_name in ("BackboneElement", "Element") or not type_name[0].isupper():
+                if type_name.startswith("@"):
+                    following.append(type_name[1:])
+                elif type_name in ("BackboneElement", "Element") or not type_name[0].isupper():
                     following.append(path)
                 else:
                     following.append(type_name)

@@ -90,6 +90,9 @@ def compile_branch(steps: tuple[Step, ...]) -> list[CompiledPath] | None:
                 types, choice = found
                 for type_name in types:
                     key = step.name + _capital(type_name) if choice else step.name
+                    if type_name.startswith("@"):  # contentReference: content of another path
+                        following.append(((*ops, ("key", key)), type_name[1:], "BackboneElement"))
+                        continue
                     if type_name in STRUCTURAL:
                         nxt: str | None = f"{context}.{step.name}"
                     else:

@@ -248,3 +248,32 @@ def test_invalid_dates_and_contained_references_are_not_indexed() -> None:
     rows = extract_index(observation)
     assert not [r for r in rows.dates if r.param == "date"]
     assert not [r for r in rows.references if r.param == "subject"]
+
+
+def test_content_reference_elements_are_followed() -> None:
+    concept_map = {
+        "resourceType": "ConceptMap",
+        "id": "c",
+        "status": "active",
+        "group": [
+            {
+                "element": [
+                    {
+                        "code": "a",
+                        "target": [
+                            {
+                                "code": "b",
+                                "equivalence": "equal",
+                                "product": [
+                                    {"property": "https://fhir-bridge.org/fhir/p", "value": "1"}
+                                ],
+                            }
+                        ],
+                    }
+                ]
+            }
+        ],
+    }
+    rows = extract_index(concept_map)
+    assert URIRow("product", "https://fhir-bridge.org/fhir/p") in rows.uris
+    assert TokenRow("target-code", None, "b") in rows.tokens
