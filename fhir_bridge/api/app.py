@@ -12,26 +12,38 @@ from fhir_bridge.api import handlers
 from fhir_bridge.api.deps import negotiate
 from fhir_bridge.api.routes import metadata, operations, resources, system
 from fhir_bridge.config import Settings, get_settings
-from fhir_bridge.services.capability import capability_statement, searchable_parameters
+from fhir_bridge.services import conformance, demo, trial_rules
+from fhir_bridge.services.capability import (
+    VALIDATE_OPERATION,
+    capability_statement,
+    searchable_parameters,
+)
 from fhir_bridge.services.context import ServiceContext
-from fhir_bridge.services.write_checks import structure_check
 from fhir_bridge.store.indexing import extract_index
 from fhir_bridge.store.sql import SQLStore
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    trial = trial_rules.load_trial()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = SQLStore(settings.database_url, extract_index)
-        app.state.context = ServiceContext(
+        context = ServiceContext(
             store=store,
-            validator=structure_check,
+            validator=trial.validator.validate,
+            transforms=trial_rules.transforms(trial.mappings),
+            rules=trial_rules.rules(trial.mappings),
+            derivations=trial_rules.derivations(trial.mappings),
             default_page_size=settings.default_page_size,
             max_page_size=settings.max_page_size,
             max_bundle_entries=settings.max_bundle_entries,
         )
+        conformance.publish(context, trial.conformance + trial.study)
+        if settings.demo:
+            demo.load_examples(context)
+        app.state.context = context
         yield
         store.close()
 
@@ -42,7 +54,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.capability = capability_statement("", searchable_parameters())
+    app.state.capability = capability_statement(
+        "",
+        searchable_parameters(),
+        type_operations=[VALIDATE_OPERATION],
+        profiles=trial.profiles_by_type(),
+    )
     handlers.install(app)
     for module in (metadata, system, operations, resources):  # order matters: literal paths first
         app.include_router(module.router, prefix="/fhir", dependencies=[Depends(negotiate)])

@@ -75,9 +75,14 @@ def process(
         )
     minimal = bool(prefer) and "return=minimal" in (prefer or "")
     if kind == "transaction":
-        requests = [_parse_entry(i, e) for i, e in enumerate(entries)]
-        return _transaction(ctx, requests, base, minimal)
+        return transaction(ctx, entries, base, minimal)
     return _batch(ctx, entries, base, status_for, minimal)
+
+
+def transaction(ctx: ServiceContext, entries: list[Any], base: str, minimal: bool = False) -> bytes:
+    """Run the entries of a transaction Bundle atomically; the transaction-response's bytes."""
+    requests = [_parse_entry(i, e) for i, e in enumerate(entries)]
+    return _transaction(ctx, requests, base, minimal)
 
 
 def _parse_entry(index: int, entry: Any) -> _Request:

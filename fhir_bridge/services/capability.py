@@ -27,6 +27,10 @@ TYPE_INTERACTIONS = (
     "search-type",
 )
 SYSTEM_INTERACTIONS = ("transaction", "batch", "history-system")
+VALIDATE_OPERATION = {
+    "name": "validate",
+    "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate",
+}
 
 
 def searchable_parameters() -> dict[str, list[dict[str, str]]]:

@@ -8,13 +8,55 @@ instrument into its score Observation, written in the same transaction as the re
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from fhir_bridge.domain.issues import Issue
-from fhir_bridge.mapping import Mappings, check_clinical, score_response, translate_codes
+from fhir_bridge.mapping import (
+    Mappings,
+    check_clinical,
+    load_mappings,
+    score_response,
+    translate_codes,
+)
 from fhir_bridge.services.context import Derivation, Transform, WriteCheck
+from fhir_bridge.validation import Validator
 
 SCORED_STATUSES = ("completed", "amended")
+
+
+@dataclass(frozen=True)
+class Trial:
+    """The compiled trial definitions: mappings, a validator knowing the project's profiles,
+    and the conformance resources to publish (profiles with generated snapshots)."""
+
+    mappings: Mappings
+    validator: Validator
+    conformance: list[dict[str, Any]]
+    study: list[dict[str, Any]]
+
+    def profiles_by_type(self) -> dict[str, list[str]]:
+        found: dict[str, list[str]] = {}
+        for r in self.conformance:
+            if r["resourceType"] == "StructureDefinition" and r.get("derivation") == "constraint":
+                found.setdefault(r["type"], []).append(r["url"])
+        return found
+
+
+@lru_cache(maxsize=4)
+def load_trial(mappings_dir: Path | None = None) -> Trial:
+    """Load and compile once per process: definitions are immutable, so sharing is safe."""
+    m = load_mappings(mappings_dir)
+    validator = Validator()
+    conformance = m.conformance_resources()
+    validator.add_profiles(conformance)
+    published = [
+        validator.snapshot(r) if r["resourceType"] == "StructureDefinition" else r
+        for r in conformance
+    ]
+    return Trial(m, validator, published, m.study_resources())
 
 
 def score_id(response_id: str) -> str:
