@@ -7,7 +7,16 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import httpx
+import orjson
+
 from fhir_bridge.config import Settings
+from fhir_bridge.errors import FHIRBridgeError, StoreError
+
+DEFAULT_SERVER = "http://127.0.0.1:8080/fhir"
+TABLE_TYPES = ("Patient", "ResearchSubject", "Encounter", "Observation")
+EXIT_INVALID = 1  # the input or request was refused (4xx, validation errors)
+EXIT_SERVER = 3  # the server or database failed, or could not be reached
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -34,6 +43,50 @@ def _validate(args: argparse.Namespace) -> int:
     return validate_paths([Path(p) for p in args.paths], args.format, sys.stdout, sys.stderr)
 
 
+def _import_table(args: argparse.Namespace) -> int:
+    from fhir_bridge.mapping import load_mappings, table_to_bundle
+
+    bundle = table_to_bundle(Path(args.file).read_text(encoding="utf-8"), args.map, load_mappings())
+    if args.out:
+        Path(args.out).write_bytes(orjson.dumps(bundle, option=orjson.OPT_INDENT_2))
+        print(f"wrote {len(bundle['entry'])} entries to {args.out}", file=sys.stderr)
+        return 0
+    from fhir_bridge.client import FHIRClient
+
+    with FHIRClient(args.server) as client:
+        response = client.post_bundle(bundle)
+    print(f"posted {len(response.get('entry', []))} entries to {args.server}", file=sys.stderr)
+    return 0
+
+
+def _export_table(args: argparse.Namespace) -> int:
+    from fhir_bridge.client import FHIRClient
+    from fhir_bridge.mapping import bundle_to_table, load_mappings
+
+    with FHIRClient(args.server) as client:
+        resources = [
+            resource
+            for resource_type in TABLE_TYPES
+            for resource in client.search_all(resource_type)
+        ]
+    table = bundle_to_table(resources, args.map, load_mappings())
+    if args.out:
+        Path(args.out).write_text(table, encoding="utf-8")
+    else:
+        sys.stdout.write(table)
+    return 0
+
+
+def _package(args: argparse.Namespace) -> int:
+    from fhir_bridge.mapping import build_ig_package
+    from fhir_bridge.services.trial_rules import load_trial
+
+    trial = load_trial()
+    archive = build_ig_package(trial.mappings, Path(args.out), trial.validator.snapshot)
+    print(archive)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fhir-bridge", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -49,10 +102,38 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("paths", nargs="+")
     validate.add_argument("--format", choices=("text", "json"), default="text")
     validate.set_defaults(run=_validate)
+
+    import_table = commands.add_parser(
+        "import-table", help="CSV of visit scores → transaction Bundle, posted or written"
+    )
+    import_table.add_argument("file")
+    import_table.add_argument("--map", default="visit-scores", help="column map in mappings/")
+    import_table.add_argument("--server", default=DEFAULT_SERVER)
+    import_table.add_argument("--out", help="write the Bundle here instead of posting it")
+    import_table.set_defaults(run=_import_table)
+
+    export_table = commands.add_parser("export-table", help="the server's visit scores as CSV")
+    export_table.add_argument("--map", default="visit-scores")
+    export_table.add_argument("--server", default=DEFAULT_SERVER)
+    export_table.add_argument("--out", help="write here instead of standard output")
+    export_table.set_defaults(run=_export_table)
+
+    package = commands.add_parser("package", help="build the FHIR NPM package of the profiles")
+    package.add_argument("--out", default="dist", help="folder for package/ and the .tgz")
+    package.set_defaults(run=_package)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    code: int = args.run(args)
+    try:
+        code: int = args.run(args)
+    except FHIRBridgeError as exc:
+        for issue in exc.issues:
+            where = f" {issue.expression}:" if issue.expression else ""
+            print(f"{issue.severity}{where} {issue.diagnostics}", file=sys.stderr)
+        return EXIT_SERVER if isinstance(exc, StoreError) else EXIT_INVALID
+    except httpx.TransportError as exc:
+        print(f"error: cannot reach the server: {exc}", file=sys.stderr)
+        return EXIT_SERVER
     return code
