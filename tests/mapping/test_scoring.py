@@ -194,3 +194,9 @@ def test_nested_group_items_are_scored(m: Mappings) -> None:
     qr = _qr(m, "gad7", [1, 1, 1, 1, 1, 1, 1])
     qr["item"] = [{"linkId": "group", "item": qr["item"]}]
     assert _score(m, qr)["valueQuantity"]["value"] == 7
+
+
+def test_versioned_questionnaire_canonical_is_scored(m: Mappings) -> None:
+    qr = _qr(m, "isi", [1] * 7)
+    qr["questionnaire"] += "|1"
+    assert _score(m, qr)["valueQuantity"]["value"] == 7
