@@ -216,6 +216,7 @@ def workload(patients: int, observations: int) -> dict[str, Callable[[int], str]
             f"patient=p{rng.randrange(patients)}&date=ge2025-06&date=lt2025-09"
         ),
         "code only, _count=20": lambda _: f"code={ASSESSMENT}|sds-total&_count=20",
+        "code+status, _count=20": lambda _: f"code={ASSESSMENT}|sds-total&status=final&_count=20",
         "identifier": lambda _: f"identifier=A-{rng.randrange(observations)}",
         "component-code+subject": lambda _: (
             f"component-code=madrs-10&subject=p{rng.randrange(patients)}"

@@ -411,7 +411,8 @@ def run_search(
 
 
 def _broad(execute: Execute, request: SearchRequest) -> bool:
-    """Whether the driving criterion matches so many rows that walking ids beats listing them.
+    """Whether every positive criterion matches so many rows that walking ids in order (and
+    probing each row) beats listing the matches of the best one and sorting them.
 
     SQLite cannot weigh the two plans itself: it would materialise and sort every match of
     e.g. `code=X` to return the first page. PostgreSQL's planner makes this choice from stats.
@@ -419,13 +420,15 @@ def _broad(execute: Execute, request: SearchRequest) -> bool:
     drivers = [c for c in request.criteria if not _is_negative(c)]
     if not drivers:
         return False
-    driver = min(drivers, key=_selectivity)
-    if isinstance(driver, ParamCriterion) and driver.name == "_id":
-        return False
-    sql = _SQL()
-    inner = ids_sql(sql, driver)
-    rows = execute(f"SELECT COUNT(*) FROM ({inner} LIMIT ?) d", [*sql.args, BROAD_MATCHES])
-    return int(rows[0][0]) >= BROAD_MATCHES
+    for driver in sorted(drivers, key=_selectivity):
+        if isinstance(driver, ParamCriterion) and driver.name == "_id":
+            return False
+        sql = _SQL()
+        inner = ids_sql(sql, driver)
+        rows = execute(f"SELECT COUNT(*) FROM ({inner} LIMIT ?) d", [*sql.args, BROAD_MATCHES])
+        if int(rows[0][0]) < BROAD_MATCHES:
+            return False
+    return True
 
 
 def count(execute: Execute, dialect: str, request: SearchRequest) -> int:
