@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -94,20 +95,39 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
-def write(
-    ctx: ServiceContext, session: StoreSession, resource: dict[str, Any], method: str
-) -> StoredResource:
-    """Transform, check, store, then store what derives from it: all in the caller's session."""
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A resource that passed every check, with what derives from it; no database touched."""
+
+    resource: dict[str, Any]
+    derived: list[dict[str, Any]]
+
+
+def prepare(ctx: ServiceContext, resource: dict[str, Any]) -> Prepared:
+    """Transform, check and derive: the CPU work of a write, done before the write lock."""
     for transform in ctx.transforms:
         resource = transform(resource)
     validate_for_write(ctx, resource)
-    stored = session.put(resource, method)
-    for derive in ctx.derivations:
-        for derived in derive(resource):
-            validate_for_write(ctx, derived)
-            existing = session.read(derived["resourceType"], derived["id"])
-            session.put(derived, "PUT" if existing and not existing.deleted else "POST")
+    derived = [item for derive in ctx.derivations for item in derive(resource)]
+    for item in derived:
+        validate_for_write(ctx, item)
+    return Prepared(resource, derived)
+
+
+def commit(session: StoreSession, prepared: Prepared, method: str) -> StoredResource:
+    """Store a prepared resource and its derived resources in the caller's session."""
+    stored = session.put(prepared.resource, method)
+    for item in prepared.derived:
+        existing = session.read(item["resourceType"], item["id"])
+        session.put(item, "PUT" if existing and not existing.deleted else "POST")
     return stored
+
+
+def write(
+    ctx: ServiceContext, session: StoreSession, resource: dict[str, Any], method: str
+) -> StoredResource:
+    """prepare then commit, for writes whose checks must run inside the session (Bundles)."""
+    return commit(session, prepare(ctx, resource), method)
 
 
 def create_in(
@@ -121,28 +141,36 @@ def create_in(
     https://hl7.org/fhir/R4/http.html#ccreate — one match: nothing created, the match returned
     (so an EHR's retry never duplicates); several matches: 412.
     """
-    resource_type = resource["resourceType"]
     if if_none_exist:
-        matches = store_search.find_ids(
-            session.execute, session.dialect, resource_type, if_none_exist
-        )
-        if len(matches) > 1:
-            raise PreconditionFailedError(
-                f"If-None-Exist matched {len(matches)} resources", code="multiple-matches"
-            )
-        if matches:
-            existing = session.read(resource_type, matches[0])
-            assert existing is not None
+        existing = _conditional_match(session, resource["resourceType"], if_none_exist)
+        if existing is not None:
             return existing, False
     return write(ctx, session, {**resource, "id": new_id()}, "POST"), True
+
+
+def _conditional_match(
+    session: StoreSession, resource_type: str, if_none_exist: str
+) -> StoredResource | None:
+    """The one resource If-None-Exist matches, None for no match; several matches are a 412."""
+    matches = store_search.find_ids(session.execute, session.dialect, resource_type, if_none_exist)
+    if len(matches) > 1:
+        raise PreconditionFailedError(
+            f"If-None-Exist matched {len(matches)} resources", code="multiple-matches"
+        )
+    return session.read(resource_type, matches[0]) if matches else None
 
 
 def create(
     ctx: ServiceContext, resource: dict[str, Any], if_none_exist: str | None = None
 ) -> tuple[StoredResource, bool]:
-    """https://hl7.org/fhir/R4/http.html#create"""
+    """https://hl7.org/fhir/R4/http.html#create — checks run before the write lock is taken."""
+    prepared = prepare(ctx, {**resource, "id": new_id()})
     with ctx.store.session(write=True) as session:
-        return create_in(ctx, session, resource, if_none_exist)
+        if if_none_exist:
+            existing = _conditional_match(session, resource["resourceType"], if_none_exist)
+            if existing is not None:
+                return existing, False
+        return commit(session, prepared, "POST"), True
 
 
 def read(ctx: ServiceContext, resource_type: str, resource_id: str) -> StoredResource:
@@ -193,6 +221,7 @@ def update_in(
     session: StoreSession,
     resource: dict[str, Any],
     if_match: str | None = None,
+    prepared: Prepared | None = None,
 ) -> tuple[StoredResource, bool]:
     """Update (or create with the client's id) inside an open write session."""
     resource_type, resource_id = resource["resourceType"], resource["id"]
@@ -211,15 +240,18 @@ def update_in(
                 f"but the server has {have}"
             )
     created = current is None or current.deleted
-    return write(ctx, session, resource, "POST" if created else "PUT"), created
+    prepared = prepared or prepare(ctx, resource)
+    return commit(session, prepared, "POST" if created else "PUT"), created
 
 
 def update(
     ctx: ServiceContext, resource: dict[str, Any], if_match: str | None = None
 ) -> tuple[StoredResource, bool]:
     """https://hl7.org/fhir/R4/http.html#update — update as create when the id is new."""
+    check_id(resource["id"])
+    prepared = prepare(ctx, resource)
     with ctx.store.session(write=True) as session:
-        return update_in(ctx, session, resource, if_match)
+        return update_in(ctx, session, resource, if_match, prepared)
 
 
 def conditional_update(

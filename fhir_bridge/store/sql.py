@@ -10,6 +10,7 @@ from __future__ import annotations
 import queue
 import re
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -217,6 +218,7 @@ class SQLStore:
             raise StoreError(f"Unsupported database URL scheme '{scheme}'")
         self._pool: queue.LifoQueue[Any] = queue.LifoQueue()
         self._pool_size = pool_size
+        self._write_lock = threading.Lock()
         self._migrate()
 
     def _connect(self) -> Any:
@@ -240,6 +242,20 @@ class SQLStore:
 
     @contextmanager
     def session(self, write: bool = False, migrate: bool = False) -> Iterator[SQLSession]:
+        # SQLite's busy handler polls with sleeps of up to 100 ms; writers of this process
+        # queue on a lock instead, which hands over the moment the holder commits.
+        local_lock = self._write_lock if self.dialect == "sqlite" and (write or migrate) else None
+        if local_lock:
+            local_lock.acquire()
+        try:
+            with self._transaction(write, migrate) as session:
+                yield session
+        finally:
+            if local_lock:
+                local_lock.release()
+
+    @contextmanager
+    def _transaction(self, write: bool, migrate: bool) -> Iterator[SQLSession]:
         try:
             conn = self._pool.get_nowait()
         except queue.Empty:

@@ -1,0 +1,42 @@
+"""Starts fhir-bridge under uvicorn in a subprocess on a free port, for the bench scripts."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def running_server(database_url: str) -> Iterator[str]:
+    """Yields the server's FHIR base URL; stops the server afterwards."""
+    port = free_port()
+    env = {**os.environ, "FHIR_BRIDGE_DATABASE_URL": database_url}
+    cmd = [sys.executable, "-m", "fhir_bridge", "serve", "--port", str(port)]
+    process = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}/fhir"
+    try:
+        for _ in range(600):
+            try:
+                httpx.get(f"{base}/metadata", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        else:
+            raise RuntimeError("server did not start")
+        yield base
+    finally:
+        process.terminate()
+        process.wait()
