@@ -38,7 +38,11 @@ SYSTEM_TYPES = {
     "http://hl7.org/fhirpath/System.DateTime": "dateTime",
     "http://hl7.org/fhirpath/System.Time": "time",
 }
-OUTPUT = Path(__file__).resolve().parents[1] / "fhir_bridge/validation/data/r4-definitions.json.gz"
+DATA = Path(__file__).resolve().parents[1] / "fhir_bridge/validation/data"
+OUTPUT = DATA / "r4-definitions.json.gz"
+SNAPSHOTS = DATA / "r4-snapshots.json.gz"
+# Publishing-only parts of ElementDefinition that snapshots of project profiles need not repeat.
+DROPPED_KEYS = ("mapping", "example", "alias", "requirements")
 
 
 def load_package(folder: Path) -> dict[str, list[dict[str, Any]]]:
@@ -234,7 +238,15 @@ def build(folder: Path) -> dict[str, Any]:
         expanded = expand(url, valuesets, codesystems)
         if expanded is not None:
             expansions[url] = expanded
+    snapshots = {
+        name: [
+            {k: v for k, v in e.items() if k not in DROPPED_KEYS}
+            for e in base_sds[name]["snapshot"]["element"]
+        ]
+        for name in names
+    }
     return {
+        "snapshots": snapshots,
         "fhirVersion": "4.0.1",
         "resourceTypes": sorted(resource_types),
         "structures": structures,
@@ -244,16 +256,23 @@ def build(folder: Path) -> dict[str, Any]:
     }
 
 
+def write(path: Path, data: Any) -> None:
+    raw = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+    # mtime=0 keeps the file byte-identical across regenerations.
+    path.write_bytes(gzip.compress(raw, compresslevel=9, mtime=0))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("package", type=Path, help="unpacked package folder (package/)")
     parser.add_argument("--output", type=Path, default=OUTPUT)
     args = parser.parse_args(argv)
     data = build(args.package)
-    raw = json.dumps(data, separators=(",", ":"), sort_keys=False).encode()
+    snapshots = data.pop("snapshots")
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    # mtime=0 keeps the file byte-identical across regenerations.
-    args.output.write_bytes(gzip.compress(raw, compresslevel=9, mtime=0))
+    write(args.output, data)
+    # Full base elements are needed only to publish snapshots; kept apart so startup stays fast.
+    write(args.output.parent / SNAPSHOTS.name, snapshots)
     print(
         f"{len(data['structures'])} structures, {len(data['valueSets'])} value sets, "
         f"{len(data['extensions'])} extensions -> {args.output} "

@@ -8,7 +8,7 @@ core invariants (https://hl7.org/fhir/R4/validation.html).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from fhir_bridge.domain.issues import Issue
@@ -34,12 +34,14 @@ ENGINE_RULES = frozenset({"bdl-3", "bdl-7"})
 class Context:
     """Per-call state: the issues found, the current resource (%resource) and %rootResource."""
 
-    __slots__ = ("issues", "resource", "root")
+    __slots__ = ("issues", "resource", "root", "top", "profiles")
 
-    def __init__(self) -> None:
+    def __init__(self, top: Any = None, profiles: Sequence[str] = ()) -> None:
         self.issues: list[Issue] = []
         self.resource: dict[str, Any] = {}
         self.root: dict[str, Any] = {}
+        self.top = top
+        self.profiles = profiles
 
 
 CompiledRule = tuple[str, str, str, Rule, str | None]

@@ -15,6 +15,8 @@ import fhirpathpy
 from fhirpathpy.engine.nodes import ResourceNode
 from fhirpathpy.models import models
 
+from fhir_bridge.validation.fhirpath import Unsupported, compile_fhirpath
+
 
 class InvariantContext(Protocol):
     resource: dict[str, Any]
@@ -281,11 +283,34 @@ class FHIRPathRule:
         return not (len(result) == 1 and result[0] is False)
 
 
-_compiled: dict[tuple[str, str], FHIRPathRule] = {}
+class CompiledRule:
+    """A constraint compiled to Python closures (fhirpath.py); fhirpathpy where that fails."""
+
+    __slots__ = ("_run", "_expression", "_base", "_fallback")
+
+    def __init__(self, run: Callable[[Any, dict[str, Any]], list[Any]], expression: str, base: str):
+        self._run = run
+        self._expression = expression
+        self._base = base
+        self._fallback: FHIRPathRule | None = None
+
+    def __call__(self, node: dict[str, Any], ctx: InvariantContext) -> bool:
+        env = {"resource": ctx.resource, "rootResource": ctx.root, "context": node}
+        try:
+            result = self._run(node, env)
+        except Exception:  # noqa: BLE001 - outside the compiled subset at run time
+            if self._fallback is None:
+                self._fallback = FHIRPathRule(self._expression, self._base)
+            return self._fallback(node, ctx)
+        return not (len(result) == 1 and result[0] is False)
+
+
+_compiled: dict[tuple[str, str], Rule] = {}
 
 
 def compile_rule(key: str, expression: str, base: str) -> Rule | None:
-    """The evaluator for one invariant: hand-compiled when available, else fhirpathpy."""
+    """The evaluator for one invariant: hand-compiled for hot core keys, else the FHIRPath
+    compiler, else fhirpathpy. None when the expression cannot be evaluated at all."""
     if key in NOT_EVALUATED:
         return None
     if key in HAND_COMPILED:
@@ -293,7 +318,12 @@ def compile_rule(key: str, expression: str, base: str) -> Rule | None:
     cache_key = (expression, base)
     if cache_key not in _compiled:
         try:
-            _compiled[cache_key] = FHIRPathRule(expression, base)
+            _compiled[cache_key] = CompiledRule(compile_fhirpath(expression), expression, base)
+        except Unsupported:
+            try:
+                _compiled[cache_key] = FHIRPathRule(expression, base)
+            except Exception:  # noqa: BLE001 - unparsable expressions are skipped, not fatal
+                return None
         except Exception:  # noqa: BLE001 - unparsable expressions are skipped, not fatal
             return None
     return _compiled[cache_key]

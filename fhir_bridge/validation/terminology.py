@@ -18,6 +18,7 @@ class Terminology:
     def __init__(self) -> None:
         self.by_system: dict[str, dict[str, frozenset[str]]] = {}
         self.codes: dict[str, frozenset[str]] = {}
+        self.systems: dict[str, frozenset[str]] = {}
         for url, systems in load_definitions()["valueSets"].items():
             self.add(url, systems)
 
@@ -26,20 +27,39 @@ class Terminology:
         self.by_system[url] = {s: frozenset(codes) for s, codes in systems.items()}
         self.codes[url] = frozenset(c for codes in systems.values() for c in codes)
 
-    def add_value_set(self, value_set: dict[str, Any]) -> None:
-        """Register an enumerated ValueSet resource (compose.include.concept or expansion)."""
+    def add_code_system(self, code_system: dict[str, Any]) -> None:
+        """Register a CodeSystem's codes so value sets including the whole system expand."""
+        url = code_system.get("url")
+        if isinstance(url, str):
+            self.systems[url] = frozenset(_codes(code_system.get("concept", [])))
+
+    def add_value_set(self, value_set: dict[str, Any]) -> bool:
+        """Register a ValueSet (enumerated concepts, whole known CodeSystems, or an expansion).
+
+        Returns False when it cannot be expanded here (filters, unknown systems).
+        https://hl7.org/fhir/R4/valueset.html#compositions
+        """
         url = value_set.get("url")
         if not isinstance(url, str):
-            return
+            return False
         systems: dict[str, list[str]] = {}
-        for include in value_set.get("compose", {}).get("include", []):
-            if include.get("filter") or include.get("valueSet") or "concept" not in include:
-                return
-            systems.setdefault(include["system"], []).extend(c["code"] for c in include["concept"])
         for contains in value_set.get("expansion", {}).get("contains", []):
             systems.setdefault(contains.get("system", ""), []).append(contains.get("code", ""))
-        if systems:
-            self.add(url, systems)
+        for include in value_set.get("compose", {}).get("include", []):
+            system = include.get("system")
+            if include.get("filter") or include.get("valueSet") or not isinstance(system, str):
+                return False
+            if "concept" in include:
+                codes = [c["code"] for c in include["concept"]]
+            elif system in self.systems:
+                codes = sorted(self.systems[system])
+            else:
+                return False
+            systems.setdefault(system, []).extend(codes)
+        if not systems:
+            return False
+        self.add(url, systems)
+        return True
 
     def check(
         self, value: Any, type_code: str, binding: tuple[str, str], path: str
@@ -80,3 +100,11 @@ class Terminology:
     def _issue(strength: str, text: str, path: str) -> Issue:
         severity = "error" if strength == "required" else "warning"
         return Issue(severity, "code-invalid", text, path)
+
+
+def _codes(concepts: list[dict[str, Any]]) -> list[str]:
+    out: list[str] = []
+    for c in concepts:
+        out.append(c["code"])
+        out.extend(_codes(c.get("concept", [])))
+    return out
