@@ -247,18 +247,31 @@ def _rewrite_references(
     session: StoreSession, request: _Request, aliases: dict[str, str]
 ) -> dict[str, Any]:
     def rewrite(node: Any) -> Any:
+        # copy on write: containers are rebuilt only on the path to a changed reference
         if isinstance(node, dict):
-            out = {k: rewrite(v) for k, v in node.items()}
-            ref = node.get("reference")
-            if isinstance(ref, str):
-                if ref in aliases:
-                    out["reference"] = aliases[ref]
-                elif "?" in ref and not ref.startswith(("http://", "https://", "urn:")):
-                    out["reference"] = _conditional_reference(session, request, ref)
-            return out
+            changed: dict[str, Any] | None = None
+            for key, value in node.items():
+                if key == "reference" and isinstance(value, str):
+                    new_value: Any = _target(value)
+                elif isinstance(value, dict | list):
+                    new_value = rewrite(value)
+                else:
+                    continue
+                if new_value is not value:
+                    changed = changed if changed is not None else dict(node)
+                    changed[key] = new_value
+            return node if changed is None else changed
         if isinstance(node, list):
-            return [rewrite(item) for item in node]
+            items = [rewrite(item) for item in node]
+            return node if all(a is b for a, b in zip(items, node, strict=True)) else items
         return node
+
+    def _target(ref: str) -> str:
+        if ref in aliases:
+            return aliases[ref]
+        if "?" in ref and not ref.startswith(("http://", "https://", "urn:")):
+            return _conditional_reference(session, request, ref)
+        return ref
 
     assert request.resource is not None
     rewritten: dict[str, Any] = rewrite(request.resource)
@@ -310,7 +323,7 @@ def _run(
             assert existing is not None
             return _written(existing, base, 200, minimal)
         resource = {**request.resource, "id": request.resource_id}
-        stored = resources.write(ctx, session, resource, "POST")
+        stored = resources.write(ctx, session, resource, "POST", new=True)
         return _written(stored, base, 201, minimal)
     body_id = request.resource.get("id")
     if request.resource_id and body_id and body_id != request.resource_id and not request.query:

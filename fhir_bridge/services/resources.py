@@ -114,9 +114,12 @@ def prepare(ctx: ServiceContext, resource: dict[str, Any]) -> Prepared:
     return Prepared(resource, derived)
 
 
-def commit(session: StoreSession, prepared: Prepared, method: str) -> StoredResource:
-    """Store a prepared resource and its derived resources in the caller's session."""
-    stored = session.put(prepared.resource, method)
+def commit(
+    session: StoreSession, prepared: Prepared, method: str, new: bool = False
+) -> StoredResource:
+    """Store a prepared resource and its derived resources in the caller's session;
+    `new` when the resource's id is a fresh uuid."""
+    stored = session.put(prepared.resource, method, new)
     for item in prepared.derived:
         existing = session.read(item["resourceType"], item["id"])
         session.put(item, "PUT" if existing and not existing.deleted else "POST")
@@ -124,10 +127,14 @@ def commit(session: StoreSession, prepared: Prepared, method: str) -> StoredReso
 
 
 def write(
-    ctx: ServiceContext, session: StoreSession, resource: dict[str, Any], method: str
+    ctx: ServiceContext,
+    session: StoreSession,
+    resource: dict[str, Any],
+    method: str,
+    new: bool = False,
 ) -> StoredResource:
     """prepare then commit, for writes whose checks must run inside the session (Bundles)."""
-    return commit(session, prepare(ctx, resource), method)
+    return commit(session, prepare(ctx, resource), method, new)
 
 
 def create_in(
@@ -145,7 +152,7 @@ def create_in(
         existing = _conditional_match(session, resource["resourceType"], if_none_exist)
         if existing is not None:
             return existing, False
-    return write(ctx, session, {**resource, "id": new_id()}, "POST"), True
+    return write(ctx, session, {**resource, "id": new_id()}, "POST", new=True), True
 
 
 def _conditional_match(
@@ -170,7 +177,7 @@ def create(
             existing = _conditional_match(session, resource["resourceType"], if_none_exist)
             if existing is not None:
                 return existing, False
-        return commit(session, prepared, "POST"), True
+        return commit(session, prepared, "POST", new=True), True
 
 
 def read(ctx: ServiceContext, resource_type: str, resource_id: str) -> StoredResource:

@@ -46,8 +46,13 @@ class StoreSession(Protocol):
     ) -> list[tuple[int, StoredResource]]:
         """Versions newest first with their write sequence; https://hl7.org/fhir/R4/http.html#history."""
 
-    def put(self, resource: dict[str, Any], method: str) -> StoredResource:
-        """Write the next version of resource (resourceType and id set); meta is assigned here."""
+    def put(self, resource: dict[str, Any], method: str, new: bool = False) -> StoredResource:
+        """Write the next version of resource (resourceType and id set); meta is assigned here.
+
+        `new=True` promises the id is unused (a fresh uuid), which lets the write be batched."""
+
+    def flush(self) -> None:
+        """Send batched writes to the database (reads and commit do this themselves)."""
 
     def delete(self, resource_type: str, resource_id: str) -> StoredResource:
         """Write a deleted version; the caller has checked that a live version exists."""

@@ -1,0 +1,82 @@
+"""Ingest rate: transaction Bundles of MADRS score Observations posted over HTTP into SQLite.
+
+Run: `.venv/bin/python bench/ingest_bench.py [--bundles 20] [--size 500]`
+Each Observation passes the full write path (validator with the MADRS profile, clinical rules,
+index extraction, versioned storage). For scale, the same run measures fhir.resources R4B
+parse + serialize of the same Observations (structure only, no storage).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import tempfile
+import time
+import uuid
+
+import httpx
+import orjson
+from data import madrs_observation
+from server import running_server
+
+from fhir_bridge.domain.fhir import model_class
+
+
+def bundle(rng: random.Random, size: int) -> dict[str, object]:
+    patient_url = f"urn:uuid:{uuid.UUID(int=rng.getrandbits(128))}"
+    entries: list[dict[str, object]] = [
+        {
+            "fullUrl": patient_url,
+            "resource": {"resourceType": "Patient", "gender": "female"},
+            "request": {"method": "POST", "url": "Patient"},
+        }
+    ]
+    for _ in range(size - 1):
+        entries.append(
+            {
+                "fullUrl": f"urn:uuid:{uuid.UUID(int=rng.getrandbits(128))}",
+                "resource": madrs_observation(rng, patient_url),
+                "request": {"method": "POST", "url": "Observation"},
+            }
+        )
+    return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+
+
+def fhir_resources_rate(observations: list[dict[str, object]]) -> float:
+    model = model_class("Observation")
+    payloads = [orjson.dumps(o) for o in observations]
+    started = time.perf_counter()
+    for payload in payloads:
+        model.model_validate_json(payload).model_dump_json()
+    return len(payloads) / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--bundles", type=int, default=20)
+    parser.add_argument("--size", type=int, default=500)
+    args = parser.parse_args()
+    rng = random.Random(11)
+    bundles = [orjson.dumps(bundle(rng, args.size)) for _ in range(args.bundles)]
+    headers = {"Content-Type": "application/fhir+json", "Prefer": "return=minimal"}
+    with tempfile.TemporaryDirectory() as tmp, running_server(f"sqlite:///{tmp}/i.db") as base:
+        with httpx.Client(timeout=600) as http:
+            http.post(base, content=bundles[0], headers=headers).raise_for_status()  # warm-up
+            started = time.perf_counter()
+            for body in bundles[1:]:
+                http.post(base, content=body, headers=headers).raise_for_status()
+            elapsed = time.perf_counter() - started
+    count = (args.bundles - 1) * args.size
+    sample = [e["resource"] for e in orjson.loads(bundles[0])["entry"][1:]]
+    print(f"{os.cpu_count()} cores; transaction Bundles of {args.size} entries over HTTP, SQLite")
+    print(
+        f"fhir-bridge ingest (validate + profile + rules + index + store): {count / elapsed:8.0f} resources/s"
+    )
+    print(
+        f"fhir.resources R4B parse + serialize only (same Observations):     {fhir_resources_rate(sample):8.0f} resources/s"
+    )
+
+
+if __name__ == "__main__":
+    main()

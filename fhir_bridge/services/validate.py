@@ -1,0 +1,223 @@
+"""Validating files for the CLI: JSON resources, Bundles, NDJSON and folders → findings.
+
+Each record (a JSON file, or one NDJSON line) is validated as a whole resource; a Bundle's
+entries are reported with their paths inside it. Large inputs are spread over the CPU cores.
+https://hl7.org/fhir/R4/validation.html, https://hl7.org/fhir/R4/nd-json.html
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+import orjson
+
+from fhir_bridge.validation import Validator, get_validator
+
+BATCH_SIZE = 500
+# Below this many records the pool's start-up costs more than it saves.
+PARALLEL_THRESHOLD = 4000
+PROGRESS_THRESHOLD = 2000
+SUFFIXES = (".json", ".ndjson")
+
+Record = tuple[str, int | None, bytes]
+Finding = tuple[str, int | None, str, str, str | None, str]
+
+
+@dataclass
+class Summary:
+    """Counts over one run."""
+
+    files: int = 0
+    resources: int = 0
+    error: int = 0
+    warning: int = 0
+    information: int = 0
+
+    def add(self, severity: str) -> None:
+        key = "error" if severity == "fatal" else severity
+        setattr(self, key, getattr(self, key) + 1)
+
+
+def validate_paths(
+    paths: list[Path],
+    output_format: str,
+    out: TextIO,
+    err: TextIO,
+    validator: Validator | None = None,
+    workers: int | None = None,
+) -> int:
+    """Validate files and folders; print findings and a summary. Exit code: 1 on errors.
+
+    `output_format` is "text" (one line per finding: `file[:line] severity expression: text`)
+    or "json" (one object with `findings` and `summary`).
+    """
+    global _worker_validator
+    _worker_validator = validator or get_validator()
+    files = list(_files(paths))
+    summary = Summary(files=len(files))
+    total = sum(_record_count(f) for f in files)
+    findings: list[Finding] = []
+    progress = _Progress(err, total) if total >= PROGRESS_THRESHOLD and err.isatty() else None
+    cores = workers if workers is not None else (os.cpu_count() or 1)
+    for batch_findings, count in _run(_batches(files), total, cores):
+        summary.resources += count
+        for finding in batch_findings:
+            summary.add(finding[2])
+            if output_format == "text":
+                out.write(_line(finding))
+            else:
+                findings.append(finding)
+        if progress is not None:
+            progress.update(summary.resources)
+    if progress is not None:
+        progress.close()
+    if output_format == "json":
+        out.write(orjson.dumps(_json(findings, summary), option=orjson.OPT_INDENT_2).decode())
+        out.write("\n")
+    else:
+        out.write(
+            f"{summary.resources} resources in {summary.files} files: {summary.error} errors, "
+            f"{summary.warning} warnings, {summary.information} information\n"
+        )
+    return 1 if summary.error else 0
+
+
+_worker_validator: Validator | None = None
+
+
+def validate_batch(batch: list[Record]) -> tuple[list[Finding], int]:
+    """Validate a batch of records with the process's validator (also run in workers)."""
+    validator = _worker_validator or get_validator()
+    findings: list[Finding] = []
+    for label, line, raw in batch:
+        try:
+            resource = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            findings.append((label, line, "error", "structure", None, f"invalid JSON: {exc}"))
+            continue
+        for issue in validator.validate(resource):
+            findings.append(
+                (label, line, issue.severity, issue.code, issue.expression, issue.diagnostics)
+            )
+    return findings, len(batch)
+
+
+def _run(
+    batches: Iterator[list[Record]], total: int, cores: int
+) -> Iterator[tuple[list[Finding], int]]:
+    if cores < 2 or total < PARALLEL_THRESHOLD:
+        for batch in batches:
+            yield validate_batch(batch)
+        return
+    # fork: workers inherit the compiled validator (and any registered profiles) for free.
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(max_workers=cores, mp_context=context) as pool:
+        pending: deque[Future[tuple[list[Finding], int]]] = deque()
+        for batch in batches:
+            pending.append(pool.submit(validate_batch, batch))
+            if len(pending) >= cores * 3:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+def _files(paths: list[Path]) -> Iterator[Path]:
+    for path in paths:
+        if path.is_dir():
+            yield from sorted(p for p in path.rglob("*") if p.suffix in SUFFIXES and p.is_file())
+        else:
+            yield path
+
+
+def _record_count(path: Path) -> int:
+    if path.suffix != ".ndjson":
+        return 1
+    with path.open("rb") as f:
+        return sum(1 for line in f if line.strip())
+
+
+def _batches(files: list[Path]) -> Iterator[list[Record]]:
+    batch: list[Record] = []
+    for path in files:
+        label = str(path)
+        if path.suffix == ".ndjson":
+            with path.open("rb") as f:
+                for number, line in enumerate(f, 1):
+                    if line.strip():
+                        batch.append((label, number, line))
+                        if len(batch) >= BATCH_SIZE:
+                            yield batch
+                            batch = []
+        else:
+            try:
+                batch.append((label, None, path.read_bytes()))
+            except OSError:
+                batch.append((label, None, b""))  # reported as an empty document
+        if len(batch) >= BATCH_SIZE:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _line(finding: Finding) -> str:
+    label, line, severity, _code, expression, text = finding
+    where = f"{label}:{line}" if line is not None else label
+    return f"{where} {severity} {expression or '-'}: {text}\n"
+
+
+def _json(findings: list[Finding], summary: Summary) -> dict[str, object]:
+    return {
+        "findings": [
+            {
+                "file": label,
+                "line": line,
+                "severity": severity,
+                "code": code,
+                "expression": expression,
+                "diagnostics": text,
+            }
+            for label, line, severity, code, expression, text in findings
+        ],
+        "summary": {
+            "files": summary.files,
+            "resources": summary.resources,
+            "errors": summary.error,
+            "warnings": summary.warning,
+            "information": summary.information,
+        },
+    }
+
+
+class _Progress:
+    """A one-line progress bar on a terminal's stderr, redrawn at most 10 times a second."""
+
+    WIDTH = 30
+
+    def __init__(self, err: TextIO, total: int) -> None:
+        self.err = err
+        self.total = max(total, 1)
+        self.started = self.drawn = time.monotonic()
+
+    def update(self, done: int) -> None:
+        now = time.monotonic()
+        if now - self.drawn < 0.1 and done < self.total:
+            return
+        self.drawn = now
+        filled = self.WIDTH * done // self.total
+        rate = done / max(now - self.started, 1e-9)
+        bar = "#" * filled + "." * (self.WIDTH - filled)
+        self.err.write(f"\r[{bar}] {done}/{self.total} resources ({rate:,.0f}/s)")
+        self.err.flush()
+
+    def close(self) -> None:
+        self.err.write("\n")
+        self.err.flush()
