@@ -291,10 +291,10 @@ class Engine:
     ) -> None:
         """Reference format and target type (https://hl7.org/fhir/R4/references.html)."""
         ref = item.get("reference")
-        if type(ref) is not str:
-            return
         target: str | None = None
-        if ref.startswith("#"):
+        if type(ref) is not str:
+            pass
+        elif ref.startswith("#"):
             for c in ctx.root.get("contained", ()):
                 if isinstance(c, dict) and c.get("id") == ref[1:]:
                     target = c.get("resourceType")
