@@ -24,7 +24,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from fhir_bridge.api.app import create_app
 
-    overrides: dict[str, object] = {"demo": args.demo}
+    overrides: dict[str, object] = {"demo": True} if args.demo else {}
     if args.database:
         overrides["database_url"] = args.database
     if args.host:

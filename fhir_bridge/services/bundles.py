@@ -144,9 +144,10 @@ def _transaction(ctx: ServiceContext, requests: list[_Request], base: str, minim
         for request in requests:
             if request.resource is not None:
                 request.resource = _rewrite_references(session, request, aliases)
+        supplied = _derived_sources(requests)
         for request in sorted(requests, key=lambda r: (_ORDER[r.method], r.index)):
             try:
-                results[request.index] = _run(ctx, session, request, base, minimal)
+                results[request.index] = _run(ctx, session, request, base, minimal, supplied)
             except FHIRBridgeError as exc:
                 raise type(exc)(issues=_locate(exc.issues, request.index)) from exc
     return bundle_json.build("transaction-response", [results[i] for i in sorted(results)])
@@ -291,8 +292,27 @@ def _conditional_reference(session: StoreSession, request: _Request, ref: str) -
     return f"{resource_type}/{matches[0]}"
 
 
+def _derived_sources(requests: list[_Request]) -> set[str]:
+    """References that Observations of this Bundle say they derive from: a client that sends a
+    QuestionnaireResponse with its own score Observations (SDC extraction done client-side)
+    gets no second, server-derived score."""
+    sources: set[str] = set()
+    for request in requests:
+        resource = request.resource or {}
+        if resource.get("resourceType") == "Observation":
+            for ref in resource.get("derivedFrom") or []:
+                if isinstance(ref, dict) and isinstance(ref.get("reference"), str):
+                    sources.add(ref["reference"])
+    return sources
+
+
 def _run(
-    ctx: ServiceContext, session: StoreSession, request: _Request, base: str, minimal: bool
+    ctx: ServiceContext,
+    session: StoreSession,
+    request: _Request,
+    base: str,
+    minimal: bool,
+    supplied: set[str] | frozenset[str] = frozenset(),
 ) -> bundle_json.Entry:
     if request.method == "DELETE":
         if request.resource_id:
@@ -323,7 +343,8 @@ def _run(
             assert existing is not None
             return _written(existing, base, 200, minimal)
         resource = {**request.resource, "id": request.resource_id}
-        stored = resources.write(ctx, session, resource, "POST", new=True)
+        derive = f"{request.resource_type}/{request.resource_id}" not in supplied
+        stored = resources.write(ctx, session, resource, "POST", new=True, derive=derive)
         return _written(stored, base, 201, minimal)
     body_id = request.resource.get("id")
     if request.resource_id and body_id and body_id != request.resource_id and not request.query:

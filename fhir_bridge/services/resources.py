@@ -103,12 +103,13 @@ class Prepared:
     derived: list[dict[str, Any]]
 
 
-def prepare(ctx: ServiceContext, resource: dict[str, Any]) -> Prepared:
-    """Transform, check and derive: the CPU work of a write, done before the write lock."""
+def prepare(ctx: ServiceContext, resource: dict[str, Any], derive: bool = True) -> Prepared:
+    """Transform, check and derive: the CPU work of a write, done before the write lock.
+    `derive=False` when the client sends the derived resources itself."""
     for transform in ctx.transforms:
         resource = transform(resource)
     validate_for_write(ctx, resource)
-    derived = [item for derive in ctx.derivations for item in derive(resource)]
+    derived = [item for rule in ctx.derivations if derive for item in rule(resource)]
     for item in derived:
         validate_for_write(ctx, item)
     return Prepared(resource, derived)
@@ -132,9 +133,10 @@ def write(
     resource: dict[str, Any],
     method: str,
     new: bool = False,
+    derive: bool = True,
 ) -> StoredResource:
     """prepare then commit, for writes whose checks must run inside the session (Bundles)."""
-    return commit(session, prepare(ctx, resource), method, new)
+    return commit(session, prepare(ctx, resource, derive), method, new)
 
 
 def create_in(

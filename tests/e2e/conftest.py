@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 import pytest
@@ -22,8 +23,15 @@ def _free_port() -> int:
 
 @pytest.fixture
 def server_url(database_url: str) -> Iterator[str]:
+    with running_server(database_url) as url:
+        yield url
+
+
+@contextmanager
+def running_server(database_url: str, demo: bool = False) -> Iterator[str]:
+    """`fhir-bridge serve` in a subprocess; yields its FHIR base URL."""
     port = _free_port()
-    env = {**os.environ, "FHIR_BRIDGE_DATABASE_URL": database_url}
+    env = {**os.environ, "FHIR_BRIDGE_DATABASE_URL": database_url, "FHIR_BRIDGE_DEMO": str(demo)}
     process = subprocess.Popen(
         [sys.executable, "-m", "fhir_bridge", "serve", "--host", "127.0.0.1", "--port", str(port)],
         env=env,

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from fhir_bridge.domain.fhir import parse_model
+from fhir_bridge.domain.search_parameters import search_parameter
 from fhir_bridge.mapping import (
     Mappings,
     check_clinical,
@@ -76,15 +77,21 @@ def test_every_example_resource_parses_as_r4b(bundles: list[dict[str, Any]]) -> 
             parse_model(entry["resource"])
 
 
-def test_every_entry_is_a_conditional_create_with_urn_uuid(bundles: list[dict[str, Any]]) -> None:
+def test_every_entry_is_retry_safe_with_urn_uuid(bundles: list[dict[str, Any]]) -> None:
+    """A conditional create on a search parameter the type has, or an update by id."""
     for b in bundles:
         assert b["type"] == "transaction"
         urls = [e["fullUrl"] for e in b["entry"]]
         assert len(urls) == len(set(urls))
         for e in b["entry"]:
             assert e["fullUrl"].startswith("urn:uuid:")
+            resource_type = e["resource"]["resourceType"]
+            if e["request"]["method"] == "PUT":
+                assert e["request"]["url"] == f"{resource_type}/{e['resource']['id']}"
+                continue
             assert e["request"]["method"] == "POST"
-            assert e["request"]["ifNoneExist"].split("=")[0] in ("identifier", "url")
+            param = e["request"]["ifNoneExist"].split("=")[0]
+            assert search_parameter(resource_type, param) is not None
 
 
 def test_cohort_is_shaped_like_the_trial(bundles: list[dict[str, Any]]) -> None:
