@@ -1,0 +1,179 @@
+"""The trial's rules on the HTTP write path: scoring, ConceptMap translation, clinical refusals."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+FHIR = {"Content-Type": "application/fhir+json"}
+MESSAGES = Path(__file__).resolve().parents[2] / "examples" / "messages"
+ASSESSMENT = "https://fhir-bridge.org/fhir/CodeSystem/assessment"
+
+
+@pytest.fixture
+def madrs_response() -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads((MESSAGES / "madrs-response.json").read_text())
+    return loaded
+
+
+def errors(response: Any) -> list[tuple[str, list[str]]]:
+    return [
+        (i["code"], i.get("expression", []))
+        for i in response.json()["issue"]
+        if i["severity"] == "error"
+    ]
+
+
+def test_response_is_scored_in_the_same_transaction(
+    client: TestClient, madrs_response: dict[str, Any]
+) -> None:
+    created = client.post("/fhir/QuestionnaireResponse", json=madrs_response, headers=FHIR)
+    assert created.status_code == 201, created.text
+    qr_id = created.json()["id"]
+    found = client.get(f"/fhir/Observation?derived-from=QuestionnaireResponse/{qr_id}").json()
+    [score] = [e["resource"] for e in found["entry"]]
+    items = [item["answer"][0]["valueInteger"] for item in madrs_response["item"]]
+    assert score["code"]["coding"][0] == {
+        "system": ASSESSMENT,
+        "code": "madrs-total",
+        "display": "MADRS total score",
+    }
+    assert score["valueQuantity"]["value"] == sum(items)
+    assert [c["valueInteger"] for c in score["component"]] == items
+    assert score["encounter"] == madrs_response["encounter"]
+    assert score["category"][0]["coding"][0]["code"] == "survey"
+
+
+def test_amended_response_updates_its_score_instead_of_adding_one(
+    client: TestClient, madrs_response: dict[str, Any]
+) -> None:
+    created = client.post("/fhir/QuestionnaireResponse", json=madrs_response, headers=FHIR).json()
+    amended = {**created, "status": "amended"}
+    amended["item"] = copy.deepcopy(created["item"])
+    amended["item"][0]["answer"][0]["valueInteger"] = 6
+    assert (
+        client.put(
+            f"/fhir/QuestionnaireResponse/{created['id']}", json=amended, headers=FHIR
+        ).status_code
+        == 200
+    )
+    found = client.get(
+        f"/fhir/Observation?derived-from=QuestionnaireResponse/{created['id']}"
+    ).json()
+    [score] = [e["resource"] for e in found["entry"]]
+    assert score["meta"]["versionId"] == "2"
+    assert score["component"][0]["valueInteger"] == 6
+
+
+def test_item_out_of_range_is_refused_naming_the_answer(
+    client: TestClient, madrs_response: dict[str, Any]
+) -> None:
+    madrs_response["item"][3]["answer"][0]["valueInteger"] = 7
+    response = client.post("/fhir/QuestionnaireResponse", json=madrs_response, headers=FHIR)
+    assert response.status_code == 422
+    assert ("value", ["QuestionnaireResponse.item[3].answer[0].valueInteger"]) in errors(response)
+    assert client.get("/fhir/Observation?_summary=count").json()["total"] == 0
+
+
+def test_answer_for_an_unknown_item_is_refused(
+    client: TestClient, madrs_response: dict[str, Any]
+) -> None:
+    madrs_response["item"].append({"linkId": "11", "answer": [{"valueInteger": 1}]})
+    response = client.post("/fhir/QuestionnaireResponse", json=madrs_response, headers=FHIR)
+    assert response.status_code == 422
+    assert any(expr == ["QuestionnaireResponse.item[10].linkId"] for _, expr in errors(response))
+
+
+def test_total_that_is_not_the_sum_of_items_is_refused(client: TestClient) -> None:
+    observation = json.loads((MESSAGES / "local-coded-observation.json").read_text())
+    observation["valueQuantity"]["value"] += 1
+    response = client.post("/fhir/Observation", json=observation, headers=FHIR)
+    assert response.status_code == 422
+    assert any(code == "invariant" for code, _ in errors(response))
+
+
+def test_local_codes_are_translated_and_the_original_kept(client: TestClient) -> None:
+    observation = json.loads((MESSAGES / "local-coded-observation.json").read_text())
+    created = client.post("/fhir/Observation", json=observation, headers=FHIR)
+    assert created.status_code == 201, created.text
+    codings = created.json()["code"]["coding"]
+    assert {(c["system"], c["code"]) for c in codings} >= {
+        (ASSESSMENT, "madrs-total"),
+        ("http://ehr.example.org/fhir/CodeSystem/local-assessment", "MADRS-TOT"),
+    }
+    found = client.get(f"/fhir/Observation?code={ASSESSMENT}|madrs-total").json()
+    assert len(found["entry"]) == 1
+
+
+def test_visit_outside_the_protocol_is_refused(client: TestClient) -> None:
+    encounter = {
+        "resourceType": "Encounter",
+        "status": "finished",
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+        "type": [
+            {
+                "coding": [
+                    {"system": "https://fhir-bridge.org/fhir/CodeSystem/visit", "code": "dosing-3"}
+                ]
+            }
+        ],
+        "subject": {"reference": "Patient/p1"},
+    }
+    response = client.post("/fhir/Encounter", json=encounter, headers=FHIR)
+    assert response.status_code == 422, response.text
+    assert errors(response)
+
+
+def test_validate_operation_reports_without_storing(
+    client: TestClient, madrs_response: dict[str, Any]
+) -> None:
+    madrs_response["item"][0]["answer"][0]["valueInteger"] = 9
+    parameters = {
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "resource", "resource": madrs_response},
+            {"name": "mode", "valueCode": "create"},
+        ],
+    }
+    response = client.post("/fhir/QuestionnaireResponse/$validate", json=parameters, headers=FHIR)
+    assert response.status_code == 200
+    assert ("value", ["QuestionnaireResponse.item[0].answer[0].valueInteger"]) in errors(response)
+    assert client.get("/fhir/QuestionnaireResponse?_summary=count").json()["total"] == 0
+
+
+def test_validate_operation_against_a_named_profile(client: TestClient) -> None:
+    observation = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"text": "something else"},
+    }
+    parameters = {
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "resource", "resource": observation},
+            {
+                "name": "profile",
+                "valueUri": "https://fhir-bridge.org/fhir/StructureDefinition/madrs-observation",
+            },
+        ],
+    }
+    response = client.post("/fhir/Observation/$validate", json=parameters, headers=FHIR)
+    assert response.status_code == 200
+    assert errors(response), response.text
+    plain = client.post("/fhir/Observation/$validate", json=observation, headers=FHIR)
+    assert not errors(plain), plain.text
+
+
+def test_published_profiles_are_served_by_url(client: TestClient) -> None:
+    url = "https://fhir-bridge.org/fhir/StructureDefinition/madrs-observation"
+    found = client.get(f"/fhir/StructureDefinition?url={url}").json()
+    [profile] = [e["resource"] for e in found["entry"]]
+    assert profile["snapshot"]["element"] and profile["differential"]["element"]
+    statement = client.get("/fhir/metadata").json()
+    observation = next(r for r in statement["rest"][0]["resource"] if r["type"] == "Observation")
+    assert url in observation["supportedProfile"]
