@@ -284,21 +284,25 @@ def _subject_id(patient_ref: str, index: dict[str, dict[str, Any]]) -> str | Non
 def bundle_to_table(resources: Iterable[dict[str, Any]], map_name: str, m: Mappings) -> str:
     """Visit Encounters with their score Observations → CSV (the inverse of table_to_bundle).
 
-    Accepts resources and/or Bundles; one row per visit Encounter, in the order given.
+    Accepts resources and/or Bundles; one row per visit Encounter, ordered by study subject,
+    visit date and protocol visit order, so the table does not depend on server order.
     """
     cmap = m.column_map(map_name)
     index = _flatten(resources)
     unique = list({id(r): r for r in index.values()}.values())
-    encounters = [(key, r) for key, r in index.items() if r.get("resourceType") == "Encounter"]
+    by_encounter: dict[str, list[dict[str, Any]]] = {}
+    for obs in unique:
+        if obs.get("resourceType") == "Observation":
+            ref = obs.get("encounter", {}).get("reference")
+            if isinstance(ref, str):
+                by_encounter.setdefault(ref, []).append(obs)
+    visit_order = {visit.code: n for n, visit in enumerate(m.protocol.visits)}
     columns = data_columns(cmap, m)
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(header(cmap, m))
-    done: set[int] = set()
-    for key, encounter in encounters:
-        if id(encounter) in done:
+    names_of = header(cmap, m)
+    rows: list[tuple[tuple[str, str, int], list[str]]] = []
+    for encounter in unique:
+        if encounter.get("resourceType") != "Encounter":
             continue
-        done.add(id(encounter))
         visit = next(
             (
                 c["code"]
@@ -310,6 +314,7 @@ def bundle_to_table(resources: Iterable[dict[str, Any]], map_name: str, m: Mappi
         )
         if visit is None:
             continue
+        key = next(k for k, r in index.items() if r is encounter)
         names = {k for k, r in index.items() if r is encounter}
         subject_ref = encounter.get("subject", {}).get("reference", "")
         subject = _subject_id(subject_ref, index)
@@ -317,17 +322,10 @@ def bundle_to_table(resources: Iterable[dict[str, Any]], map_name: str, m: Mappi
             raise MappingError(
                 f"no study subject id for {subject_ref!r}", expression=f"Encounter {key}"
             )
-        cells = {
-            cmap.subject_column: subject,
-            cmap.visit_column: visit,
-            cmap.date_column: str(encounter.get("period", {}).get("start", ""))[:10],
-        }
+        date = str(encounter.get("period", {}).get("start", ""))[:10]
+        cells = {cmap.subject_column: subject, cmap.visit_column: visit, cmap.date_column: date}
         filled: set[str] = set()
-        for obs in unique:
-            if obs.get("resourceType") != "Observation":
-                continue
-            if obs.get("encounter", {}).get("reference") not in names:
-                continue
+        for obs in (o for name in names for o in by_encounter.get(name, [])):
             spec = next(
                 (
                     m.instrument_for_total(c.get("system"), c.get("code"))
@@ -348,5 +346,10 @@ def bundle_to_table(resources: Iterable[dict[str, Any]], map_name: str, m: Mappi
                 if s is spec:
                     value = total if item is None else values.get(item.link_id)
                     cells[name] = "" if value is None else str(value)
-        writer.writerow([cells.get(name, "") for name in header(cmap, m)])
+        order = (subject, date, visit_order.get(visit, len(visit_order)))
+        rows.append((order, [cells.get(name, "") for name in names_of]))
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(names_of)
+    writer.writerows(row for _, row in sorted(rows, key=lambda r: r[0]))
     return out.getvalue()

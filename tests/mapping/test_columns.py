@@ -207,8 +207,9 @@ def _tables(draw: st.DrawFn, m: Mappings) -> str:
                 value = total if item is None else values.get(item.link_id)
                 if value is not None:
                     cells[name] = str(value)
-        rows.append(_row(m, subject, visit, day, cells))
-    return _csv(rows, m)
+        rows.append(((subject, day, visits.index(visit)), _row(m, subject, visit, day, cells)))
+    # tables come back in canonical order: subject, visit date, protocol visit order
+    return _csv([row for _, row in sorted(rows, key=lambda r: r[0])], m)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
