@@ -70,12 +70,9 @@ def main() -> None:
     count = (args.bundles - 1) * args.size
     sample = [e["resource"] for e in orjson.loads(bundles[0])["entry"][1:]]
     print(f"{os.cpu_count()} cores; transaction Bundles of {args.size} entries over HTTP, SQLite")
-    print(
-        f"fhir-bridge ingest (validate + profile + rules + index + store): {count / elapsed:8.0f} resources/s"
-    )
-    print(
-        f"fhir.resources R4B parse + serialize only (same Observations):     {fhir_resources_rate(sample):8.0f} resources/s"
-    )
+    ours, theirs = count / elapsed, fhir_resources_rate(sample)
+    print(f"fhir-bridge ingest (validate, profile, rules, index, store): {ours:8.0f} resources/s")
+    print(f"fhir.resources R4B parse + serialize only, same resources:   {theirs:8.0f} resources/s")
 
 
 if __name__ == "__main__":

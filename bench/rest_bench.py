@@ -2,7 +2,8 @@
 
 Run: `.venv/bin/python bench/rest_bench.py [--count 2000] [--clients 4]`
 Starts the server in a subprocess with a fresh database, then drives it with httpx from client
-threads. Every create goes through the full write path (validator, MADRS profile, clinical
+threads (and with `wrk` for reads when it is installed: `apt-get install wrk`).
+Every create goes through the full write path (validator, MADRS profile, clinical
 rules, index extraction). Prints requests per second and latency percentiles.
 """
 
@@ -11,7 +12,9 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import shutil
 import statistics
+import subprocess
 import tempfile
 import threading
 import time
@@ -81,6 +84,13 @@ def main() -> None:
         )
         report("create", *run(args.clients, args.count, create))
         report("read", *run(args.clients, args.count, read))
+        if shutil.which("wrk"):  # a C client: shows the server's limit, not the Python client's
+            url = f"{base}/Observation/{ids[0]}"
+            out = subprocess.run(
+                ["wrk", "-t2", "-c8", "-d8s", url], capture_output=True, text=True, check=True
+            ).stdout
+            rate = next(line for line in out.splitlines() if line.startswith("Requests/sec"))
+            print(f"read     wrk -t2 -c8 -d8s: {rate.split()[-1]}/s")
 
 
 if __name__ == "__main__":

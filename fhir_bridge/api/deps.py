@@ -37,19 +37,19 @@ RESOURCE_BODY: dict[str, Any] = {
 }
 
 
-def context(request: Request) -> ServiceContext:
+async def context(request: Request) -> ServiceContext:
     ctx: ServiceContext = request.app.state.context
     return ctx
 
 
-def base_url(request: Request) -> str:
+async def base_url(request: Request) -> str:
     configured: str = request.app.state.settings.base_url
     if configured:
         return configured.rstrip("/")
     return str(request.base_url).rstrip("/") + "/fhir"
 
 
-def negotiate(request: Request) -> None:
+async def negotiate(request: Request) -> None:
     """JSON only: `_format` overrides Accept (https://hl7.org/fhir/R4/http.html#mime)."""
     fmt = request.query_params.get("_format")
     if fmt is not None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from fhir_bridge.api.deps import base_url
@@ -13,7 +15,7 @@ router = APIRouter()
 
 
 @router.get("/metadata")
-def metadata(request: Request) -> Response:
+async def metadata(request: Request, base: Annotated[str, Depends(base_url)]) -> Response:
     statement = dict(request.app.state.capability)
-    statement["implementation"] = {**statement["implementation"], "url": base_url(request)}
+    statement["implementation"] = {**statement["implementation"], "url": base}
     return FHIRResponse(orjson.dumps(statement))

@@ -23,7 +23,7 @@ Body = Annotated[Any, Depends(json_body)]
 Prefer = Annotated[str | None, Header()]
 
 
-def _supported(resource_type: str) -> str:
+async def _supported(resource_type: str) -> str:
     resources.check_type(resource_type)
     return resource_type
 
