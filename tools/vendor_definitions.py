@@ -29,6 +29,8 @@ EXTRA_TYPES = ("Bundle", "Parameters", "OperationOutcome", "CapabilityStatement"
 FHIR_TYPE_EXT = "http://hl7.org/fhir/StructureDefinition/structuredefinition-fhir-type"
 REGEX_EXT = "http://hl7.org/fhir/StructureDefinition/regex"
 SD_PREFIX = "http://hl7.org/fhir/StructureDefinition/"
+# Core datatype profiles used by core resources' elements (SimpleQuantity: no comparator).
+DATATYPE_PROFILES = (SD_PREFIX + "SimpleQuantity",)
 SYSTEM_TYPES = {
     "http://hl7.org/fhirpath/System.String": "string",
     "http://hl7.org/fhirpath/System.Boolean": "boolean",
@@ -84,8 +86,11 @@ def compact_element(e: dict[str, Any]) -> dict[str, Any]:
     for t in e.get("type", []):
         entry: list[Any] = [type_code(t)]
         targets = [p.rsplit("/", 1)[-1] for p in t.get("targetProfile", [])]
-        if targets:
+        profiles = [p.rsplit("/", 1)[-1] for p in t.get("profile", []) if p in DATATYPE_PROFILES]
+        if targets or profiles:
             entry.append(targets)
+        if profiles:
+            entry.append(profiles[0])
         types.append(entry)
     if types:
         out["t"] = types
@@ -211,6 +216,19 @@ def build(folder: Path) -> dict[str, Any]:
                     resource_types.append(sd["id"])
     names = select_structures(base_sds)
     structures: dict[str, Any] = {}
+    for sd in package["StructureDefinition"]:
+        if sd["url"] in DATATYPE_PROFILES:
+            # Stored as a type of its own: paths renamed so it does not replace its base.
+            elements = []
+            for e in sd["snapshot"]["element"]:
+                renamed = dict(e, path=sd["id"] + e["path"][len(sd["type"]) :])
+                elements.append(compact_element(renamed))
+            structures[sd["id"]] = {
+                "kind": "complex-type",
+                "base": sd["type"],
+                "abstract": False,
+                "elements": elements,
+            }
     regexes: dict[str, str] = {}
     bound: set[str] = set()
     for name in names:

@@ -55,6 +55,10 @@ class Struct:
     constraints: list[Constraint] = field(default_factory=list)
     is_resource: bool = False
     choices: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # Filled by the engine: per-field handlers, bound invariants, all choice JSON names.
+    handlers: dict[str, Any] = field(default_factory=dict)
+    rules: list[Any] = field(default_factory=list)
+    choice_keys: frozenset[str] = frozenset()
 
 
 def parse_max(value: str) -> int | None:
@@ -149,6 +153,8 @@ class Compiler:
         targets = None
         if code == "Reference" and len(t) > 1:
             targets = frozenset(t[1])
+        # A core datatype profile (SimpleQuantity) has a Struct of its own, same JSON shape.
+        struct = t[2] if len(t) > 2 else code
         return Field(
-            name, path, COMPLEX, code, is_array, e["n"], max_, struct=code, targets=targets
+            name, path, COMPLEX, code, is_array, e["n"], max_, struct=struct, targets=targets
         )

@@ -228,7 +228,7 @@ class ProfileChecker:
                     if not isinstance(coding, dict):
                         continue
                     i = node.slice_index.get((coding.get("system"), coding.get("code")))
-                    if i is not None and self.in_slice(value, node.slices[i]):
+                    if i is not None and (node.index_exact or self.in_slice(value, node.slices[i])):
                         return i
             return None
         for i, s in enumerate(node.slices):

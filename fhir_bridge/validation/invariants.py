@@ -106,14 +106,15 @@ def _codings(concept: Any) -> list[dict[str, Any]]:
 def obs_7(node: dict[str, Any], ctx: InvariantContext) -> bool:
     if "component" not in node or not _has_value(node):
         return True
-    # FHIRPath intersect() compares whole Codings; equal dicts are equal Codings.
     own = _codings(ctx.resource.get("code"))
     if not own:
         return True
+    keys = {(c.get("system"), c.get("code")) for c in own}
     for component in node["component"]:
         if isinstance(component, dict):
             for coding in _codings(component.get("code")):
-                if coding in own:
+                # FHIRPath intersect() compares whole Codings; equal dicts are equal Codings.
+                if (coding.get("system"), coding.get("code")) in keys and coding in own:
                     return False
     return True
 

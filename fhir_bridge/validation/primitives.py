@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from datetime import date
 
 from fhir_bridge.validation.definitions import load_definitions
 
@@ -84,6 +85,22 @@ def _regex_checker(regex: str, name: str) -> Checker:
     return check
 
 
+def _calendar_checker(regex_check: Checker, name: str) -> Checker:
+    """The regex allows 2026-02-30; a real calendar date is also required."""
+
+    def check(value: object) -> str | None:
+        msg = regex_check(value)
+        if msg is None and len(value) >= 10:  # type: ignore[arg-type]
+            text = str(value)
+            try:
+                date(int(text[:4]), int(text[5:7]), int(text[8:10]))
+            except ValueError:
+                return f"{value!r} is not a valid {name}: no such calendar date"
+        return msg
+
+    return check
+
+
 def _json_type(value: object) -> str:
     if value is None:
         return "null"
@@ -106,6 +123,8 @@ def build_checkers() -> dict[str, Checker]:
         for name, regex in regexes.items()
         if name not in ("string", "markdown", "boolean", "integer", "decimal")
     }
+    for name in ("date", "dateTime", "instant"):
+        checkers[name] = _calendar_checker(checkers[name], name)
     checkers.update(
         string=_string,
         markdown=_string,

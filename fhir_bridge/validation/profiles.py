@@ -59,6 +59,8 @@ class PNode:
     # (system, code) -> slice number, when every slice is recognised by one coding pattern.
     slice_index: dict[tuple[str, str], int] | None = None
     index_path: list[str] | None = None
+    # True when a (system, code) hit alone proves the pattern matches.
+    index_exact: bool = False
     # Its pattern is what assigns values to the enclosing slice: already checked.
     discriminating: bool = False
 
@@ -202,22 +204,23 @@ class ProfileCompiler:
 
     def _finish(self, node: PNode) -> bool:
         relevant = False
-        for child in node.children:
-            relevant = self._finish(child) or relevant
-        for s in node.slices:
-            self._finish(s)
+        # Slices first: a pattern that only recognises a slice needs no second check.
         if node.discriminators is not None:
             if node.slices and self._resolve_slices(node):
                 relevant = True
             else:
                 node.discriminators = None
+        for child in node.children:
+            relevant = self._finish(child) or relevant
+        for s in node.slices:
+            self._finish(s)
         node.relevant = relevant or bool(
             node.check_min
             or node.check_max
             or node.types
             or node.targets
             or node.fixed is not MISSING
-            or node.pattern is not MISSING
+            or (node.pattern is not MISSING and not node.discriminating)
             or node.binding
             or node.min_value is not None
             or node.max_value is not None
@@ -239,6 +242,9 @@ class ProfileCompiler:
         for s, resolved in zip(node.slices, per_slice, strict=True):
             s.discriminators = resolved  # on a slice: how values are recognised
         node.slice_index, node.index_path = _coding_index(per_slice)
+        node.index_exact = node.slice_index is not None and all(
+            set(d[0].expected["coding"][0]) <= {"system", "code"} for d in per_slice
+        )
         return True
 
     def _resolve(self, slice_node: PNode, d: Discriminator) -> bool:

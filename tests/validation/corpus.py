@@ -471,6 +471,14 @@ MUTATIONS: list[Mutation] = [
     _m("markdown-number", OB, [S("note.0.text", 1)], "Observation.note[0].text", "value"),
     _m("date-two-digit-year", PA, [S("birthDate", "80-01-01")], "Patient.birthDate", "value"),
     _m(
+        "sqty-1-comparator-on-simple-quantity",
+        MA,
+        [S("dosage.dose.comparator", "<")],
+        "MedicationAdministration.dosage.dose",
+        "invariant",
+    ),
+    _m("date-february-30", PA, [S("birthDate", "1980-02-30")], "Patient.birthDate", "value"),
+    _m(
         "date-with-time", PA, [S("birthDate", "1980-01-01T00:00:00Z")], "Patient.birthDate", "value"
     ),
     _m("boolean-as-string", PA, [S("active", "true")], "Patient.active", "value"),
