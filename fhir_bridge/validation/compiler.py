@@ -106,9 +106,11 @@ class Compiler:
         path = e["p"]
         max_ = parse_max(e["x"])
         is_array = e.get("bx", e["x"]) != "1"
-        binding = tuple(e["b"]) if "b" in e else None
+        binding = (str(e["b"][0]), str(e["b"][1])) if "b" in e else None
         for c in e.get("c", []):
-            struct.constraints.append(Constraint(*c, field=name.removesuffix("[x]")))
+            key, severity, human, expression = c
+            field_name = name.removesuffix("[x]")
+            struct.constraints.append(Constraint(key, severity, human, expression, field_name))
         if "r" in e:
             f = Field(name, path, COMPLEX, "BackboneElement", is_array, e["n"], max_, struct=e["r"])
             self._register(struct, f, e["n"])
@@ -120,7 +122,7 @@ class Compiler:
             for t in types:
                 f = self._field(choice_name(base, t[0]), path, t, is_array, e, has_children)
                 f.choice = base
-                f.binding = binding  # type: ignore[assignment]
+                f.binding = binding
                 struct.fields[f.name] = f
                 names.append(f.name)
             struct.choices[base] = tuple(names)
@@ -129,7 +131,7 @@ class Compiler:
             return
         t = types[0] if types else ["BackboneElement"]
         f = self._field(name, path, t, is_array, e, has_children)
-        f.binding = binding  # type: ignore[assignment]
+        f.binding = binding
         self._register(struct, f, e["n"])
 
     def _register(self, struct: Struct, f: Field, min_: int) -> None:

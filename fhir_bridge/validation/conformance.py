@@ -227,7 +227,7 @@ class ProfileChecker:
                 for coding in candidate.get("coding", ()) if isinstance(candidate, dict) else ():
                     if not isinstance(coding, dict):
                         continue
-                    i = node.slice_index.get((coding.get("system"), coding.get("code")))
+                    i = node.slice_index.get((str(coding.get("system")), str(coding.get("code"))))
                     if i is not None and (node.index_exact or self.in_slice(value, node.slices[i])):
                         return i
             return None

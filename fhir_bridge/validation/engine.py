@@ -238,7 +238,12 @@ class Engine:
             return None
         if len(steps) == 1:
             return steps[0]
-        return lambda item, where, ctx: [step(item, where, ctx) for step in steps] and None
+
+        def all_steps(item: dict[str, Any], where: str, ctx: Context) -> None:
+            for step in steps:
+                step(item, where, ctx)
+
+        return all_steps
 
     def _complex_handler(self, f: Field) -> Handler:
         name, sub, post, walk = f.name, self.structs[f.struct or ""], self._post(f), self.walk

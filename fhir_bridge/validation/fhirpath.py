@@ -41,7 +41,7 @@ class Unsupported(Exception):
 
 def compile_fhirpath(expression: str) -> Callable[[Any, Env], list[Any]]:
     """Compile `expression`; the result takes (focus item, env) and returns a collection."""
-    tree = parse(expression)
+    tree = parse(expression)  # type: ignore[no-untyped-call]
     fn = _compile(tree["children"][0])
 
     def run(item: Any, env: Env) -> list[Any]:

@@ -275,7 +275,7 @@ class FHIRPathRule:
             return True
         try:
             result = self._fn(
-                ResourceNode.create_node(node, self._base),
+                ResourceNode.create_node(node, self._base),  # type: ignore[no-untyped-call]
                 {"resource": ctx.resource, "rootResource": ctx.root},
             )
         except Exception:  # noqa: BLE001 - an engine failure must not fail the resource

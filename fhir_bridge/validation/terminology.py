@@ -98,8 +98,9 @@ class Terminology:
 
     @staticmethod
     def _issue(strength: str, text: str, path: str) -> Issue:
-        severity = "error" if strength == "required" else "warning"
-        return Issue(severity, "code-invalid", text, path)
+        if strength == "required":
+            return Issue("error", "code-invalid", text, path)
+        return Issue("warning", "code-invalid", text, path)
 
 
 def _codes(concepts: list[dict[str, Any]]) -> list[str]:
