@@ -22,7 +22,7 @@ INDEX_TABLES: dict[str, str] = {
     "idx_uri": "param {text} NOT NULL, value {text} NOT NULL",
 }
 
-# Index look-ups go from (type, param, value) to ids; (type, id) serves deletes on rewrite.
+# Index look-ups go from (type, param, value) to ids; `_probe` indexes lead with (type, id).
 INDEX_LOOKUPS: dict[str, str] = {
     "idx_token": "resource_type, param, code, system",
     "idx_string": "resource_type, param, value",
@@ -63,10 +63,14 @@ def ddl(dialect: str) -> list[str]:
             f"CREATE TABLE IF NOT EXISTS {table} "
             f"(resource_type {text} NOT NULL, id {text} NOT NULL, {cols})"
         )
-        statements.append(
-            f"CREATE INDEX IF NOT EXISTS {table}_lookup ON {table} ({INDEX_LOOKUPS[table]})"
-        )
-        statements.append(
-            f"CREATE INDEX IF NOT EXISTS {table}_owner ON {table} (resource_type, id)"
-        )
+        # Both indexes are covering for the search SQL (store/search.py): `_match` lists the
+        # ids with a value, `_probe` checks one resource's values and serves deletes by owner.
+        # Covering matters on SQLite without ANALYZE: it prefers a covering index over a
+        # narrower but non-covering one, and would scan a whole type's rows.
+        lookup = INDEX_LOOKUPS[table]
+        probe = lookup.replace("resource_type, ", "resource_type, id, ", 1)
+        for old in ("lookup", "owner"):
+            statements.append(f"DROP INDEX IF EXISTS {table}_{old}")
+        statements.append(f"CREATE INDEX IF NOT EXISTS {table}_match ON {table} ({lookup}, id)")
+        statements.append(f"CREATE INDEX IF NOT EXISTS {table}_probe ON {table} ({probe})")
     return statements

@@ -2,8 +2,9 @@
 
 https://hl7.org/fhir/R4/search.html. The same SQL on both dialects (`?` placeholders; the engine
 rewrites them for PostgreSQL). The most selective positive criterion drives the query as
-`r.id IN (...)`; the others are correlated EXISTS probes through the `_owner` indexes. On SQLite
-a bounded count first decides whether walking ids in order is cheaper (see `_broad`).
+`r.id IN (...)`; the others are correlated EXISTS probes, answered from the covering `_probe`
+indexes. On SQLite a bounded count first decides whether walking ids in order is cheaper
+(see `_broad`).
 
 Paging is keyset paging: results are ordered by the `_sort` keys and then by id, and the cursor
 (`_cursor`, opaque base64 JSON) carries the last row's key values. Inserts and deletes between
