@@ -243,20 +243,20 @@ def connect(args: argparse.Namespace) -> Iterator[Target]:
     import psycopg
 
     schema = args.schema or f"bench_{uuid.uuid4().hex[:8]}"
-    conn = psycopg.connect(args.url)
-    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-    conn.execute(f"SET search_path TO {schema}")
+    pg = psycopg.connect(args.url)
+    pg.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+    pg.execute(f"SET search_path TO {schema}")
     for statement in ddl("postgresql"):
-        conn.execute(statement)
-    conn.commit()
+        pg.execute(statement)
+    pg.commit()
     try:
-        yield Target("postgresql", conn)
+        yield Target("postgresql", pg)
     finally:
         if not args.keep:
-            conn.rollback()
-            conn.execute(f"DROP SCHEMA {schema} CASCADE")
-            conn.commit()
-        conn.close()
+            pg.rollback()
+            pg.execute(f"DROP SCHEMA {schema} CASCADE")
+            pg.commit()
+        pg.close()
 
 
 def main() -> None:
@@ -287,12 +287,12 @@ def main() -> None:
                 f"  {name:28s} p50 {median:7.2f} ms  p95 {p95:7.2f} ms  "
                 f"({found / args.runs:.1f} matches/query, {args.runs} runs)"
             )
-        for name, query in (
+        for name, text in (
             ("subject+code", f"subject=Patient/p1&code={ASSESSMENT}|madrs-total"),
             ("code only", f"code={ASSESSMENT}|sds-total"),
         ):
             print(f"  plan of {name}:")
-            for line in explain(target, query):
+            for line in explain(target, text):
                 print(f"    {line}")
 
 
