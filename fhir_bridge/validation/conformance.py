@@ -1,11 +1,13 @@
 """Checks a resource against one compiled profile (see profiles.py), collecting Issues.
 
 https://hl7.org/fhir/R4/profiling.html: cardinality, types, fixed/pattern, bindings,
-min/max values, invariants and slices as the profile's snapshot states them.
+min/max values, invariants and slices as the profile's snapshot states them. Each profile's
+PNode tree is turned once into closures that hold only the checks each element needs.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fhir_bridge.domain.issues import Issue
@@ -15,6 +17,10 @@ from fhir_bridge.validation.profiles import MISSING, PNode, Profile
 from fhir_bridge.validation.terminology import Terminology
 
 Value = tuple[str, int | None, Any]
+# (value, JSON key, path of the value, ctx)
+ValueFn = Callable[[Any, str, str, Context], None]
+# (parent object, path of the parent, ctx)
+ElementFn = Callable[[dict[str, Any], str, Context], None]
 
 
 def matches_pattern(value: Any, pattern: Any) -> bool:
@@ -47,23 +53,6 @@ def _navigate(value: Any, path: list[str]) -> list[Any]:
     return current
 
 
-def _values(obj: dict[str, Any], node: PNode) -> list[Value]:
-    name = node.name
-    if node.choice:
-        size = len(name)
-        return [
-            (k, None, v)
-            for k, v in obj.items()
-            if k.startswith(name) and len(k) > size and k[size].isupper()
-        ]
-    value = obj.get(name, MISSING)
-    if value is MISSING:
-        return [(name, None, None)] if "_" + name in obj else []
-    if type(value) is list:
-        return [(name, i, v) for i, v in enumerate(value)]
-    return [(name, None, value)]
-
-
 def _number(value: Any) -> Any:
     if isinstance(value, dict):
         return value.get("value")
@@ -76,178 +65,274 @@ def _type_of_key(key: str, node: PNode) -> str:
     return lowered if lowered in PRIMITIVE_TYPES else suffix
 
 
+def in_slice(value: Any, s: PNode) -> bool:
+    """Whether `value` meets every discriminator of slice `s`."""
+    for d in s.discriminators or ():
+        candidates = _navigate(value, d.path)
+        if d.kind == "exists":
+            if bool(candidates) != d.expected:
+                return False
+        elif d.kind == "type":
+            continue
+        elif d.by_pattern:
+            if not any(matches_pattern(c, d.expected) for c in candidates):
+                return False
+        elif not any(c == d.expected for c in candidates):
+            return False
+    return True
+
+
+def find_slice(value: Any, node: PNode) -> int | None:
+    """The first slice of `node` that `value` belongs to, or None."""
+    if node.slice_index is not None:
+        for candidate in _navigate(value, node.index_path or []):
+            codings = candidate.get("coding") if isinstance(candidate, dict) else None
+            for coding in codings if isinstance(codings, list) else ():
+                if not isinstance(coding, dict):
+                    continue
+                i = node.slice_index.get((str(coding.get("system")), str(coding.get("code"))))
+                if i is not None and (node.index_exact or in_slice(value, node.slices[i])):
+                    return i
+        return None
+    for i, s in enumerate(node.slices):
+        if in_slice(value, s):
+            return i
+    return None
+
+
 class ProfileChecker:
-    """Walks a resource along a profile's PNode tree, pruned to the relevant nodes."""
+    """Compiles profiles into closures and runs them on resources."""
 
     def __init__(self, terminology: Terminology, resource_types: frozenset[str]) -> None:
         self.terminology = terminology
         self.resource_types = resource_types
+        self._compiled: dict[int, tuple[Profile, ElementFn]] = {}
 
     def check(self, resource: dict[str, Any], profile: Profile, path: str, ctx: Context) -> None:
         """Append to ctx.issues what `resource` breaks of `profile`."""
+        entry = self._compiled.get(id(profile))
+        if entry is None or entry[0] is not profile:
+            entry = (profile, self._root(profile))
+            self._compiled[id(profile)] = entry
+        entry[1](resource, path, ctx)
+
+    def _root(self, profile: Profile) -> ElementFn:
         label = f" (profile {profile.url})"
         root = profile.root
-        for key, severity, human, rule in root.rules:
-            if not rule(resource, ctx):
-                text = f"{key}: {human}{label}"
-                ctx.issues.append(Issue(severity, "invariant", text, path))  # type: ignore[arg-type]
-        for child in root.children:
-            if child.relevant:
-                self.element(resource, child, path, ctx, label)
+        rules = root.rules
+        children = [self._element(c, label) for c in root.children if c.relevant]
 
-    def element(
-        self, obj: dict[str, Any], node: PNode, path: str, ctx: Context, label: str
-    ) -> None:
-        values = _values(obj, node)
-        where = f"{path}.{node.name}"
-        count = len(values)
-        if node.check_min and count < node.min:
-            text = f"minimum required = {node.min}, but only found {count} ({node.id}){label}"
-            ctx.issues.append(Issue("error", "required", text, where))
-        if node.check_max and node.max is not None and count > node.max:
-            text = f"maximum allowed = {node.max}, but found {count} ({node.id}){label}"
-            ctx.issues.append(Issue("error", "value", text, where))
-        for key, index, value in values:
-            p = f"{path}.{key}" if index is None else f"{path}.{key}[{index}]"
-            self.value(value, key, node, p, ctx, label)
-        if node.discriminators is not None and values:
-            self.slices(values, node, path, ctx, label)
-        elif node.discriminators is not None:
-            for s in node.slices:
-                if s.min > 0:
-                    text = f"slice {s.id}: minimum required = {s.min}, but only found 0{label}"
-                    ctx.issues.append(Issue("error", "required", text, where))
+        def check_root(resource: dict[str, Any], path: str, ctx: Context) -> None:
+            for key, severity, human, rule in rules:
+                if not rule(resource, ctx):
+                    text = f"{key}: {human}{label}"
+                    ctx.issues.append(Issue(severity, "invariant", text, path))  # type: ignore[arg-type]
+            for child in children:
+                child(resource, path, ctx)
 
-    def value(self, value: Any, key: str, node: PNode, path: str, ctx: Context, label: str) -> None:
-        issues = ctx.issues
-        if node.types is not None and _type_of_key(key, node) not in node.types:
-            allowed = ", ".join(sorted(node.types))
-            text = f"type {_type_of_key(key, node)} is not allowed (allowed: {allowed}){label}"
-            issues.append(Issue("error", "structure", text, path))
-            return
-        if node.fixed is not MISSING and value != node.fixed:
-            text = f"value must be exactly {node.fixed!r} ({node.id}){label}"
-            issues.append(Issue("error", "value", text, path))
-        if (
-            node.pattern is not MISSING
-            and not node.discriminating
-            and not matches_pattern(value, node.pattern)
-        ):
-            text = f"value does not match the pattern {node.pattern!r} ({node.id}){label}"
-            issues.append(Issue("error", "value", text, path))
-        if node.binding is not None:
-            type_code = _type_of_key(key, node) if node.choice else node.type_code
-            issue = self.terminology.check(value, type_code, node.binding, path)
-            if issue is not None:
-                issues.append(Issue(issue.severity, issue.code, issue.diagnostics + label, path))
-            elif node.binding[1] not in self.terminology.codes:
-                text = f"value set {node.binding[1]} is unknown; binding not checked{label}"
-                issues.append(Issue("warning", "processing", text, path))
-        if node.min_value is not None or node.max_value is not None:
-            self.range(value, node, path, ctx, label)
-        if node.targets is not None and isinstance(value, dict):
-            self.target(value, node, path, ctx, label)
-        if type(value) is not dict:
-            return
-        for rule_key, severity, human, rule in node.rules:
-            if not rule(value, ctx):
-                text = f"{rule_key}: {human}{label}"
-                issues.append(Issue(severity, "invariant", text, path))  # type: ignore[arg-type]
-        for child in node.children:
-            if child.relevant:
-                self.element(value, child, path, ctx, label)
+        return check_root
 
-    def range(self, value: Any, node: PNode, path: str, ctx: Context, label: str) -> None:
-        number = _number(value)
-        if number is None or isinstance(number, bool):
-            return
-        low, high = _number(node.min_value), _number(node.max_value)
-        try:
-            if low is not None and number < low:
-                text = f"value {number} is below the minimum {low} ({node.id}){label}"
-                ctx.issues.append(Issue("error", "value", text, path))
-            if high is not None and number > high:
-                text = f"value {number} is above the maximum {high} ({node.id}){label}"
-                ctx.issues.append(Issue("error", "value", text, path))
-        except TypeError:
-            return
+    def _element(self, node: PNode, label: str) -> ElementFn:
+        """Checks of one element within its parent object: counts, values, slices."""
+        name, low, high = node.name, node.min, node.max
+        check_min, check_max = node.check_min, node.check_max and node.max is not None
+        value_fn = self._value(node, label)
+        slicer = self._slicer(node, label) if node.discriminators is not None else None
+        size = len(name)
 
-    def target(
-        self, value: dict[str, Any], node: PNode, path: str, ctx: Context, label: str
-    ) -> None:
-        ref = value.get("reference")
-        if not isinstance(ref, str) or node.targets is None:
-            return
-        if ref.startswith("#"):
-            target = next(
-                (
-                    c.get("resourceType")
-                    for c in ctx.root.get("contained", ())
-                    if isinstance(c, dict) and c.get("id") == ref[1:]
-                ),
-                None,
-            )
-        else:
-            parts = ref.split("?", 1)[0].split("/")
-            candidates = [p for p in parts if p in self.resource_types]
-            target = candidates[-1] if candidates else None
-        if target is not None and target not in node.targets:
-            allowed = ", ".join(sorted(node.targets))
-            text = f"reference to a {target} is not allowed (allowed: {allowed}){label}"
-            ctx.issues.append(Issue("error", "structure", text, f"{path}.reference"))
+        def counts(count: int, path: str, ctx: Context) -> None:
+            if check_min and count < low:
+                text = f"minimum required = {low}, but only found {count} ({node.id}){label}"
+                ctx.issues.append(Issue("error", "required", text, f"{path}.{name}"))
+            if check_max and count > high:  # type: ignore[operator]
+                text = f"maximum allowed = {high}, but found {count} ({node.id}){label}"
+                ctx.issues.append(Issue("error", "value", text, f"{path}.{name}"))
 
-    def slices(self, values: list[Value], node: PNode, path: str, ctx: Context, label: str) -> None:
-        matched: dict[int, list[tuple[str, Value]]] = {i: [] for i in range(len(node.slices))}
-        for item in values:
-            key, index, value = item
-            p = f"{path}.{key}" if index is None else f"{path}.{key}[{index}]"
-            i = self.find_slice(value, node)
-            if i is not None:
-                matched[i].append((p, item))
+        def run(values: list[Value], path: str, ctx: Context) -> None:
+            counts(len(values), path, ctx)
+            if value_fn is not None:
+                for key, index, value in values:
+                    where = f"{path}.{key}" if index is None else f"{path}.{key}[{index}]"
+                    value_fn(value, key, where, ctx)
+            if slicer is not None:
+                slicer(values, path, ctx)
+
+        if node.choice:
+
+            def choice(obj: dict[str, Any], path: str, ctx: Context) -> None:
+                values: list[Value] = [
+                    (k, None, v)
+                    for k, v in obj.items()
+                    if k.startswith(name) and len(k) > size and k[size].isupper()
+                ]
+                run(values, path, ctx)
+
+            return choice
+
+        def element(obj: dict[str, Any], path: str, ctx: Context) -> None:
+            value = obj.get(name, MISSING)
+            if value is MISSING:
+                run([(name, None, None)] if "_" + name in obj else [], path, ctx)
+            elif value.__class__ is list:
+                if slicer is None:
+                    counts(len(value), path, ctx)
+                    if value_fn is not None:
+                        prefix = f"{path}.{name}["
+                        for i, item in enumerate(value):
+                            value_fn(item, name, f"{prefix}{i}]", ctx)
+                else:
+                    run([(name, i, v) for i, v in enumerate(value)], path, ctx)
+            elif slicer is None:
+                counts(1, path, ctx)
+                if value_fn is not None:
+                    value_fn(value, name, f"{path}.{name}", ctx)
             else:
-                if node.closed:
-                    text = f"does not match any slice of {node.id} (slicing is closed){label}"
-                    ctx.issues.append(Issue("error", "structure", text, p))
-        where = f"{path}.{node.name}"
-        for i, s in enumerate(node.slices):
-            found = matched[i]
-            if len(found) < s.min:
-                text = f"slice {s.id}: minimum required = {s.min}, but only found {len(found)}"
-                ctx.issues.append(Issue("error", "required", text + label, where))
-            if s.max is not None and len(found) > s.max:
-                text = f"slice {s.id}: maximum allowed = {s.max}, but found {len(found)}"
-                ctx.issues.append(Issue("error", "value", text + label, found[s.max][0]))
-            for p, (key, _, value) in found:
-                self.value(value, key, s, p, ctx, label)
+                run([(name, None, value)], path, ctx)
 
-    def find_slice(self, value: Any, node: PNode) -> int | None:
-        """The first slice `value` belongs to, or None."""
-        if node.slice_index is not None:
-            for candidate in _navigate(value, node.index_path or []):
-                for coding in candidate.get("coding", ()) if isinstance(candidate, dict) else ():
-                    if not isinstance(coding, dict):
-                        continue
-                    i = node.slice_index.get((str(coding.get("system")), str(coding.get("code"))))
-                    if i is not None and (node.index_exact or self.in_slice(value, node.slices[i])):
-                        return i
+        return element
+
+    def _value(self, node: PNode, label: str) -> ValueFn | None:
+        """Checks of one value of an element (and of its children); None when there are none."""
+        checks = self._value_checks(node, label)
+        rules = node.rules
+        children = [self._element(c, label) for c in node.children if c.relevant]
+        types = node.types
+        if types is None and not checks and not rules and not children:
             return None
-        for i, s in enumerate(node.slices):
-            if self.in_slice(value, s):
-                return i
-        return None
+        allowed = ", ".join(sorted(types)) if types else ""
 
-    @staticmethod
-    def in_slice(value: Any, s: PNode) -> bool:
-        for d in s.discriminators or ():
-            candidates = _navigate(value, d.path)
-            if d.kind == "exists":
-                if bool(candidates) != d.expected:
-                    return False
-            elif d.kind == "type":
-                continue
-            elif d.by_pattern:
-                if not any(matches_pattern(c, d.expected) for c in candidates):
-                    return False
-            elif not any(c == d.expected for c in candidates):
-                return False
-        return True
+        def value_fn(value: Any, key: str, path: str, ctx: Context) -> None:
+            if types is not None and _type_of_key(key, node) not in types:
+                shown = _type_of_key(key, node)
+                text = f"type {shown} is not allowed (allowed: {allowed}){label}"
+                ctx.issues.append(Issue("error", "structure", text, path))
+                return
+            for check in checks:
+                check(value, key, path, ctx)
+            if value.__class__ is not dict:
+                return
+            for rule_key, severity, human, rule in rules:
+                if not rule(value, ctx):
+                    text = f"{rule_key}: {human}{label}"
+                    ctx.issues.append(Issue(severity, "invariant", text, path))  # type: ignore[arg-type]
+            for child in children:
+                child(value, path, ctx)
+
+        return value_fn
+
+    def _value_checks(self, node: PNode, label: str) -> list[ValueFn]:
+        checks: list[ValueFn] = []
+        if node.fixed is not MISSING:
+            fixed = node.fixed
+
+            def check_fixed(value: Any, key: str, path: str, ctx: Context) -> None:
+                if value != fixed:
+                    text = f"value must be exactly {fixed!r} ({node.id}){label}"
+                    ctx.issues.append(Issue("error", "value", text, path))
+
+            checks.append(check_fixed)
+        if node.pattern is not MISSING and not node.discriminating:
+            pattern = node.pattern
+
+            def check_pattern(value: Any, key: str, path: str, ctx: Context) -> None:
+                if not matches_pattern(value, pattern):
+                    text = f"value does not match the pattern {pattern!r} ({node.id}){label}"
+                    ctx.issues.append(Issue("error", "value", text, path))
+
+            checks.append(check_pattern)
+        if node.binding is not None:
+            checks.append(self._binding(node, label))
+        if node.min_value is not None or node.max_value is not None:
+            low, high = _number(node.min_value), _number(node.max_value)
+
+            def check_range(value: Any, key: str, path: str, ctx: Context) -> None:
+                number = _number(value)
+                if number is None or isinstance(number, bool):
+                    return
+                try:
+                    if low is not None and number < low:
+                        text = f"value {number} is below the minimum {low} ({node.id}){label}"
+                        ctx.issues.append(Issue("error", "value", text, path))
+                    if high is not None and number > high:
+                        text = f"value {number} is above the maximum {high} ({node.id}){label}"
+                        ctx.issues.append(Issue("error", "value", text, path))
+                except TypeError:
+                    return
+
+            checks.append(check_range)
+        if node.targets is not None:
+            checks.append(self._target(node, label))
+        return checks
+
+    def _binding(self, node: PNode, label: str) -> ValueFn:
+        terminology, binding = self.terminology, node.binding
+        assert binding is not None
+
+        def check_binding(value: Any, key: str, path: str, ctx: Context) -> None:
+            type_code = _type_of_key(key, node) if node.choice else node.type_code
+            issue = terminology.check(value, type_code, binding, path)
+            if issue is not None:
+                text = issue.diagnostics + label
+                ctx.issues.append(Issue(issue.severity, issue.code, text, path))
+            elif binding[1] not in terminology.codes:
+                text = f"value set {binding[1]} is unknown; binding not checked{label}"
+                ctx.issues.append(Issue("warning", "processing", text, path))
+
+        return check_binding
+
+    def _target(self, node: PNode, label: str) -> ValueFn:
+        targets, resource_types = node.targets or frozenset(), self.resource_types
+        allowed = ", ".join(sorted(targets))
+
+        def check_target(value: Any, key: str, path: str, ctx: Context) -> None:
+            ref = value.get("reference") if value.__class__ is dict else None
+            if not isinstance(ref, str):
+                return
+            if ref.startswith("#"):
+                target = next(
+                    (
+                        c.get("resourceType")
+                        for c in ctx.root.get("contained", ())
+                        if isinstance(c, dict) and c.get("id") == ref[1:]
+                    ),
+                    None,
+                )
+            else:
+                parts = ref.split("?", 1)[0].split("/")
+                candidates = [p for p in parts if p in resource_types]
+                target = candidates[-1] if candidates else None
+            if target is not None and target not in targets:
+                text = f"reference to a {target} is not allowed (allowed: {allowed}){label}"
+                ctx.issues.append(Issue("error", "structure", text, f"{path}.reference"))
+
+        return check_target
+
+    def _slicer(self, node: PNode, label: str) -> Callable[[list[Value], str, Context], None]:
+        """Assign values to slices, then check each slice's counts and values."""
+        slices = node.slices
+        slice_fns = [self._value(s, label) for s in slices]
+        closed, name = node.closed, node.name
+
+        def slicer(values: list[Value], path: str, ctx: Context) -> None:
+            matched: list[list[tuple[str, Value]]] = [[] for _ in slices]
+            for item in values:
+                key, index, value = item
+                where = f"{path}.{key}" if index is None else f"{path}.{key}[{index}]"
+                i = find_slice(value, node) if value is not None else None
+                if i is not None:
+                    matched[i].append((where, item))
+                elif closed:
+                    text = f"does not match any slice of {node.id} (slicing is closed){label}"
+                    ctx.issues.append(Issue("error", "structure", text, where))
+            for s, found, fn in zip(slices, matched, slice_fns, strict=True):
+                if len(found) < s.min:
+                    text = f"slice {s.id}: minimum required = {s.min}, but only found {len(found)}"
+                    ctx.issues.append(Issue("error", "required", text + label, f"{path}.{name}"))
+                if s.max is not None and len(found) > s.max:
+                    text = f"slice {s.id}: maximum allowed = {s.max}, but found {len(found)}"
+                    ctx.issues.append(Issue("error", "value", text + label, found[s.max][0]))
+                if fn is not None:
+                    for where, (key, _, value) in found:
+                        fn(value, key, where, ctx)
+
+        return slicer

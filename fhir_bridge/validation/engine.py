@@ -134,7 +134,7 @@ class Engine:
             handler = handlers.get(key)
             if handler is not None:
                 handler(value, obj, path, ctx)
-            elif key[0] == "_":
+            elif key.__class__ is str and key[:1] == "_":
                 self.primitive_extension(obj, struct, key, value, path, ctx)
             elif key != "resourceType" or not struct.is_resource:
                 text = f"unknown element {key!r}"

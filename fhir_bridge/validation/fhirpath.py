@@ -113,7 +113,32 @@ def _member(node: dict[str, Any]) -> Fn:
     return member
 
 
+def _path_chain(names: list[str]) -> Fn:
+    """`a.b.c` as one loop over nested dicts instead of one closure per step."""
+
+    def chain(focus: list[Any], env: Env) -> list[Any]:
+        current = focus
+        for name in names:
+            found: list[Any] = []
+            for item in current:
+                if item.__class__ is dict and name in item:
+                    value = item[name]
+                    if value.__class__ is list:
+                        found.extend(value)
+                    else:
+                        found.append(value)
+                else:
+                    found.extend(_children(item, name))
+            current = found
+        return current
+
+    return chain
+
+
 def _invocation_expression(node: dict[str, Any]) -> Fn:
+    names = _member_path(node)
+    if names is not None:
+        return _path_chain(names)
     left = _compile(node["children"][0])
     right = node["children"][1]
     if right["type"] == "MemberInvocation":
@@ -307,6 +332,20 @@ def _code_table(node: dict[str, Any]) -> Fn | None:
         return None
     table = frozenset(rows)
     fallback = _logic_generic(node)
+    if all(len(path) == 1 for path in paths):
+        names = [path[0] for path in paths]
+
+        def flat_lookup(focus: list[Any], env: Env) -> list[Any]:
+            if len(focus) == 1 and focus[0].__class__ is dict:
+                item = focus[0]
+                key = tuple(item.get(name) for name in names)
+                for value in key:
+                    if value is None or isinstance(value, (list, dict, bool)):
+                        return fallback(focus, env)
+                return [key in table]
+            return fallback(focus, env)
+
+        return flat_lookup
 
     def lookup(focus: list[Any], env: Env) -> list[Any]:
         if len(focus) == 1 and isinstance(focus[0], dict):

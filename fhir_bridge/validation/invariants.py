@@ -38,12 +38,23 @@ def _hash_refs(value: Any, found: set[str]) -> None:
         found.add(value)
 
 
+def _items(value: Any) -> list[Any]:
+    """A JSON array's items; anything else (malformed, already reported) counts as empty."""
+    return value if isinstance(value, list) else []
+
+
+def _key(value: Any) -> Any:
+    return value if isinstance(value, (str, int, float, bool)) or value is None else repr(value)
+
+
 def dom_2(node: dict[str, Any], ctx: InvariantContext) -> bool:
-    return not any(isinstance(c, dict) and c.get("contained") for c in node.get("contained", ()))
+    return not any(
+        isinstance(c, dict) and c.get("contained") for c in _items(node.get("contained"))
+    )
 
 
 def dom_3(node: dict[str, Any], ctx: InvariantContext) -> bool:
-    contained = node.get("contained")
+    contained = _items(node.get("contained"))
     if not contained:
         return True
     found: set[str] = set()
@@ -67,7 +78,7 @@ def dom_3(node: dict[str, Any], ctx: InvariantContext) -> bool:
 def _contained_meta(node: dict[str, Any]) -> list[dict[str, Any]]:
     return [
         c["meta"]
-        for c in node.get("contained", ())
+        for c in _items(node.get("contained"))
         if isinstance(c, dict) and isinstance(c.get("meta"), dict)
     ]
 
@@ -86,7 +97,7 @@ def dom_6(node: dict[str, Any], ctx: InvariantContext) -> bool:
 
 
 def _has_value(node: dict[str, Any]) -> bool:
-    return any(k.startswith("value") or k.startswith("_value") for k in node)
+    return any(str(k).startswith(("value", "_value")) for k in node)
 
 
 def ext_1(node: dict[str, Any], ctx: InvariantContext) -> bool:
@@ -100,7 +111,7 @@ def obs_6(node: dict[str, Any], ctx: InvariantContext) -> bool:
 def _codings(concept: Any) -> list[dict[str, Any]]:
     if not isinstance(concept, dict):
         return []
-    return [c for c in concept.get("coding", ()) if isinstance(c, dict)]
+    return [c for c in _items(concept.get("coding")) if isinstance(c, dict)]
 
 
 def obs_7(node: dict[str, Any], ctx: InvariantContext) -> bool:
@@ -109,12 +120,12 @@ def obs_7(node: dict[str, Any], ctx: InvariantContext) -> bool:
     own = _codings(ctx.resource.get("code"))
     if not own:
         return True
-    keys = {(c.get("system"), c.get("code")) for c in own}
-    for component in node["component"]:
+    keys = {(_key(c.get("system")), _key(c.get("code"))) for c in own}
+    for component in _items(node["component"]):
         if isinstance(component, dict):
             for coding in _codings(component.get("code")):
                 # FHIRPath intersect() compares whole Codings; equal dicts are equal Codings.
-                if (coding.get("system"), coding.get("code")) in keys and coding in own:
+                if (_key(coding.get("system")), _key(coding.get("code"))) in keys and coding in own:
                     return False
     return True
 
@@ -123,7 +134,7 @@ def ref_1(node: dict[str, Any], ctx: InvariantContext) -> bool:
     reference = node.get("reference")
     if not isinstance(reference, str) or not reference.startswith("#"):
         return True
-    ids = {c.get("id") for c in ctx.root.get("contained", ()) if isinstance(c, dict)}
+    ids = {_key(c.get("id")) for c in _items(ctx.root.get("contained")) if isinstance(c, dict)}
     return reference[1:] in ids
 
 
@@ -178,7 +189,7 @@ def bdl_1(node: dict[str, Any], ctx: InvariantContext) -> bool:
 
 
 def _entries(node: dict[str, Any]) -> list[dict[str, Any]]:
-    return [e for e in node.get("entry", ()) if isinstance(e, dict)]
+    return [e for e in _items(node.get("entry")) if isinstance(e, dict)]
 
 
 def bdl_2(node: dict[str, Any], ctx: InvariantContext) -> bool:

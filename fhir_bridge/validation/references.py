@@ -41,9 +41,11 @@ def check_reference(
     if type(ref) is not str:
         pass
     elif ref.startswith("#"):
-        for c in ctx.root.get("contained", ()):
+        contained = ctx.root.get("contained")
+        for c in contained if isinstance(contained, list) else ():
             if isinstance(c, dict) and c.get("id") == ref[1:]:
-                target = c.get("resourceType")
+                found = c.get("resourceType")
+                target = found if isinstance(found, str) else None
     elif ref.startswith("urn:uuid:"):
         if _UUID(ref) is None:
             text = f"invalid urn:uuid reference {ref!r}"
@@ -112,11 +114,12 @@ def check_bundle(obj: dict[str, Any], path: str, ctx: CheckContext) -> None:
             text = f"bdl-3: entry.request is not allowed in a {kind} Bundle"
             ctx.issues.append(Issue("error", "invariant", text, f"{where}.request"))
         full_url = entry.get("fullUrl")
-        if full_url is None or kind == "history":
+        if not isinstance(full_url, str) or kind == "history":
             continue
         resource = entry.get("resource")
         meta = resource.get("meta") if type(resource) is dict else None
-        key = (full_url, meta.get("versionId") if type(meta) is dict else None)
+        version = meta.get("versionId") if type(meta) is dict else None
+        key = (full_url, version if isinstance(version, str) else None)
         if key in seen:
             text = f"bdl-7: fullUrl {full_url!r} must be unique in a Bundle"
             ctx.issues.append(Issue("error", "invariant", text, f"{where}.fullUrl"))

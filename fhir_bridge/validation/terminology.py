@@ -85,7 +85,9 @@ class Terminology:
         if type_code == "CodeableConcept":
             if not isinstance(value, dict):
                 return None
-            codings = [c for c in value.get("coding", ()) if isinstance(c, dict) and "code" in c]
+            found = value.get("coding")
+            codings = [c for c in (found if isinstance(found, list) else ()) if isinstance(c, dict)]
+            codings = [c for c in codings if isinstance(c.get("code"), str)]
             if not codings or any(self._coding_ok(url, c) for c in codings):
                 return None
             return self._issue(strength, f"no coding is in value set {url}", path)
@@ -93,8 +95,11 @@ class Terminology:
 
     def _coding_ok(self, url: str, coding: dict[str, Any]) -> bool:
         system = coding.get("system")
+        if system is not None and not isinstance(system, str):
+            return True  # malformed, reported by the structural walk
         codes = self.by_system[url].get(system) if system else self.codes[url]
-        return codes is not None and coding.get("code") in codes
+        code = coding.get("code")
+        return codes is not None and isinstance(code, str) and code in codes
 
     @staticmethod
     def _issue(strength: str, text: str, path: str) -> Issue:

@@ -48,6 +48,9 @@ class Validator:
             self.engine.resource(resource, path, ctx)
         except RecursionError:
             ctx.issues.append(Issue("error", "too-costly", "resource nesting is too deep", path))
+        except Exception as exc:  # noqa: BLE001 - a verdict, never a crash, on any input
+            text = f"content too malformed to check further ({type(exc).__name__})"
+            ctx.issues.append(Issue("error", "processing", text, path))
         return ctx.issues
 
     def add_profiles(self, structure_definitions: Iterable[dict[str, Any]]) -> None:
@@ -143,9 +146,11 @@ class Validator:
         if not isinstance(concept, dict):
             return []
         found: list[str] = []
-        for coding in concept.get("coding", ()):
+        codings = concept.get("coding")
+        for coding in codings if isinstance(codings, list) else ():
             if isinstance(coding, dict):
-                found.extend(table.get((coding.get("system", ""), coding.get("code", "")), ()))
+                key = (str(coding.get("system", "")), str(coding.get("code", "")))
+                found.extend(table.get(key, ()))
         return found
 
 
