@@ -447,6 +447,9 @@ def find_ids(execute: Execute, dialect: str, resource_type: str, query: str) -> 
     Unknown parameters are refused: ignoring one would widen the match.
     """
     request = parse_search(resource_type, parse_query_string(query))
+    if not request.criteria and not request.unknown:
+        # An empty condition would match every resource of the type.
+        raise InvalidRequestError("A condition needs at least one search parameter")
     if request.unknown:
         names = ", ".join(sorted({name for name, _ in request.unknown}))
         raise InvalidRequestError(

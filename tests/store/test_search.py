@@ -634,6 +634,8 @@ def test_find_ids_for_conditional_operations(trial: Database) -> None:
     assert find_ids(trial.execute, trial.dialect, "Patient", "gender=male,female") == ["p1", "p2"]
     with pytest.raises(InvalidRequestError):
         find_ids(trial.execute, trial.dialect, "Patient", "colour=blue")
+    with pytest.raises(InvalidRequestError):
+        find_ids(trial.execute, trial.dialect, "Patient", "_count=1")
 
 
 def test_sqlite_plan_drives_from_the_reference_index_without_analyze(tmp_path: Path) -> None:
