@@ -466,6 +466,15 @@ def test_uri_exact_below_and_above(trial: Database) -> None:
     assert trial.ids("Questionnaire", f"url:above={MADRS_URL}/v2") == ["q1"]
 
 
+def test_address_matches_any_of_its_parts(db: Database) -> None:
+    address = {"line": ["Hauptstraße 5"], "city": "München", "postalCode": "80331"}
+    db.load(patient("a", "Adams", "Ann", "9", address=[address]))
+    assert db.ids("Patient", "address=hauptstrasse") == ["a"]
+    assert db.ids("Patient", "address=munchen") == ["a"]
+    assert db.ids("Patient", "address-city=MÜN&address-postalcode=803") == ["a"]
+    assert db.ids("Patient", "address-city=berlin") == []
+
+
 def test_string_contains_escapes_like_wildcards(db: Database) -> None:
     db.load(patient("u", "under_score", "A", "1"), patient("v", "underXscore", "B", "2"))
     assert db.ids("Patient", "name:contains=r_s") == ["u"]
@@ -479,6 +488,11 @@ def test_chained_parameters(trial: Database) -> None:
     assert trial.ids(
         "Observation", f"derived-from:QuestionnaireResponse.questionnaire={MADRS_URL}"
     ) == ["o1"]
+
+
+def test_chain_to_id_and_missing(trial: Database) -> None:
+    assert trial.ids("Observation", "subject._id=p2") == ["o3"]
+    assert trial.ids("Observation", "subject:Patient.active:missing=true") == ["o3"]
 
 
 def test_reverse_chaining(trial: Database) -> None:
