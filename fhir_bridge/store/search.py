@@ -205,6 +205,11 @@ def _is_negative(c: Criterion) -> bool:
 
 def ids_sql(sql: _SQL, c: Criterion) -> str:
     """SELECT of the ids of `c.resource_type` that match `c` (current, live resources)."""
+    if isinstance(c, ParamCriterion) and c.name == "_id" and c.missing is not None:
+        # every resource has an id: `_id:missing=true` matches none, `=false` all
+        sql.args.extend([c.resource_type, False])
+        always = "1 = 0" if c.missing else "1 = 1"
+        return f"SELECT id FROM resources WHERE resource_type = ? AND deleted = ? AND {always}"
     if isinstance(c, ParamCriterion) and c.name == "_id":
         sql.args.extend([c.resource_type, False, *(v.code for v in c.values)])
         marks = ", ".join("?" * len(c.values))

@@ -76,3 +76,21 @@ def test_bad_search_value_names_the_parameter(client: TestClient) -> None:
     response = client.get("/fhir/Patient?birthdate=not-a-date")
     assert response.status_code == 400
     assert response.json()["issue"][0]["expression"] == ["birthdate"]
+
+
+def test_capability_statement_lists_parameters_that_parse(client: TestClient) -> None:
+    statement = client.get("/fhir/metadata").json()
+    for resource in statement["rest"][0]["resource"]:
+        for param in resource.get("searchParam", []):
+            response = client.get(
+                f"/fhir/{resource['type']}",
+                params={f"{param['name']}:missing": "true"},
+                headers={"Prefer": "handling=strict"},
+            )
+            assert response.status_code == 200, (resource["type"], param["name"], response.text)
+
+
+def test_id_missing_matches_none_or_all(client: TestClient) -> None:
+    seed(client, 2)
+    assert client.get("/fhir/Patient?_id:missing=true&_summary=count").json()["total"] == 0
+    assert client.get("/fhir/Patient?_id:missing=false&_summary=count").json()["total"] == 2
