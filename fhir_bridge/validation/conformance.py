@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fhir_bridge.domain.issues import Issue
-from fhir_bridge.validation.definitions import PRIMITIVE_TYPES
+from fhir_bridge.validation.definitions import PRIMITIVE_TYPES, choice_names
 from fhir_bridge.validation.engine import Context
 from fhir_bridge.validation.profiles import MISSING, PNode, Profile
 from fhir_bridge.validation.terminology import Terminology
@@ -138,7 +138,6 @@ class ProfileChecker:
         check_min, check_max = node.check_min, node.check_max and node.max is not None
         value_fn = self._value(node, label)
         slicer = self._slicer(node, label) if node.discriminators is not None else None
-        size = len(name)
 
         def counts(count: int, path: str, ctx: Context) -> None:
             if check_min and count < low:
@@ -158,14 +157,15 @@ class ProfileChecker:
                 slicer(values, path, ctx)
 
         if node.choice:
+            names = choice_names(name)
 
             def choice(obj: dict[str, Any], path: str, ctx: Context) -> None:
-                values: list[Value] = [
-                    (k, None, v)
-                    for k, v in obj.items()
-                    if k.startswith(name) and len(k) > size and k[size].isupper()
-                ]
-                run(values, path, ctx)
+                present = names.intersection(obj)
+                if len(present) == 1:
+                    key = next(iter(present))
+                    run([(key, None, obj[key])], path, ctx)
+                else:
+                    run([(k, None, v) for k, v in obj.items() if k in present], path, ctx)
 
             return choice
 

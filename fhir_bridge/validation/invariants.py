@@ -15,6 +15,7 @@ import fhirpathpy
 from fhirpathpy.engine.nodes import ResourceNode
 from fhirpathpy.models import models
 
+from fhir_bridge.validation.definitions import choice_names
 from fhir_bridge.validation.fhirpath import Unsupported, compile_fhirpath
 
 
@@ -96,8 +97,12 @@ def dom_6(node: dict[str, Any], ctx: InvariantContext) -> bool:
     return isinstance(text, dict) and "div" in text
 
 
+# Every JSON name a value[x] can take, with its primitive-extension twin.
+VALUE_KEYS = choice_names("value") | choice_names("_value")
+
+
 def _has_value(node: dict[str, Any]) -> bool:
-    return any(str(k).startswith(("value", "_value")) for k in node)
+    return not VALUE_KEYS.isdisjoint(node)
 
 
 def ext_1(node: dict[str, Any], ctx: InvariantContext) -> bool:
