@@ -333,19 +333,7 @@ def _code_table(node: dict[str, Any]) -> Fn | None:
     table = frozenset(rows)
     fallback = _logic_generic(node)
     if all(len(path) == 1 for path in paths):
-        names = [path[0] for path in paths]
-
-        def flat_lookup(focus: list[Any], env: Env) -> list[Any]:
-            if len(focus) == 1 and focus[0].__class__ is dict:
-                item = focus[0]
-                key = tuple(item.get(name) for name in names)
-                for value in key:
-                    if value is None or isinstance(value, (list, dict, bool)):
-                        return fallback(focus, env)
-                return [key in table]
-            return fallback(focus, env)
-
-        return flat_lookup
+        return _flat_table(table, [path[0] for path in paths], fallback)
 
     def lookup(focus: list[Any], env: Env) -> list[Any]:
         if len(focus) == 1 and isinstance(focus[0], dict):
@@ -361,6 +349,80 @@ def _code_table(node: dict[str, Any]) -> Fn | None:
         return fallback(focus, env)
 
     return lookup
+
+
+class _FlatTable:
+    """The code table over direct children: usable as a per-item predicate, too."""
+
+    __slots__ = ("table", "names", "fallback")
+
+    def __init__(self, table: frozenset[tuple[Any, ...]], names: list[str], fallback: Fn):
+        self.table, self.names, self.fallback = table, names, fallback
+
+    def test(self, item: Any, env: Env) -> bool | None:
+        if item.__class__ is dict:
+            key = tuple(map(item.get, self.names))
+            for value in key:
+                if value is None or isinstance(value, (list, dict, bool)):
+                    break
+            else:
+                return key in self.table
+        saved = env.get("this")
+        env["this"] = item
+        try:
+            return _truth(self.fallback([item], env))
+        finally:
+            env["this"] = saved
+
+    def __call__(self, focus: list[Any], env: Env) -> list[Any]:
+        if len(focus) == 1:
+            truth = self.test(focus[0], env)
+            return [] if truth is None else [truth]
+        return self.fallback(focus, env)
+
+
+def _flat_table(table: frozenset[tuple[Any, ...]], names: list[str], fallback: Fn) -> Fn:
+    return _FlatTable(table, names, fallback)
+
+
+Predicate = Callable[[Any, Env], "bool | None"]
+
+
+def _predicate(node: dict[str, Any]) -> Predicate | None:
+    """A criteria expression as a direct test of one item, for the shapes profiles use:
+    a code table, and `path.exists(<predicate>)` / `path.exists()` over member paths."""
+    node = _unwrap(node)
+    if node.get("type") == "TermExpression" and node["children"][0]["type"] == "ParenthesizedTerm":
+        return _predicate(node["children"][0]["children"][0])
+    if node.get("type") == "OrExpression" and node["terminalNodeText"] == ["or"]:
+        table = _code_table(node)
+        return table.test if isinstance(table, _FlatTable) else None
+    if node.get("type") != "InvocationExpression":
+        return None
+    right = node["children"][1]
+    if right["type"] != "FunctionInvocation":
+        return None
+    functn = right["children"][0]
+    if functn["children"][0]["terminalNodeText"][0] != "exists":
+        return None
+    path = _member_path(node["children"][0])
+    if path is None:
+        return None
+    chain = _path_chain(path)
+    params = functn["children"][1]["children"] if len(functn["children"]) > 1 else []
+    if not params:
+        return lambda item, env: bool(chain([item], env))
+    inner = _predicate(params[0])
+    if inner is None:
+        return None
+
+    def exists(item: Any, env: Env) -> bool | None:
+        for value in chain([item], env):
+            if inner(value, env) is True:
+                return True
+        return False
+
+    return exists
 
 
 def _logic(node: dict[str, Any]) -> Fn:
@@ -524,7 +586,15 @@ def _per_item(params: list[dict[str, Any]], combine: str) -> Fn:
             return list(result)
         return evaluate(focus, env)
 
+    predicate = _predicate(params[0]) if combine in ("where", "exists", "all") else None
+
     def evaluate(focus: list[Any], env: Env) -> list[Any]:
+        if predicate is not None:
+            if combine == "where":
+                return [item for item in focus if predicate(item, env) is True]
+            if combine == "exists":
+                return [any(predicate(item, env) is True for item in focus)]
+            return [all(predicate(item, env) is True for item in focus)]
         out: list[Any] = []
         saved = env.get("this")
         try:
@@ -552,9 +622,42 @@ def _per_item(params: list[dict[str, Any]], combine: str) -> Fn:
     return run
 
 
+def _is_sum(node: dict[str, Any]) -> bool:
+    """`$this + $total` (or `$total + $this`): the R4 idiom for a sum, which has no sum()."""
+    node = _unwrap(node)
+    if node.get("type") != "AdditiveExpression" or node["terminalNodeText"] != ["+"]:
+        return False
+    kinds = set()
+    for child in node["children"]:
+        child = _unwrap(child)
+        while child.get("type") in ("TermExpression", "InvocationTerm") and child.get("children"):
+            child = child["children"][0]
+        kinds.add(child.get("type"))
+    return kinds == {"ThisInvocation", "TotalInvocation"}
+
+
 def _aggregate(params: list[dict[str, Any]]) -> Fn:
     step = _compile(params[0])
     init = _compile(params[1]) if len(params) > 1 else None
+    generic = _aggregate_generic(step, init)
+    if not _is_sum(params[0]):
+        return generic
+
+    def total_sum(focus: list[Any], env: Env) -> list[Any]:
+        start = init(focus, env) if init is not None else []
+        if len(start) != 1 or start[0].__class__ not in (int, float):
+            return generic(focus, env)
+        total = start[0]
+        for item in focus:
+            if item.__class__ not in (int, float):
+                return generic(focus, env)
+            total += item
+        return [total]
+
+    return total_sum
+
+
+def _aggregate_generic(step: Fn, init: Fn | None) -> Fn:
 
     def aggregate(focus: list[Any], env: Env) -> list[Any]:
         saved_this, saved_total = env.get("this"), env.get("total")

@@ -66,3 +66,22 @@ def test_compiled_expression_agrees_with_fhirpathpy(expression: str) -> None:
 def test_outside_the_subset_is_refused_at_compile_time(expression: str) -> None:
     with pytest.raises(Unsupported):
         compile_fhirpath(expression)
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "component.where(code.coding.exists()).count()",
+        "component.where(code.coding.exists(system = 's' and code = 'a')).valueInteger",
+        "component.exists(code.coding.exists((system = 's' and code = 'a') or "
+        "(system = 't' and code = 'c')))",
+        "component.all(code.coding.exists((system = 's' and code = 'a') or "
+        "(system = 's' and code = 'b')))",
+        "component.valueInteger.aggregate($total + $this, 10)",
+        "component.valueInteger.aggregate($this + $total)",
+    ],
+)
+def test_fast_paths_agree_with_fhirpathpy(expression: str) -> None:
+    expected = fhirpathpy.evaluate(RESOURCE, expression, {"resource": RESOURCE}, models["r4"])
+    compiled = compile_fhirpath(expression)
+    assert compiled(RESOURCE, {"resource": RESOURCE, "rootResource": RESOURCE}) == expected
