@@ -104,6 +104,9 @@ class Validator:
             sd = self.snapshot(sd)
         profile = self._profile_compiler.compile(sd["url"], sd)
         self.profiles[sd["url"]] = profile
+        for table in self.mandated.values():  # a re-registered profile may mandate other codes
+            for key, urls in table.items():
+                table[key] = [u for u in urls if u != sd["url"]]
         for e in profile.snapshot:
             if e.get("id") not in {f"{profile.type}.{name}" for name in MANDATING_ELEMENTS}:
                 continue

@@ -1,0 +1,95 @@
+"""Which profiles apply to a resource, and profiles built on registered profiles."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from fhir_bridge.validation import Validator
+from tests.validation.corpus import CANONICAL, OBSERVATION, SCORE_PROFILE, profile_resources
+
+
+def _validator() -> Validator:
+    validator = Validator()
+    validator.add_profiles(profile_resources())
+    return validator
+
+
+def _score_profile() -> dict[str, Any]:
+    return copy.deepcopy(next(r for r in profile_resources() if r.get("url") == SCORE_PROFILE))
+
+
+def _errors(validator: Validator, resource: dict[str, Any], *profiles: str) -> list[str]:
+    return [
+        f"{i.code} {i.expression}" for i in validator.validate(resource, profiles) if i.is_error
+    ]
+
+
+def test_unknown_claimed_profile_is_a_warning_only() -> None:
+    obs = copy.deepcopy(OBSERVATION)
+    obs["meta"]["profile"] = [f"{CANONICAL}/StructureDefinition/unknown"]
+    issues = Validator().validate(obs)
+    assert [(i.severity, i.code, i.expression) for i in issues if i.code == "processing"] == [
+        ("warning", "processing", "Observation.meta.profile[0]")
+    ]
+
+
+def test_profile_is_mandated_by_its_code_without_a_claim() -> None:
+    obs = copy.deepcopy(OBSERVATION)
+    del obs["meta"]
+    obs["valueInteger"] = 8
+    assert _errors(_validator(), obs) == ["invariant Observation"]
+
+
+def test_other_codes_are_not_held_to_the_profile() -> None:
+    obs = copy.deepcopy(OBSERVATION)
+    del obs["meta"]
+    obs["code"]["coding"][0]["code"] = "something-else"
+    obs["valueInteger"] = 8
+    assert _errors(_validator(), obs) == []
+
+
+def test_reregistered_profile_mandates_only_its_new_code() -> None:
+    validator = _validator()
+    changed = _score_profile()
+    changed["differential"]["element"][1]["patternCodeableConcept"]["coding"][0]["code"] = "x"
+    validator.add_profiles([changed])
+    obs = copy.deepcopy(OBSERVATION)
+    del obs["meta"]
+    obs["valueInteger"] = 8
+    assert _errors(validator, obs) == []
+
+
+def test_profile_given_with_a_snapshot_is_used_as_is() -> None:
+    validator = Validator()
+    with_snapshot = validator.snapshot(_score_profile())
+    validator.add_profiles([with_snapshot])
+    obs = copy.deepcopy(OBSERVATION)
+    obs["component"][0]["valueInteger"] = 9
+    obs["valueInteger"] = 13
+    assert "value Observation.component[0].valueInteger" in _errors(validator, obs)
+
+
+def test_profile_on_a_registered_profile_inherits_its_constraints() -> None:
+    child = {
+        "resourceType": "StructureDefinition",
+        "url": f"{CANONICAL}/StructureDefinition/test-score-strict",
+        "name": "TestScoreStrict",
+        "status": "draft",
+        "kind": "resource",
+        "abstract": False,
+        "type": "Observation",
+        "baseDefinition": SCORE_PROFILE,
+        "derivation": "constraint",
+        "differential": {
+            "element": [{"id": "Observation.note", "path": "Observation.note", "min": 1}]
+        },
+    }
+    validator = Validator()
+    validator.add_profiles([child, *profile_resources()])  # order does not matter
+    obs = copy.deepcopy(OBSERVATION)
+    del obs["note"]
+    obs["valueInteger"] = 8
+    errors = _errors(validator, obs, child["url"])
+    assert "required Observation.note" in errors
+    assert "invariant Observation" in errors
