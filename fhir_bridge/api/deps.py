@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
-from fastapi import Request
+from fastapi import Query, Request
 
 from fhir_bridge.errors import (
     InvalidRequestError,
@@ -14,6 +14,7 @@ from fhir_bridge.errors import (
     UnsupportedMediaTypeError,
 )
 from fhir_bridge.services.context import ServiceContext
+from fhir_bridge.services.history import HistoryQuery
 
 JSON_TYPES = ("application/fhir+json", "application/json", "application/json+fhir")
 JSON_PATCH = "application/json-patch+json"
@@ -47,6 +48,15 @@ async def base_url(request: Request) -> str:
     if configured:
         return configured.rstrip("/")
     return str(request.base_url).rstrip("/") + "/fhir"
+
+
+async def history_query(
+    since: Annotated[str | None, Query(alias="_since")] = None,
+    count: Annotated[int | None, Query(alias="_count", ge=1)] = None,
+    cursor: Annotated[str | None, Query(alias="_cursor")] = None,
+    summary: Annotated[str | None, Query(alias="_summary")] = None,
+) -> HistoryQuery:
+    return HistoryQuery(since, count, cursor, summary == "count")
 
 
 async def negotiate(request: Request) -> None:

@@ -5,6 +5,7 @@ https://hl7.org/fhir/R4/http.html#history
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from urllib.parse import urlencode
 
 from fhir_bridge.errors import InvalidRequestError, ResourceNotFoundError
@@ -12,17 +13,25 @@ from fhir_bridge.services import bundle_json
 from fhir_bridge.services.context import ServiceContext
 
 
+@dataclass(frozen=True, slots=True)
+class HistoryQuery:
+    """The parameters of a history interaction: `_since`, `_count`, `_cursor`, `_summary`."""
+
+    since: str | None = None
+    count: int | None = None
+    cursor: str | None = None
+    summary_count: bool = False
+
+
 def history(
     ctx: ServiceContext,
     base: str,
     resource_type: str | None,
     resource_id: str | None,
-    since: str | None,
-    count: int | None,
-    cursor: str | None,
-    summary_count: bool = False,
+    query: HistoryQuery,
 ) -> bytes:
     """A history Bundle; `cursor` (the `_cursor` link parameter) keeps pages stable under writes."""
+    since, count, cursor = query.since, query.count, query.cursor
     page_size = min(count or ctx.default_page_size, ctx.max_page_size)
     before_seq = None
     if cursor is not None:
@@ -32,7 +41,7 @@ def history(
     with ctx.store.session() as session:
         if resource_type and resource_id and session.read(resource_type, resource_id) is None:
             raise ResourceNotFoundError(f"{resource_type}/{resource_id} is not known")
-        if summary_count:
+        if query.summary_count:
             rows = session.history(resource_type, resource_id, since, 2**31 - 1)
             return bundle_json.build("history", [], total=len(rows))
         rows = session.history(resource_type, resource_id, since, page_size + 1, before_seq)

@@ -27,6 +27,9 @@ from fhir_bridge.store.schema import SCHEMA_VERSION, ddl
 Indexer = Callable[[dict[str, Any]], IndexRows]
 
 _COLUMNS = "resource_type, id, version_id, last_updated, deleted, data, method"
+_ROW = "(resource_type, id, version_id, last_updated, deleted, seq, data, method)"
+_INSERT_VERSION = f"INSERT INTO resource_versions {_ROW} VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT_CURRENT = f"INSERT INTO resources {_ROW} VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 _INDEX_INSERTS: dict[str, tuple[str, Callable[[Any], tuple[Any, ...]]]] = {
     "idx_token": ("tokens", lambda r: (r.param, r.system, r.code, r.text)),
     "idx_string": ("strings", lambda r: (r.param, r.value)),
@@ -40,6 +43,11 @@ _INDEX_INSERTS: dict[str, tuple[str, Callable[[Any], tuple[Any, ...]]]] = {
 def now_instant() -> str:
     """Current time as a FHIR instant with microseconds, UTC."""
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _values(s: StoredResource, seq: int) -> tuple[Any, ...]:
+    """A stored version as a row of _ROW's columns."""
+    return (s.resource_type, s.id, s.version_id, s.last_updated, s.deleted, seq, s.data, s.method)
 
 
 def _row(row: Sequence[Any]) -> StoredResource:
@@ -184,27 +192,13 @@ class SQLSession:
             return
         pending, self._pending = self._pending, []
         first = self._reserve_seq(len(pending))
-        rows = [
-            (
-                s.resource_type,
-                s.id,
-                s.version_id,
-                s.last_updated,
-                s.deleted,
-                first + n,
-                s.data,
-                s.method,
-            )
-            for n, (s, _) in enumerate(pending)
-        ]
+        rows = [_values(s, first + n) for n, (s, _) in enumerate(pending)]
         self._many(
-            "INSERT INTO resources (resource_type, id, version_id, last_updated, deleted, "
-            "seq, data, method) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            _INSERT_CURRENT,
             rows,
         )
         self._many(
-            "INSERT INTO resource_versions (resource_type, id, version_id, last_updated, "
-            "deleted, seq, data, method) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            _INSERT_VERSION,
             rows,
         )
         for table, (attr, to_values) in _INDEX_INSERTS.items():
@@ -218,35 +212,13 @@ class SQLSession:
                 self._many(f"INSERT INTO {table} VALUES ({marks})", values)
 
     def _write(self, stored: StoredResource) -> None:
-        seq = self._reserve_seq(1)
+        row = _values(stored, self._reserve_seq(1))
         self._run(
             "UPDATE resources SET version_id = ?, last_updated = ?, deleted = ?, seq = ?, "
             "data = ?, method = ? WHERE resource_type = ? AND id = ?",
-            (
-                stored.version_id,
-                stored.last_updated,
-                stored.deleted,
-                seq,
-                stored.data,
-                stored.method,
-                stored.resource_type,
-                stored.id,
-            ),
+            (*row[2:], *row[:2]),
         )
-        self._run(
-            "INSERT INTO resource_versions (resource_type, id, version_id, last_updated, "
-            "deleted, seq, data, method) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                stored.resource_type,
-                stored.id,
-                stored.version_id,
-                stored.last_updated,
-                stored.deleted,
-                seq,
-                stored.data,
-                stored.method,
-            ),
-        )
+        self._run(_INSERT_VERSION, row)
 
     def _reindex(self, resource_type: str, resource_id: str, rows: IndexRows | None) -> None:
         for table, (attr, to_values) in _INDEX_INSERTS.items():

@@ -5,15 +5,23 @@ from __future__ import annotations
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from fhir_bridge.api.deps import RESOURCE_BODY, base_url, context, json_body, json_patch_body
+from fhir_bridge.api.deps import (
+    RESOURCE_BODY,
+    base_url,
+    context,
+    history_query,
+    json_body,
+    json_patch_body,
+)
 from fhir_bridge.api.responses import FHIRResponse, prefers_strict, resource_response
 from fhir_bridge.errors import UnsupportedMediaTypeError
 from fhir_bridge.services import history, resources, search
 from fhir_bridge.services.context import ServiceContext
+from fhir_bridge.services.history import HistoryQuery
 
 router = APIRouter()
 
@@ -21,6 +29,7 @@ Ctx = Annotated[ServiceContext, Depends(context)]
 Base = Annotated[str, Depends(base_url)]
 Body = Annotated[Any, Depends(json_body)]
 Prefer = Annotated[str | None, Header()]
+History = Annotated[HistoryQuery, Depends(history_query)]
 
 
 async def _supported(resource_type: str) -> str:
@@ -73,13 +82,9 @@ def type_history(
     resource_type: Type,
     ctx: Ctx,
     base: Base,
-    since: Annotated[str | None, Query(alias="_since")] = None,
-    count: Annotated[int | None, Query(alias="_count", ge=1)] = None,
-    cursor: Annotated[str | None, Query(alias="_cursor")] = None,
-    summary: Annotated[str | None, Query(alias="_summary")] = None,
+    query: History,
 ) -> Response:
-    body = history.history(ctx, base, resource_type, None, since, count, cursor, summary == "count")
-    return FHIRResponse(body)
+    return FHIRResponse(history.history(ctx, base, resource_type, None, query))
 
 
 @router.get("/{resource_type}/{resource_id}")
@@ -149,15 +154,9 @@ def instance_history(
     resource_id: str,
     ctx: Ctx,
     base: Base,
-    since: Annotated[str | None, Query(alias="_since")] = None,
-    count: Annotated[int | None, Query(alias="_count", ge=1)] = None,
-    cursor: Annotated[str | None, Query(alias="_cursor")] = None,
-    summary: Annotated[str | None, Query(alias="_summary")] = None,
+    query: History,
 ) -> Response:
-    body = history.history(
-        ctx, base, resource_type, resource_id, since, count, cursor, summary == "count"
-    )
-    return FHIRResponse(body)
+    return FHIRResponse(history.history(ctx, base, resource_type, resource_id, query))
 
 
 def _query(request: Request) -> str:

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query
+from fastapi import APIRouter, Depends, Header
 from starlette.responses import Response
 
-from fhir_bridge.api.deps import RESOURCE_BODY, base_url, context, json_body
+from fhir_bridge.api.deps import RESOURCE_BODY, base_url, context, history_query, json_body
 from fhir_bridge.api.handlers import status_for
 from fhir_bridge.api.responses import FHIRResponse
 from fhir_bridge.services import bundles, history
 from fhir_bridge.services.context import ServiceContext
+from fhir_bridge.services.history import HistoryQuery
 
 router = APIRouter()
 
@@ -20,13 +21,9 @@ router = APIRouter()
 def system_history(
     ctx: Annotated[ServiceContext, Depends(context)],
     base: Annotated[str, Depends(base_url)],
-    since: Annotated[str | None, Query(alias="_since")] = None,
-    count: Annotated[int | None, Query(alias="_count", ge=1)] = None,
-    cursor: Annotated[str | None, Query(alias="_cursor")] = None,
-    summary: Annotated[str | None, Query(alias="_summary")] = None,
+    query: Annotated[HistoryQuery, Depends(history_query)],
 ) -> Response:
-    body = history.history(ctx, base, None, None, since, count, cursor, summary == "count")
-    return FHIRResponse(body)
+    return FHIRResponse(history.history(ctx, base, None, None, query))
 
 
 @router.post("", openapi_extra=RESOURCE_BODY)
