@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from urllib.parse import parse_qsl
 
 from fhir_bridge.domain.fhir import SUPPORTED_TYPES
@@ -44,8 +45,13 @@ _DATE = re.compile(
 )
 
 
+@lru_cache(maxsize=65536)
 def normalize_string(value: str) -> str:
-    """Case- and accent-insensitive form used for string search (index and query alike)."""
+    """Case- and accent-insensitive form used for string search (index and query alike).
+
+    Cached: displays and item texts repeat across every resource of an instrument."""
+    if value.isascii():
+        return value.casefold().strip()
     decomposed = unicodedata.normalize("NFKD", value)
     return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold().strip()
 
