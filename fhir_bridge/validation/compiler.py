@@ -57,6 +57,7 @@ class Struct:
     choices: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # Filled by the engine: per-field handlers, bound invariants, all choice JSON names.
     handlers: dict[str, Any] = field(default_factory=dict)
+    walk: Any = None
     rules: list[Any] = field(default_factory=list)
     choice_keys: frozenset[str] = frozenset()
 

@@ -72,7 +72,10 @@ class Engine:
         for struct in self.structs.values():
             struct.rules = self.compile_rules(struct)
             struct.choice_keys = frozenset(n for names in struct.choices.values() for n in names)
-            struct.handlers = {name: self.handler(f) for name, f in struct.fields.items()}
+            struct.walk = self.walker(struct)
+        # Handlers call the walkers of their types, so they come after all walkers exist.
+        for struct in self.structs.values():
+            struct.handlers.update({name: self.handler(f) for name, f in struct.fields.items()})
 
     def compile_rules(self, struct: Struct) -> list[CompiledRule]:
         """Bind a structure's constraints to evaluators, once."""
@@ -129,16 +132,47 @@ class Engine:
 
     def walk(self, obj: dict[str, Any], struct: Struct, path: str, ctx: Context) -> None:
         """Check one element object against its Struct, recursing into complex children."""
-        handlers = struct.handlers
-        for key, value in obj.items():
-            handler = handlers.get(key)
-            if handler is not None:
-                handler(value, obj, path, ctx)
-            elif key.__class__ is str and key[:1] == "_":
-                self.primitive_extension(obj, struct, key, value, path, ctx)
-            elif key != "resourceType" or not struct.is_resource:
-                text = f"unknown element {key!r}"
-                ctx.issues.append(Issue("error", "structure", text, f"{path}.{key}"))
+        struct.walk(obj, path, ctx)
+
+    def walker(self, struct: Struct) -> Callable[[dict[str, Any], str, Context], None]:
+        """The walk of one Struct as a closure: its tables are locals, its tail is skipped
+        when the Struct has no required elements, choices or invariants."""
+        handlers, slow = struct.handlers, self.unknown_key
+        if not struct.required and not struct.choice_keys and not struct.rules:
+
+            def walk_plain(obj: dict[str, Any], path: str, ctx: Context) -> None:
+                for key, value in obj.items():
+                    handler = handlers.get(key)
+                    if handler is not None:
+                        handler(value, obj, path, ctx)
+                    else:
+                        slow(obj, struct, key, value, path, ctx)
+
+            return walk_plain
+
+        def walk_full(obj: dict[str, Any], path: str, ctx: Context) -> None:
+            for key, value in obj.items():
+                handler = handlers.get(key)
+                if handler is not None:
+                    handler(value, obj, path, ctx)
+                else:
+                    slow(obj, struct, key, value, path, ctx)
+            self.tail(obj, struct, path, ctx)
+
+        return walk_full
+
+    def unknown_key(
+        self, obj: dict[str, Any], struct: Struct, key: Any, value: Any, path: str, ctx: Context
+    ) -> None:
+        """A key with no field: a primitive's `_` twin, resourceType, or an unknown element."""
+        if key.__class__ is str and key[:1] == "_":
+            self.primitive_extension(obj, struct, key, value, path, ctx)
+        elif key != "resourceType" or not struct.is_resource:
+            text = f"unknown element {key!r}"
+            ctx.issues.append(Issue("error", "structure", text, f"{path}.{key}"))
+
+    def tail(self, obj: dict[str, Any], struct: Struct, path: str, ctx: Context) -> None:
+        """After the keys: required elements, one type per choice, invariants."""
         for name, keys in struct.required:
             for k in keys:
                 if k in obj:
@@ -246,7 +280,8 @@ class Engine:
         return all_steps
 
     def _complex_handler(self, f: Field) -> Handler:
-        name, sub, post, walk = f.name, self.structs[f.struct or ""], self._post(f), self.walk
+        name, post = f.name, self._post(f)
+        walk = self.structs[f.struct or ""].walk
         expected = f"expected a JSON object for {f.type_code}"
 
         def one(item: Any, where: str, ctx: Context) -> None:
@@ -256,7 +291,7 @@ class Engine:
             if not item or (len(item) == 1 and "id" in item):
                 ctx.issues.append(Issue("error", "invariant", ELE_1, where))
                 return
-            walk(item, sub, where, ctx)
+            walk(item, where, ctx)
             if post is not None:
                 post(item, where, ctx)
 

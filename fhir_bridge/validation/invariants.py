@@ -120,18 +120,27 @@ def _codings(concept: Any) -> list[dict[str, Any]]:
 
 
 def obs_7(node: dict[str, Any], ctx: InvariantContext) -> bool:
-    if "component" not in node or not _has_value(node):
+    components = node.get("component")
+    if components.__class__ is not list or VALUE_KEYS.isdisjoint(node):
         return True
     own = _codings(ctx.resource.get("code"))
     if not own:
         return True
-    keys = {(_key(c.get("system")), _key(c.get("code"))) for c in own}
-    for component in _items(node["component"]):
-        if isinstance(component, dict):
-            for coding in _codings(component.get("code")):
+    try:
+        keys = {(c.get("system"), c.get("code")) for c in own}
+        for component in components:
+            code = component.get("code") if component.__class__ is dict else None
+            codings = code.get("coding") if code.__class__ is dict else None
+            for coding in codings if codings.__class__ is list else ():
                 # FHIRPath intersect() compares whole Codings; equal dicts are equal Codings.
-                if (_key(coding.get("system")), _key(coding.get("code"))) in keys and coding in own:
+                if (
+                    coding.__class__ is dict
+                    and (coding.get("system"), coding.get("code")) in keys
+                    and coding in own
+                ):
                     return False
+    except TypeError:  # unhashable system/code: malformed, reported by the walk
+        return True
     return True
 
 
