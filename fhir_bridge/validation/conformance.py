@@ -200,9 +200,10 @@ class ProfileChecker:
         if types is None and not checks and not rules and not children:
             return None
         allowed = ", ".join(sorted(types)) if types else ""
+        allowed_keys = frozenset(node.name + t[0].upper() + t[1:] for t in types or ())
 
         def value_fn(value: Any, key: str, path: str, ctx: Context) -> None:
-            if types is not None and _type_of_key(key, node) not in types:
+            if types is not None and key not in allowed_keys:
                 shown = _type_of_key(key, node)
                 text = f"type {shown} is not allowed (allowed: {allowed}){label}"
                 ctx.issues.append(Issue("error", "structure", text, path))
