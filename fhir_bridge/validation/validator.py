@@ -104,6 +104,15 @@ class Validator:
             sd = self.snapshot(sd)
         profile = self._profile_compiler.compile(sd["url"], sd)
         self.profiles[sd["url"]] = profile
+        if profile.type == "Extension":
+            # Extensions are checked wherever they occur, like the core ones.
+            types = [
+                t["code"]
+                for e in profile.snapshot
+                if e.get("id") == "Extension.value[x]" and e.get("max") != "0"
+                for t in e.get("type", [])
+            ]
+            self.engine.extensions[sd["url"]] = {"types": types}
         for table in self.mandated.values():  # a re-registered profile may mandate other codes
             for key, urls in table.items():
                 table[key] = [u for u in urls if u != sd["url"]]

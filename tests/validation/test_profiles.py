@@ -93,3 +93,35 @@ def test_profile_on_a_registered_profile_inherits_its_constraints() -> None:
     errors = _errors(validator, obs, child["url"])
     assert "required Observation.note" in errors
     assert "invariant Observation" in errors
+
+
+def test_project_extension_definitions_check_value_types() -> None:
+    definition = {
+        "resourceType": "StructureDefinition",
+        "url": f"{CANONICAL}/StructureDefinition/dose-role",
+        "name": "DoseRole",
+        "status": "draft",
+        "kind": "complex-type",
+        "abstract": False,
+        "context": [{"type": "element", "expression": "MedicationAdministration"}],
+        "type": "Extension",
+        "baseDefinition": "http://hl7.org/fhir/StructureDefinition/Extension",
+        "derivation": "constraint",
+        "differential": {
+            "element": [
+                {"id": "Extension.url", "path": "Extension.url", "fixedUri": "x"},
+                {
+                    "id": "Extension.value[x]",
+                    "path": "Extension.value[x]",
+                    "type": [{"code": "code"}],
+                },
+            ]
+        },
+    }
+    validator = Validator()
+    validator.add_profiles([definition])
+    obs = copy.deepcopy(OBSERVATION)
+    obs["extension"] = [{"url": definition["url"], "valueString": "initial"}]
+    assert "structure Observation.extension[0].valueString" in _errors(validator, obs)
+    obs["extension"] = [{"url": definition["url"], "valueCode": "initial"}]
+    assert _errors(validator, obs) == []
