@@ -38,6 +38,49 @@ def matches_pattern(value: Any, pattern: Any) -> bool:
     return bool(value == pattern)
 
 
+def compile_pattern(pattern: Any) -> Callable[[Any], bool]:
+    """matches_pattern(value, pattern) as a closure specialised to `pattern`."""
+    if isinstance(pattern, dict):
+        if all(not isinstance(v, (dict, list)) for v in pattern.values()):
+            pairs = tuple(pattern.items())
+
+            def flat(value: Any) -> bool:
+                if value.__class__ is not dict:
+                    return False
+                for key, expected in pairs:
+                    if key not in value or value[key] != expected:
+                        return False
+                return True
+
+            return flat
+        parts = [(key, compile_pattern(v)) for key, v in pattern.items()]
+
+        def nested(value: Any) -> bool:
+            if value.__class__ is not dict:
+                return False
+            for key, match in parts:
+                if key not in value or not match(value[key]):
+                    return False
+            return True
+
+        return nested
+    if isinstance(pattern, list):
+        items = [compile_pattern(p) for p in pattern]
+
+        def each(value: Any) -> bool:
+            values = value if value.__class__ is list else [value]
+            for match in items:
+                for v in values:
+                    if match(v):
+                        break
+                else:
+                    return False
+            return True
+
+        return each
+    return lambda value: bool(value == pattern)
+
+
 def _navigate(value: Any, path: list[str]) -> list[Any]:
     current = [value]
     for segment in path:
@@ -233,10 +276,10 @@ class ProfileChecker:
 
             checks.append(check_fixed)
         if node.pattern is not MISSING and not node.discriminating:
-            pattern = node.pattern
+            pattern, matches = node.pattern, compile_pattern(node.pattern)
 
             def check_pattern(value: Any, key: str, path: str, ctx: Context) -> None:
-                if not matches_pattern(value, pattern):
+                if not matches(value):
                     text = f"value does not match the pattern {pattern!r} ({node.id}){label}"
                     ctx.issues.append(Issue("error", "value", text, path))
 

@@ -125,3 +125,21 @@ def test_project_extension_definitions_check_value_types() -> None:
     assert "structure Observation.extension[0].valueString" in _errors(validator, obs)
     obs["extension"] = [{"url": definition["url"], "valueCode": "initial"}]
     assert _errors(validator, obs) == []
+
+
+def test_compiled_patterns_match_like_the_reference_function() -> None:
+    from fhir_bridge.validation.conformance import compile_pattern, matches_pattern
+
+    pattern = {"coding": [{"system": "s", "code": "a"}], "text": "t"}
+    values = [
+        {"coding": [{"system": "s", "code": "a", "display": "A"}], "text": "t"},
+        {"coding": [{"system": "x", "code": "b"}, {"system": "s", "code": "a"}], "text": "t"},
+        {"coding": [{"system": "s", "code": "b"}], "text": "t"},
+        {"coding": {"system": "s", "code": "a"}, "text": "t"},
+        {"coding": [{"system": "s", "code": "a"}]},
+        "s",
+        [pattern],
+    ]
+    matcher = compile_pattern(pattern)
+    assert [matcher(v) for v in values] == [matches_pattern(v, pattern) for v in values]
+    assert [matcher(v) for v in values] == [True, True, False, True, False, False, False]
