@@ -110,7 +110,7 @@ def _type_of_key(key: str, node: PNode) -> str:
 
 def in_slice(value: Any, s: PNode) -> bool:
     """Whether `value` meets every discriminator of slice `s`."""
-    for d in s.discriminators or ():
+    for d in s.recognisers:
         candidates = _navigate(value, d.path)
         if d.kind == "exists":
             if bool(candidates) != d.expected:

@@ -51,6 +51,8 @@ class PNode:
     max_value: Any = None
     rules: list[tuple[str, str, str, Rule]] = field(default_factory=list)
     discriminators: list[Discriminator] | None = None
+    # On a slice: its discriminators resolved to the values that recognise its members.
+    recognisers: list[Discriminator] = field(default_factory=list)
     closed: bool = False
     slices: list[PNode] = field(default_factory=list)
     children: list[PNode] = field(default_factory=list)
@@ -240,7 +242,7 @@ class ProfileCompiler:
                 resolved.append(r)
             per_slice.append(resolved)
         for s, resolved in zip(node.slices, per_slice, strict=True):
-            s.discriminators = resolved  # on a slice: how values are recognised
+            s.recognisers = resolved
         node.slice_index, node.index_path = _coding_index(per_slice)
         node.index_exact = node.slice_index is not None and all(
             set(d[0].expected["coding"][0]) <= {"system", "code"} for d in per_slice

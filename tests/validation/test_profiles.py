@@ -143,3 +143,105 @@ def test_compiled_patterns_match_like_the_reference_function() -> None:
     matcher = compile_pattern(pattern)
     assert [matcher(v) for v in values] == [matches_pattern(v, pattern) for v in values]
     assert [matcher(v) for v in values] == [True, True, False, True, False, False, False]
+
+
+def test_slicing_by_value_on_code_coding() -> None:
+    assessment = f"{CANONICAL}/CodeSystem/assessment"
+    profile = {
+        "resourceType": "StructureDefinition",
+        "url": f"{CANONICAL}/StructureDefinition/test-coding-slices",
+        "name": "TestCodingSlices",
+        "status": "draft",
+        "kind": "resource",
+        "abstract": False,
+        "type": "Observation",
+        "baseDefinition": "http://hl7.org/fhir/StructureDefinition/Observation",
+        "derivation": "constraint",
+        "differential": {
+            "element": [
+                {
+                    "id": "Observation.component",
+                    "path": "Observation.component",
+                    "slicing": {
+                        "discriminator": [{"type": "value", "path": "code.coding"}],
+                        "rules": "open",
+                    },
+                },
+                {
+                    "id": "Observation.component:first",
+                    "path": "Observation.component",
+                    "sliceName": "first",
+                    "min": 1,
+                    "max": "1",
+                },
+                {
+                    "id": "Observation.component:first.code.coding",
+                    "path": "Observation.component.code.coding",
+                    "patternCoding": {"system": assessment, "code": "test-1"},
+                },
+                {
+                    "id": "Observation.component:first.value[x]",
+                    "path": "Observation.component.value[x]",
+                    "maxValueInteger": 3,
+                },
+            ]
+        },
+    }
+    validator = Validator()
+    validator.add_profiles([profile])
+    obs = copy.deepcopy(OBSERVATION)
+    del obs["meta"]
+    assert _errors(validator, obs, profile["url"]) == []
+    obs["component"][0]["valueInteger"] = 5
+    assert _errors(validator, obs, profile["url"]) == [
+        "value Observation.component[0].valueInteger"
+    ]
+    del obs["component"][0]
+    assert _errors(validator, obs, profile["url"]) == ["required Observation.component"]
+
+
+def test_extension_slices_are_recognised_by_url() -> None:
+    study = "http://hl7.org/fhir/StructureDefinition/workflow-researchStudy"
+    profile = {
+        "resourceType": "StructureDefinition",
+        "url": f"{CANONICAL}/StructureDefinition/test-study-link",
+        "name": "TestStudyLink",
+        "status": "draft",
+        "kind": "resource",
+        "abstract": False,
+        "type": "Observation",
+        "baseDefinition": "http://hl7.org/fhir/StructureDefinition/Observation",
+        "derivation": "constraint",
+        "differential": {
+            "element": [
+                {
+                    "id": "Observation.extension",
+                    "path": "Observation.extension",
+                    "slicing": {
+                        "discriminator": [{"type": "value", "path": "url"}],
+                        "rules": "open",
+                    },
+                },
+                {
+                    "id": "Observation.extension:study",
+                    "path": "Observation.extension",
+                    "sliceName": "study",
+                    "min": 1,
+                    "max": "1",
+                    "type": [{"code": "Extension", "profile": [study]}],
+                },
+            ]
+        },
+    }
+    validator = Validator()
+    validator.add_profiles([profile])
+    obs = copy.deepcopy(OBSERVATION)
+    del obs["meta"]
+    link = {"url": study, "valueReference": {"reference": "ResearchStudy/s1"}}
+    other = {"url": "http://example.org/other", "valueString": "x"}
+    obs["extension"] = [other, link, other]
+    assert _errors(validator, obs, profile["url"]) == []
+    obs["extension"] = [other]
+    assert _errors(validator, obs, profile["url"]) == ["required Observation.extension"]
+    obs["extension"] = [link, other, link]
+    assert _errors(validator, obs, profile["url"]) == ["value Observation.extension[2]"]
