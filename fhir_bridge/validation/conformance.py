@@ -128,7 +128,13 @@ def in_slice(value: Any, s: PNode) -> bool:
 def find_slice(value: Any, node: PNode) -> int | None:
     """The first slice of `node` that `value` belongs to, or None."""
     if node.slice_index is not None:
-        for candidate in _navigate(value, node.index_path or []):
+        path = node.index_path or []
+        if len(path) == 1 and value.__class__ is dict:
+            found = value.get(path[0])
+            candidates = found if found.__class__ is list else [found]
+        else:
+            candidates = _navigate(value, path)
+        for candidate in candidates:
             codings = candidate.get("coding") if isinstance(candidate, dict) else None
             for coding in codings if isinstance(codings, list) else ():
                 if not isinstance(coding, dict):
@@ -199,6 +205,21 @@ class ProfileChecker:
             if slicer is not None:
                 slicer(values, path, ctx)
 
+        has_counts = check_min or check_max
+        if node.choice and slicer is None:
+            names = choice_names(name)
+
+            def choice_values(obj: dict[str, Any], path: str, ctx: Context) -> None:
+                present = names.intersection(obj)
+                if has_counts:
+                    counts(len(present), path, ctx)
+                if value_fn is not None and present:
+                    keys = present if len(present) == 1 else [k for k in obj if k in present]
+                    for key in keys:
+                        value_fn(obj[key], key, f"{path}.{key}", ctx)
+
+            return choice_values
+
         if node.choice:
             names = choice_names(name)
 
@@ -218,7 +239,8 @@ class ProfileChecker:
                 run([(name, None, None)] if "_" + name in obj else [], path, ctx)
             elif value.__class__ is list:
                 if slicer is None:
-                    counts(len(value), path, ctx)
+                    if has_counts:
+                        counts(len(value), path, ctx)
                     if value_fn is not None:
                         prefix = f"{path}.{name}["
                         for i, item in enumerate(value):
@@ -226,7 +248,8 @@ class ProfileChecker:
                 else:
                     run([(name, i, v) for i, v in enumerate(value)], path, ctx)
             elif slicer is None:
-                counts(1, path, ctx)
+                if has_counts:
+                    counts(1, path, ctx)
                 if value_fn is not None:
                     value_fn(value, name, f"{path}.{name}", ctx)
             else:
