@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from fhir_bridge.mapping.spec import ConceptMapSpec
 
 if TYPE_CHECKING:
@@ -112,7 +114,9 @@ def translate_codes(resource: dict[str, Any], m: Mappings) -> dict[str, Any]:
     """
     table = translation_table(m)
     sources = m.cached("translation_sources", lambda: {system for system, _ in table})
-    if not _mapped(resource, sources):
+    # a byte search rules out most resources far faster than walking them
+    blob = orjson.dumps(resource)
+    if not any(system.encode() in blob for system in sources) or not _mapped(resource, sources):
         return resource
     result = copy.deepcopy(resource)
     _translate(result, table)
