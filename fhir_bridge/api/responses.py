@@ -76,4 +76,4 @@ def _prefer_return(prefer: str | None) -> str:
 
 
 def prefers_strict(prefer: str | None) -> bool:
-    return bool(prefer) and "handling=strict" in prefer.replace(" ", "")
+    return prefer is not None and "handling=strict" in prefer.replace(" ", "")

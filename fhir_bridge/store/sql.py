@@ -118,7 +118,8 @@ class SQLSession:
         count: int,
         before_seq: int | None = None,
     ) -> list[tuple[int, StoredResource]]:
-        where, params = [], []
+        where: list[str] = []
+        params: list[object] = []
         if resource_type:
             where.append("resource_type = ?")
             params.append(resource_type)
