@@ -19,6 +19,7 @@ from typing import TextIO
 
 import orjson
 
+from fhir_bridge.services.trial_rules import load_trial
 from fhir_bridge.validation import Validator, get_validator
 
 BATCH_SIZE = 500
@@ -57,10 +58,11 @@ def validate_paths(
     """Validate files and folders; print findings and a summary. Exit code: 1 on errors.
 
     `output_format` is "text" (one line per finding: `file[:line] severity expression: text`)
-    or "json" (one object with `findings` and `summary`).
+    or "json" (one object with `findings` and `summary`). Without `validator`, the server's:
+    base R4 plus the trial's profiles, CodeSystems and ValueSets from mappings/.
     """
     global _worker_validator
-    _worker_validator = validator or get_validator()
+    _worker_validator = validator or load_trial().validator
     files = list(_files(paths))
     summary = Summary(files=len(files))
     total = sum(_record_count(f) for f in files)

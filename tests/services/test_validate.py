@@ -131,3 +131,17 @@ def test_progress_bar_on_a_terminal_for_big_inputs(tmp_path: Path) -> None:
     code = validate_paths([path], "text", io.StringIO(), err, workers=1)
     assert code == 0
     assert "[##############################] 2500/2500 resources" in err.getvalue()
+
+
+def test_trial_profiles_apply_by_default(tmp_path: Path) -> None:
+    from fhir_bridge.mapping.loader import load_mappings
+    from fhir_bridge.mapping.observations import score_observation
+
+    spec = load_mappings().instrument("madrs")
+    values = {item.link_id: 2 for item in spec.items}
+    obs = score_observation(spec, values, 20, subject="Patient/p1", effective="2026-03-01")
+    obs["component"][0]["valueInteger"] = 9  # items are 0-6 and the total no longer adds up
+    code, out, _ = _run([_write(tmp_path / "madrs.json", obs)])
+    assert code == 1
+    assert " error Observation.component[0].valueInteger: value 9 is above the maximum 6" in out
+    assert " error Observation: madrs-total: " in out
