@@ -33,7 +33,14 @@ def _serve(args: argparse.Namespace) -> int:
         overrides["port"] = args.port
     settings = Settings(**overrides)  # type: ignore[arg-type]
     print(f"fhir-bridge on http://{settings.host}:{settings.port}/fhir", file=sys.stderr)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    # no access log: query strings carry identifiers (PHI) such as `identifier=mrn|123`
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        access_log=False,
+    )
     return 0
 
 
