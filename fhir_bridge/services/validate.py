@@ -29,6 +29,9 @@ PROGRESS_THRESHOLD = 2000
 SUFFIXES = (".json", ".ndjson")
 
 Record = tuple[str, int | None, bytes]
+# (file, first line number or None for a whole JSON file, start offset, end offset)
+Part = tuple[str, int | None, int, int]
+Task = list[Part]
 Finding = tuple[str, int | None, str, str, str | None, str]
 
 
@@ -65,11 +68,11 @@ def validate_paths(
     _worker_validator = validator or load_trial().validator
     files = list(_files(paths))
     summary = Summary(files=len(files))
-    total = sum(_record_count(f) for f in files)
+    tasks, total = _plan(files)
     findings: list[Finding] = []
     progress = _Progress(err, total) if total >= PROGRESS_THRESHOLD and err.isatty() else None
     cores = workers if workers is not None else (os.cpu_count() or 1)
-    for batch_findings, count in _run(_batches(files), total, cores):
+    for batch_findings, count in _run(tasks, total, cores):
         summary.resources += count
         for finding in batch_findings:
             summary.add(finding[2])
@@ -112,19 +115,22 @@ def validate_batch(batch: list[Record]) -> tuple[list[Finding], int]:
     return findings, len(batch)
 
 
-def _run(
-    batches: Iterator[list[Record]], total: int, cores: int
-) -> Iterator[tuple[list[Finding], int]]:
+def validate_task(task: Task) -> tuple[list[Finding], int]:
+    """Read the records a task names (workers read the files themselves) and validate them."""
+    return validate_batch(list(_records(task)))
+
+
+def _run(tasks: list[Task], total: int, cores: int) -> Iterator[tuple[list[Finding], int]]:
     if cores < 2 or total < PARALLEL_THRESHOLD:
-        for batch in batches:
-            yield validate_batch(batch)
+        for task in tasks:
+            yield validate_task(task)
         return
     # fork: workers inherit the compiled validator (and any registered profiles) for free.
     context = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(max_workers=cores, mp_context=context) as pool:
         pending: deque[Future[tuple[list[Finding], int]]] = deque()
-        for batch in batches:
-            pending.append(pool.submit(validate_batch, batch))
+        for task in tasks:
+            pending.append(pool.submit(validate_task, task))
             if len(pending) >= cores * 3:
                 yield pending.popleft().result()
         while pending:
@@ -139,35 +145,54 @@ def _files(paths: list[Path]) -> Iterator[Path]:
             yield path
 
 
-def _record_count(path: Path) -> int:
-    if path.suffix != ".ndjson":
-        return 1
-    with path.open("rb") as f:
-        return sum(1 for line in f if line.strip())
-
-
-def _batches(files: list[Path]) -> Iterator[list[Record]]:
-    batch: list[Record] = []
+def _plan(files: list[Path]) -> tuple[list[Task], int]:
+    """Cut the input into tasks of about BATCH_SIZE records: byte ranges of NDJSON files,
+    whole JSON files. Returns the tasks and the number of records."""
+    tasks: list[Task] = []
+    task: list[Part] = []
+    size = total = 0
     for path in files:
-        label = str(path)
-        if path.suffix == ".ndjson":
+        if path.suffix != ".ndjson":
+            task.append((str(path), None, 0, 0))
+            size += 1
+            total += 1
+        else:
+            start = offset = 0
+            first = 1
             with path.open("rb") as f:
                 for number, line in enumerate(f, 1):
+                    offset += len(line)
                     if line.strip():
-                        batch.append((label, number, line))
-                        if len(batch) >= BATCH_SIZE:
-                            yield batch
-                            batch = []
-        else:
+                        size += 1
+                        total += 1
+                    if size >= BATCH_SIZE:
+                        task.append((str(path), first, start, offset))
+                        tasks.append(task)
+                        task, size, start, first = [], 0, offset, number + 1
+            if offset > start:
+                task.append((str(path), first, start, offset))
+        if size >= BATCH_SIZE:
+            tasks.append(task)
+            task, size = [], 0
+    if task:
+        tasks.append(task)
+    return tasks, total
+
+
+def _records(task: Task) -> Iterator[Record]:
+    for label, first, start, end in task:
+        if first is None:
             try:
-                batch.append((label, None, path.read_bytes()))
+                yield label, None, Path(label).read_bytes()
             except OSError:
-                batch.append((label, None, b""))  # reported as an empty document
-        if len(batch) >= BATCH_SIZE:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+                yield label, None, b""  # reported as an empty document
+            continue
+        with open(label, "rb") as f:
+            f.seek(start)
+            chunk = f.read(end - start)
+        for number, line in enumerate(chunk.split(b"\n"), first):
+            if line.strip():
+                yield label, number, line
 
 
 def _line(finding: Finding) -> str:

@@ -145,3 +145,16 @@ def test_trial_profiles_apply_by_default(tmp_path: Path) -> None:
     assert code == 1
     assert " error Observation.component[0].valueInteger: value 9 is above the maximum 6" in out
     assert " error Observation: madrs-total: " in out
+
+
+def test_line_numbers_hold_across_batches_and_blank_lines(tmp_path: Path) -> None:
+    path = tmp_path / "mixed.ndjson"
+    lines = []
+    for i in range(1, 1301):
+        lines.append(b"" if i % 250 == 0 else orjson.dumps(BROKEN if i % 400 == 0 else PATIENT))
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    for workers in (1, 2):
+        code, out, _ = _run([path], workers=workers)
+        found = [line.split(" ")[0] for line in out.splitlines() if " error " in line]
+        assert found == [f"{path}:400", f"{path}:800", f"{path}:1200"]
+        assert out.splitlines()[-1].startswith("1295 resources in 1 files: 3 errors")
