@@ -13,7 +13,7 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
@@ -45,10 +45,6 @@ class Summary:
     warning: int = 0
     information: int = 0
 
-    def add(self, severity: str) -> None:
-        key = "error" if severity == "fatal" else severity
-        setattr(self, key, getattr(self, key) + 1)
-
 
 def validate_paths(
     paths: list[Path],
@@ -72,14 +68,15 @@ def validate_paths(
     findings: list[Finding] = []
     progress = _Progress(err, total) if total >= PROGRESS_THRESHOLD and err.isatty() else None
     cores = workers if workers is not None else (os.cpu_count() or 1)
-    for batch_findings, count in _run(tasks, total, cores):
-        summary.resources += count
-        for finding in batch_findings:
-            summary.add(finding[2])
-            if output_format == "text":
-                out.write(_line(finding))
-            else:
-                findings.append(finding)
+    for result in _run(tasks, total, cores, output_format):
+        summary.resources += result.records
+        summary.error += result.error
+        summary.warning += result.warning
+        summary.information += result.information
+        if output_format == "text":
+            out.write(result.text)
+        else:
+            findings.extend(result.findings)
         if progress is not None:
             progress.update(summary.resources)
     if progress is not None:
@@ -115,22 +112,46 @@ def validate_batch(batch: list[Record]) -> tuple[list[Finding], int]:
     return findings, len(batch)
 
 
-def validate_task(task: Task) -> tuple[list[Finding], int]:
-    """Read the records a task names (workers read the files themselves) and validate them."""
-    return validate_batch(list(_records(task)))
+@dataclass
+class TaskResult:
+    """What a task sends back: counts, and its findings as text lines or as records."""
+
+    records: int
+    error: int = 0
+    warning: int = 0
+    information: int = 0
+    text: str = ""
+    findings: list[Finding] = field(default_factory=list)
 
 
-def _run(tasks: list[Task], total: int, cores: int) -> Iterator[tuple[list[Finding], int]]:
+def validate_task(task: Task, output_format: str = "text") -> TaskResult:
+    """Read the records a task names (workers read the files themselves) and validate them.
+
+    Text lines are formatted here, in the worker, so the parent only writes them out.
+    """
+    findings, count = validate_batch(list(_records(task)))
+    result = TaskResult(records=count)
+    for finding in findings:
+        severity = "error" if finding[2] == "fatal" else finding[2]
+        setattr(result, severity, getattr(result, severity) + 1)
+    if output_format == "text":
+        result.text = "".join(_line(f) for f in findings)
+    else:
+        result.findings = findings
+    return result
+
+
+def _run(tasks: list[Task], total: int, cores: int, output_format: str) -> Iterator[TaskResult]:
     if cores < 2 or total < PARALLEL_THRESHOLD:
         for task in tasks:
-            yield validate_task(task)
+            yield validate_task(task, output_format)
         return
     # fork: workers inherit the compiled validator (and any registered profiles) for free.
     context = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(max_workers=cores, mp_context=context) as pool:
-        pending: deque[Future[tuple[list[Finding], int]]] = deque()
+        pending: deque[Future[TaskResult]] = deque()
         for task in tasks:
-            pending.append(pool.submit(validate_task, task))
+            pending.append(pool.submit(validate_task, task, output_format))
             if len(pending) >= cores * 3:
                 yield pending.popleft().result()
         while pending:
