@@ -179,6 +179,25 @@ def search_parameters(resource_type: str) -> dict[str, SearchParameter]:
     return found
 
 
+# Observation's combo-* parameters are by definition the union of two other parameters
+# (`code | component.code`, https://hl7.org/fhir/R4/observation.html#search): they are answered
+# from those parameters' index rows instead of storing every code twice.
+COMBINED: dict[tuple[str, str], tuple[str, ...]] = {
+    ("Observation", "combo-code"): ("code", "component-code"),
+    ("Observation", "combo-value-quantity"): ("value-quantity", "component-value-quantity"),
+    ("Observation", "combo-value-concept"): ("value-concept", "component-value-concept"),
+    ("Observation", "combo-data-absent-reason"): (
+        "data-absent-reason",
+        "component-data-absent-reason",
+    ),
+}
+
+
+def index_params(resource_type: str, code: str) -> tuple[str, ...]:
+    """The index `param` names whose rows answer search parameter `code`."""
+    return COMBINED.get((resource_type, code), (code,))
+
+
 def search_parameter(resource_type: str, code: str) -> SearchParameter | None:
     """The definition of `code` on `resource_type`, or None when it has no such parameter."""
     return search_parameters(resource_type).get(code)

@@ -21,6 +21,7 @@ from fhir_bridge.domain.search import (
     number_range,
 )
 from fhir_bridge.domain.search_parameters import (
+    COMBINED,
     SearchParameter,
     Step,
     element_types,
@@ -139,7 +140,9 @@ def _fhirpath(definition: SearchParameter) -> Callable[[dict[str, Any]], list[An
 def compiled_parameters(resource_type: str) -> tuple[CompiledParameter, ...]:
     """The compiled, indexable parameters of a resource type (cached per process)."""
     compiled = []
-    for definition in search_parameters(resource_type).values():
+    for code, definition in search_parameters(resource_type).items():
+        if (resource_type, code) in COMBINED:
+            continue  # answered from its parts' rows
         parameter = compile_parameter(resource_type, definition)
         if parameter is not None and (parameter.paths or parameter.fallback):
             compiled.append(parameter)

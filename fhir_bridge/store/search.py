@@ -36,7 +36,7 @@ from fhir_bridge.domain.search import (
     parse_query_string,
     parse_search,
 )
-from fhir_bridge.domain.search_parameters import search_parameters
+from fhir_bridge.domain.search_parameters import index_params, search_parameters
 from fhir_bridge.errors import InvalidRequestError
 from fhir_bridge.store.indexing import EXACT_SUFFIX
 
@@ -189,12 +189,14 @@ def _number_condition(sql: _SQL, v: SearchValue, a: str) -> str:
 
 def _param_match(sql: _SQL, c: ParamCriterion, a: str) -> str:
     """Condition on index rows aliased `a` (besides resource_type/id) for a positive criterion."""
-    param = c.name + EXACT_SUFFIX if c.modifier == "exact" else c.name
-    sql.args.append(param)
+    suffix = EXACT_SUFFIX if c.modifier == "exact" else ""
+    params = [name + suffix for name in index_params(c.resource_type, c.name)]
+    sql.args.extend(params)
+    in_params = f"{a}.param = ?" if len(params) == 1 else f"{a}.param IN (?, ?)"
     if c.missing is not None:
-        return f"{a}.param = ?"
+        return in_params
     alternatives = [_value_condition(sql, c, v, a) for v in c.values]
-    return f"{a}.param = ? AND ({' OR '.join(alternatives)})"
+    return f"{in_params} AND ({' OR '.join(alternatives)})"
 
 
 def _is_negative(c: Criterion) -> bool:
@@ -314,11 +316,13 @@ def _sort_expressions(sql: _SQL, request: SearchRequest) -> list[tuple[str, bool
         table = TABLES[key.type]
         low, high = SORT_COLUMNS.get(key.type, ("value", "value"))
         aggregate = f"MAX(s.{high})" if key.descending else f"MIN(s.{low})"
-        sql.args.extend([request.resource_type, key.name])
+        params = index_params(request.resource_type, key.name)
+        sql.args.extend([request.resource_type, *params])
+        marks = ", ".join("?" * len(params))
         keys.append(
             (
                 f"(SELECT {aggregate} FROM {table} s WHERE s.resource_type = ? "
-                "AND s.id = r.id AND s.param = ?)",
+                f"AND s.id = r.id AND s.param IN ({marks}))",
                 key.descending,
             )
         )

@@ -301,6 +301,14 @@ def test_token_or_values_and_and_repeats(trial: Database) -> None:
     assert trial.ids("Observation", "combo-code=madrs-total&combo-code=madrs-1") == ["o1"]
 
 
+def test_combo_parameters_search_both_parts(trial: Database) -> None:
+    # o1 has madrs-1 as a component code, o1i1 as its code
+    assert trial.ids("Observation", "combo-code=madrs-1") == ["o1", "o1i1"]
+    assert trial.ids("Observation", "combo-code=44261-6") == ["o3"]
+    assert trial.ids("Observation", "combo-code:missing=false") == ["o1", "o1i1", "o2", "o3"]
+    assert trial.ids("Observation", "combo-code:not=madrs-1") == ["o2", "o3"]
+
+
 def test_token_not_includes_resources_without_the_value(trial: Database) -> None:
     assert trial.ids("Observation", "status:not=final") == ["o3"]
     assert trial.ids("Observation", "encounter:missing=true&code:not=madrs-1") == ["o2", "o3"]
