@@ -23,8 +23,6 @@ from fhir_bridge.errors import (
     InvalidRequestError,
     PayloadTooLargeError,
     PreconditionFailedError,
-    ResourceGoneError,
-    ResourceNotFoundError,
 )
 from fhir_bridge.services import bundle_json, resources, search
 from fhir_bridge.services.context import ServiceContext
@@ -50,6 +48,7 @@ class _Request:
     if_none_exist: str | None
     if_match: str | None
     patch: Any = None  # JSON Patch operations of a PATCH entry
+    version: str | None = None  # GET Type/id/_history/vid
 
 
 def process(
@@ -105,7 +104,13 @@ def _parse_entry(index: int, entry: Any) -> _Request:
     path, _, query = url.partition("?")
     parts = path.split("/")
     resource_type = parts[0]
-    resources.check_type(resource_type) if resource_type else None
+    version = _version(parts, method, f"{where}.request.url")
+    try:
+        resources.check_type(resource_type)
+    except InvalidRequestError as exc:
+        raise InvalidRequestError(
+            exc.issues[0].diagnostics, code="not-supported", expression=f"{where}.request.url"
+        ) from exc
     resource = entry.get("resource")
     if method == "PATCH":
         resource = _patch_operations(resource, where)
@@ -133,6 +138,18 @@ def _parse_entry(index: int, entry: Any) -> _Request:
         full_url=entry.get("fullUrl"),
         if_none_exist=request.get("ifNoneExist"),
         if_match=request.get("ifMatch"),
+        version=version,
+    )
+
+
+def _version(parts: list[str], method: str, where: str) -> str | None:
+    """`Type`, `Type/id`, or for GET `Type/id/_history/vid`; anything longer is refused."""
+    if len(parts) <= 2:
+        return None
+    if method == "GET" and len(parts) == 4 and parts[2] == "_history" and parts[3]:
+        return parts[3]
+    raise InvalidRequestError(
+        "request.url must be Type, Type/id or (GET) Type/id/_history/vid", expression=where
     )
 
 
@@ -330,9 +347,11 @@ def _run(
             raise InvalidRequestError(
                 "A PATCH entry needs Type/id in its url", expression="request.url"
             )
-        current = session.read(request.resource_type, request.resource_id)
-        if current is None or current.deleted:
-            raise ResourceNotFoundError(f"{request.url} is not known")
+        current = resources.live(
+            session.read(request.resource_type, request.resource_id),
+            request.resource_type,
+            request.resource_id,
+        )
         patched = apply_patch(orjson.loads(current.data), request.patch)
         stored, _ = resources.update_in(ctx, session, patched, request.if_match)
         return _written(stored, base, 200, minimal)
@@ -365,11 +384,16 @@ def _get(
         params = parse_qsl(request.query or "", keep_blank_values=True)
         found = search.search_in(ctx, session, base, request.resource_type, params)
         return bundle_json.Entry(None, found, extra={"response": {"status": "200 OK"}})
-    stored = session.read(request.resource_type, request.resource_id)
-    if stored is None:
-        raise ResourceNotFoundError(f"{request.resource_type}/{request.resource_id} is not known")
-    if stored.deleted:
-        raise ResourceGoneError(f"{request.resource_type}/{request.resource_id} has been deleted")
+    if request.version is not None:
+        stored = resources.vread_in(
+            session, request.resource_type, request.resource_id, request.version
+        )
+    else:
+        stored = resources.live(
+            session.read(request.resource_type, request.resource_id),
+            request.resource_type,
+            request.resource_id,
+        )
     return _written(stored, base, 200, False)
 
 

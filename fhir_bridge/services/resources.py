@@ -186,10 +186,10 @@ def read(ctx: ServiceContext, resource_type: str, resource_id: str) -> StoredRes
     """https://hl7.org/fhir/R4/http.html#read — a deleted resource is 410 Gone."""
     with ctx.store.session() as session:
         stored = session.read(resource_type, resource_id)
-    return _live(stored, resource_type, resource_id)
+    return live(stored, resource_type, resource_id)
 
 
-def _live(stored: StoredResource | None, resource_type: str, resource_id: str) -> StoredResource:
+def live(stored: StoredResource | None, resource_type: str, resource_id: str) -> StoredResource:
     if stored is None:
         raise ResourceNotFoundError(f"{resource_type}/{resource_id} is not known")
     if stored.deleted:
@@ -201,14 +201,19 @@ def vread(
     ctx: ServiceContext, resource_type: str, resource_id: str, version: str
 ) -> StoredResource:
     """https://hl7.org/fhir/R4/http.html#vread"""
-    if not version.isdigit():
-        raise ResourceNotFoundError(f"{resource_type}/{resource_id} has no version '{version}'")
     with ctx.store.session() as session:
-        stored = session.vread(resource_type, resource_id, int(version))
-        if stored is None:
-            if session.read(resource_type, resource_id) is None:
-                raise ResourceNotFoundError(f"{resource_type}/{resource_id} is not known")
-            raise ResourceNotFoundError(f"{resource_type}/{resource_id} has no version {version}")
+        return vread_in(session, resource_type, resource_id, version)
+
+
+def vread_in(
+    session: StoreSession, resource_type: str, resource_id: str, version: str
+) -> StoredResource:
+    """A version of a resource in an open session; a deletion version reads as 410."""
+    stored = session.vread(resource_type, resource_id, int(version)) if version.isdigit() else None
+    if stored is None:
+        if session.read(resource_type, resource_id) is None:
+            raise ResourceNotFoundError(f"{resource_type}/{resource_id} is not known")
+        raise ResourceNotFoundError(f"{resource_type}/{resource_id} has no version {version}")
     if stored.deleted:
         raise ResourceGoneError(f"Version {version} of {resource_type}/{resource_id} is a deletion")
     return stored
@@ -322,7 +327,7 @@ def patch(
 ) -> StoredResource:
     """https://hl7.org/fhir/R4/http.html#patch — JSON Patch on the current version."""
     with ctx.store.session(write=True) as session:
-        current = _live(session.read(resource_type, resource_id), resource_type, resource_id)
+        current = live(session.read(resource_type, resource_id), resource_type, resource_id)
         patched = apply_patch(orjson.loads(current.data), operations)
         stored, _ = update_in(ctx, session, patched, if_match)
         return stored

@@ -195,3 +195,28 @@ def test_transaction_patch_entry_applies_a_json_patch(client: TestClient) -> Non
     body = client.post("/fhir", json=transaction(entry)).json()
     assert body["entry"][0]["resource"]["gender"] == "female"
     assert body["entry"][0]["resource"]["meta"]["versionId"] == "2"
+
+
+def test_batch_get_entry_reads_a_version(client: TestClient) -> None:
+    created = client.post("/fhir/Patient", json={"resourceType": "Patient"}, headers=FHIR).json()
+    client.put(
+        f"/fhir/Patient/{created['id']}",
+        json={"resourceType": "Patient", "id": created["id"], "gender": "male"},
+        headers=FHIR,
+    )
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [{"request": {"method": "GET", "url": f"Patient/{created['id']}/_history/1"}}],
+    }
+    entry = client.post("/fhir", json=bundle).json()["entry"][0]
+    assert entry["resource"]["meta"]["versionId"] == "1"
+    assert "gender" not in entry["resource"]
+
+
+def test_entry_url_without_a_supported_type_names_the_entry(client: TestClient) -> None:
+    for url in ("Basic", "Patient/1/2/3", "/"):
+        bundle = transaction({"request": {"method": "GET", "url": url}})
+        response = client.post("/fhir", json=bundle)
+        assert response.status_code == 400, (url, response.text)
+        assert response.json()["issue"][0]["expression"] == ["Bundle.entry[0].request.url"]
