@@ -57,7 +57,7 @@ def resource_response(
     https://hl7.org/fhir/R4/http.html#ops — minimal: no body; OperationOutcome: the outcome.
     """
     headers = resource_headers(stored, base, location)
-    wanted = _prefer_return(prefer)
+    wanted = prefer_return(prefer)
     if wanted == "minimal":
         return Response(status_code=status, headers=headers)
     if wanted == "OperationOutcome":
@@ -66,7 +66,8 @@ def resource_response(
     return FHIRResponse(stored.data, status_code=status, headers=headers)
 
 
-def _prefer_return(prefer: str | None) -> str:
+def prefer_return(prefer: str | None) -> str:
+    """The `return=` preference of a Prefer header; representation by default."""
     if prefer:
         for part in prefer.split(";"):
             name, _, value = part.strip().partition("=")

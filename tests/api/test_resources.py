@@ -108,6 +108,8 @@ def test_prefer_return_minimal_and_outcome(client: TestClient) -> None:
         "/fhir/Patient", json=PATIENT, headers={**FHIR, "Prefer": "return=OperationOutcome"}
     )
     assert outcome.json()["resourceType"] == "OperationOutcome"
+    # the warnings of the accepted write, e.g. no narrative (dom-6)
+    assert any(i["code"] == "invariant" for i in outcome.json()["issue"])
 
 
 def test_history_pages_with_next_links(client: TestClient) -> None:

@@ -17,9 +17,15 @@ from fhir_bridge.api.deps import (
     json_body,
     json_patch_body,
 )
-from fhir_bridge.api.responses import FHIRResponse, prefers_strict, resource_response
+from fhir_bridge.api.responses import (
+    FHIRResponse,
+    prefer_return,
+    prefers_strict,
+    resource_response,
+)
+from fhir_bridge.domain.issues import Issue
 from fhir_bridge.errors import UnsupportedMediaTypeError
-from fhir_bridge.services import history, resources, search
+from fhir_bridge.services import conformance, history, resources, search
 from fhir_bridge.services.context import ServiceContext
 from fhir_bridge.services.history import HistoryQuery
 
@@ -51,7 +57,9 @@ def create(
 ) -> Response:
     resources.check_body(body, resource_type)
     stored, created = resources.create(ctx, body, if_none_exist)
-    return resource_response(stored, base, 201 if created else 200, prefer, location=True)
+    issues = _outcome_issues(ctx, resource_type, body, prefer)
+    status = 201 if created else 200
+    return resource_response(stored, base, status, prefer, location=True, issues=issues)
 
 
 @router.get("/{resource_type}")
@@ -104,7 +112,9 @@ def update(
 ) -> Response:
     resources.check_body(body, resource_type, resource_id)
     stored, created = resources.update(ctx, body, if_match)
-    return resource_response(stored, base, 201 if created else 200, prefer, location=created)
+    issues = _outcome_issues(ctx, resource_type, body, prefer)
+    status = 201 if created else 200
+    return resource_response(stored, base, status, prefer, location=created, issues=issues)
 
 
 @router.put("/{resource_type}", openapi_extra=RESOURCE_BODY)
@@ -162,3 +172,13 @@ def instance_history(
 def _query(request: Request) -> str:
     """The conditional-operation criteria: the query string without result parameters."""
     return str(request.url.query)
+
+
+def _outcome_issues(
+    ctx: ServiceContext, resource_type: str, body: Any, prefer: str | None
+) -> list[Issue] | None:
+    """The warnings of a successful write, for `Prefer: return=OperationOutcome` only (they
+    are found again rather than carried through every write)."""
+    if prefer_return(prefer) != "OperationOutcome":
+        return None
+    return conformance.validate(ctx, resource_type, body)
