@@ -177,3 +177,12 @@ def test_published_profiles_are_served_by_url(client: TestClient) -> None:
     statement = client.get("/fhir/metadata").json()
     observation = next(r for r in statement["rest"][0]["resource"] if r["type"] == "Observation")
     assert url in observation["supportedProfile"]
+
+
+def test_validate_operation_checks_a_whole_bundle(client: TestClient) -> None:
+    bundle = json.loads((MESSAGES / "dosing-session.json").read_text())
+    assert not errors(client.post("/fhir/Bundle/$validate", json=bundle, headers=FHIR))
+    bundle["entry"][0]["fullUrl"] = bundle["entry"][1]["fullUrl"]
+    response = client.post("/fhir/Bundle/$validate", json=bundle, headers=FHIR)
+    assert response.status_code == 200
+    assert errors(response), response.text

@@ -21,7 +21,8 @@ Body = Annotated[Any, Depends(json_body)]
 
 @router.post("/{resource_type}/$validate", openapi_extra=RESOURCE_BODY)
 def validate_type(resource_type: str, body: Body, ctx: Ctx) -> Response:
-    resources.check_type(resource_type)
+    if resource_type != "Bundle":  # Bundles are validated, not stored
+        resources.check_type(resource_type)
     issues = conformance.validate(ctx, resource_type, body)
     return FHIRResponse(orjson.dumps(outcome(issues)))
 
