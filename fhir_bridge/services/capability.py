@@ -75,6 +75,14 @@ def capability_statement(
         if type_operations:
             entry["operation"] = [dict(op) for op in type_operations]
         resources.append(entry)
+    if type_operations:  # Bundles are posted to the base and validated, never stored as such
+        resources.append(
+            {
+                "type": "Bundle",
+                "profile": "http://hl7.org/fhir/StructureDefinition/Bundle",
+                "operation": [dict(op) for op in type_operations],
+            }
+        )
     return {
         "resourceType": "CapabilityStatement",
         "status": "active",
