@@ -26,6 +26,8 @@ from fhir_bridge.mapping.questionnaires import coding, response
 from fhir_bridge.mapping.spec import CANONICAL, SID, UCUM, InstrumentSpec
 
 SEED = 20230109
+# EudraCT record of the trial (CLINICAL.md 3.1): the policy the participants consented under
+TRIAL_REGISTRY = "https://www.clinicaltrialsregister.eu/ctr-search/trial/2021-000805-26/NO"
 OUT = Path(__file__).resolve().parent
 TZ = timezone(timedelta(hours=1))
 SYNTHETIC = {
@@ -272,9 +274,36 @@ class Participant:
         self.entries.append(identified(qr, "questionnaire-response", key))
         self.entries.append(identified(obs, "score-observation", key))
 
+    def consent(self) -> dict[str, Any]:
+        """The participant's research consent; withdrawn consent is `inactive`."""
+        consent_date = (self.baseline - timedelta(days=42)).date().isoformat()
+        return identified(
+            {
+                "resourceType": "Consent",
+                # status and scope: required bindings of R4 Consent (consent-state-codes,
+                # consent-scope); no verified category code exists here, so text only
+                "status": "inactive" if self.n == WITHDRAWN else "active",
+                "scope": {
+                    "coding": [
+                        {
+                            "system": "http://terminology.hl7.org/CodeSystem/consentscope",
+                            "code": "research",
+                        }
+                    ]
+                },
+                "category": [{"text": "Informed consent to trial participation (SYNTHETIC)"}],
+                "patient": {"reference": self.patient["fullUrl"]},
+                "dateTime": consent_date,
+                "policy": [{"uri": TRIAL_REGISTRY}],
+            },
+            "consent",
+            self.subject_id,
+        )
+
     def build(self) -> list[dict[str, Any]]:
         m = self.m
-        self.entries = [self.patient]
+        consent = self.consent()
+        self.entries = [self.patient, consent]
         self.entries.append(
             identified(
                 {
@@ -286,6 +315,7 @@ class Participant:
                     "period": {"start": (self.baseline - timedelta(days=42)).date().isoformat()},
                     "study": {"reference": self.refs["study"]},
                     "individual": {"reference": self.patient["fullUrl"]},
+                    "consent": {"reference": consent["fullUrl"]},
                 },
                 "study-subject",
                 self.subject_id,

@@ -24,6 +24,8 @@ def test_demo_trial_has_the_expected_counts_and_reloads_idempotently(database_ur
             assert count(base, "Patient", gender="female") == 7
             assert count(base, "ResearchSubject") == 12
             assert count(base, "ResearchSubject", status="withdrawn") == 1
+            assert count(base, "Consent", status="active") == 11
+            assert count(base, "Consent", status="inactive") == 1
             # 11 completers x 2 dosing sessions x (initial + supplemental), the withdrawn
             # participant's single session x 2
             assert count(base, "MedicationAdministration") == 46
