@@ -36,6 +36,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             transforms=trial_rules.transforms(trial.mappings),
             rules=trial_rules.rules(trial.mappings),
             derivations=trial_rules.derivations(trial.mappings),
+            transitions=trial_rules.transitions(),
             default_page_size=settings.default_page_size,
             max_page_size=settings.max_page_size,
             max_bundle_entries=settings.max_bundle_entries,

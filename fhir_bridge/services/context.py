@@ -13,6 +13,7 @@ WriteCheck = Callable[[dict[str, Any]], list[Issue]]
 ProfileValidator = Callable[[dict[str, Any], Sequence[str]], list[Issue]]
 Transform = Callable[[dict[str, Any]], dict[str, Any]]
 Derivation = Callable[[dict[str, Any]], list[dict[str, Any]]]
+Transition = Callable[[dict[str, Any], dict[str, Any]], list[Issue]]  # (current, new) -> issues
 
 
 @dataclass
@@ -27,6 +28,9 @@ class ServiceContext:
     transforms: list[Transform] = field(default_factory=list)
     rules: list[WriteCheck] = field(default_factory=list)
     derivations: list[Derivation] = field(default_factory=list)
+    # Rules on how a resource may change, by resource type (e.g. a withdrawn ResearchSubject
+    # stays withdrawn); checked on update against the current version.
+    transitions: dict[str, list[Transition]] = field(default_factory=dict)
     default_page_size: int = 20
     max_page_size: int = 1000
     max_bundle_entries: int = 10_000

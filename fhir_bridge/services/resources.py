@@ -254,8 +254,22 @@ def update_in(
                 f"but the server has {have}"
             )
     created = current is None or current.deleted
+    if current is not None and not current.deleted:
+        _check_transition(ctx, orjson.loads(current.data), resource)
     prepared = prepared or prepare(ctx, resource)
     return commit(session, prepared, "POST" if created else "PUT"), created
+
+
+def _check_transition(
+    ctx: ServiceContext, current: dict[str, Any], resource: dict[str, Any]
+) -> None:
+    issues = [
+        issue
+        for rule in ctx.transitions.get(resource["resourceType"], ())
+        for issue in rule(current, resource)
+    ]
+    if any(issue.is_error for issue in issues):
+        raise UnprocessableResourceError(issues=issues)
 
 
 def update(

@@ -21,10 +21,14 @@ from fhir_bridge.mapping import (
     score_response,
     translate_codes,
 )
-from fhir_bridge.services.context import Derivation, Transform, WriteCheck
+from fhir_bridge.services.context import Derivation, Transform, Transition, WriteCheck
 from fhir_bridge.validation import Validator
 
 SCORED_STATUSES = ("completed", "amended")
+# ResearchSubject statuses a participant does not come back from
+# (https://hl7.org/fhir/R4/codesystem-research-subject-status.html): a withdrawn participant
+# who returns, or an ineligible candidate later found eligible, is a new ResearchSubject.
+FINAL_SUBJECT_STATUSES = ("withdrawn", "ineligible", "not-registered")
 
 
 @dataclass(frozen=True)
@@ -95,3 +99,14 @@ def derivations(m: Mappings) -> list[Derivation]:
         ]
 
     return [score]
+
+
+def transitions() -> dict[str, list[Transition]]:
+    def subject_status(current: dict[str, Any], new: dict[str, Any]) -> list[Issue]:
+        old_status, new_status = current.get("status"), new.get("status")
+        if old_status in FINAL_SUBJECT_STATUSES and new_status != old_status:
+            text = f"a {old_status} ResearchSubject cannot become {new_status}"
+            return [Issue("error", "business-rule", text, "ResearchSubject.status")]
+        return []
+
+    return {"ResearchSubject": [subject_status]}

@@ -186,3 +186,24 @@ def test_validate_operation_checks_a_whole_bundle(client: TestClient) -> None:
     response = client.post("/fhir/Bundle/$validate", json=bundle, headers=FHIR)
     assert response.status_code == 200
     assert errors(response), response.text
+
+
+def test_withdrawn_research_subject_stays_withdrawn(client: TestClient) -> None:
+    subject = {
+        "resourceType": "ResearchSubject",
+        "status": "withdrawn",
+        "study": {"reference": "ResearchStudy/psykforsk-mat-mdd"},
+        "individual": {"reference": "Patient/p1"},
+    }
+    created = client.post("/fhir/ResearchSubject", json=subject, headers=FHIR).json()
+    back = {**created, "status": "on-study"}
+    response = client.put(f"/fhir/ResearchSubject/{created['id']}", json=back, headers=FHIR)
+    assert response.status_code == 422
+    assert errors(response) == [("business-rule", ["ResearchSubject.status"])]
+    moving_on = {**created, "status": "withdrawn", "period": {"end": "2024-01-01"}}
+    assert (
+        client.put(
+            f"/fhir/ResearchSubject/{created['id']}", json=moving_on, headers=FHIR
+        ).status_code
+        == 200
+    )
