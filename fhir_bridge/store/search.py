@@ -18,30 +18,26 @@ from __future__ import annotations
 import base64
 import binascii
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-from fhir_bridge.domain.fhir import SUPPORTED_TYPES
 from fhir_bridge.domain.search import (
     ChainCriterion,
     Criterion,
     HasCriterion,
-    Include,
     ParamCriterion,
     SearchRequest,
     SearchValue,
     parse_query_string,
     parse_search,
 )
-from fhir_bridge.domain.search_parameters import index_params, search_parameters
+from fhir_bridge.domain.search_parameters import index_params
 from fhir_bridge.errors import InvalidRequestError
+from fhir_bridge.store.includes import Execute, Row, included_rows
 from fhir_bridge.store.indexing import EXACT_SUFFIX
-
-Execute = Callable[[str, Sequence[object]], list[tuple[Any, ...]]]
-Row = tuple[str, str, bytes]
 
 TABLES = {
     "token": "idx_token",
@@ -416,7 +412,7 @@ def run_search(
     if len(rows) > limit:
         result.next_cursor = encode_cursor(list(page[-1][3:]))
     if request.includes or request.revincludes:
-        result.included = _included(execute, request, result.matches)
+        result.included = included_rows(execute, request, result.matches)
     return result
 
 
@@ -468,101 +464,3 @@ def find_ids(execute: Execute, dialect: str, resource_type: str, query: str) -> 
     condition = where_sql(sql, request)
     rows = execute(f"SELECT r.id FROM resources r WHERE {condition} ORDER BY r.id", sql.args)
     return [str(row[0]) for row in rows]
-
-
-def _reference_params(resource_type: str, param: str | None) -> list[str]:
-    if param is not None:
-        return [param]
-    return [c for c, d in search_parameters(resource_type).items() if d.type == "reference"]
-
-
-def _include_rows(execute: Execute, spec: Include, pool: list[Row]) -> list[Row]:
-    """Resources that `pool` resources of spec.source_type refer to through spec.param."""
-    sources = [row[1] for row in pool if row[0] == spec.source_type]
-    if not sources:
-        return []
-    params = _reference_params(spec.source_type, spec.param)
-    marks, pmarks = ", ".join("?" * len(sources)), ", ".join("?" * len(params))
-    target = " AND x.target_type = ?" if spec.target_type else ""
-    target_args = [spec.target_type] if spec.target_type else []
-    literal = (
-        "SELECT r.resource_type, r.id, r.data FROM idx_reference x JOIN resources r "
-        "ON r.resource_type = x.target_type AND r.id = x.target_id "
-        f"WHERE x.resource_type = ? AND x.param IN ({pmarks}) AND x.id IN ({marks}) "
-        f"AND r.deleted = ?{target}"
-    )
-    canonical = (
-        "SELECT r.resource_type, r.id, r.data FROM idx_reference x "
-        "JOIN idx_uri u ON u.param = ? AND u.value = x.url "
-        "JOIN resources r ON r.resource_type = u.resource_type AND r.id = u.id "
-        f"WHERE x.resource_type = ? AND x.param IN ({pmarks}) AND x.id IN ({marks}) "
-        "AND x.target_id IS NULL AND r.deleted = ?"
-        + (" AND r.resource_type = ?" if spec.target_type else "")
-    )
-    args: list[object] = [spec.source_type, *params, *sources, False, *target_args]
-    rows = execute(literal, args) + execute(canonical, ["url", *args])
-    return [(row[0], row[1], bytes(row[2])) for row in rows]
-
-
-def _revinclude_rows(execute: Execute, spec: Include, pool: list[Row]) -> list[Row]:
-    """Resources of spec.source_type whose spec.param refers to a resource in `pool`."""
-    targets = [row for row in pool if spec.target_type in (None, row[0])]
-    if not targets or spec.source_type == "*":
-        return []
-    wanted = {(row[0], row[1]) for row in targets}
-    urls = []
-    for row in targets:
-        url = orjson.loads(row[2]).get("url")
-        if isinstance(url, str):
-            urls.append(url)
-    params = _reference_params(spec.source_type, spec.param)
-    pmarks = ", ".join("?" * len(params))
-    ids = sorted({row[1] for row in targets})
-    matches = ", ".join("?" * len(ids))
-    by_url = f" OR x.url IN ({', '.join('?' * len(urls))})" if urls else ""
-    rows = execute(
-        "SELECT r.resource_type, r.id, r.data, x.target_type, x.target_id, x.url "
-        "FROM idx_reference x JOIN resources r ON r.resource_type = x.resource_type "
-        f"AND r.id = x.id WHERE x.resource_type = ? AND x.param IN ({pmarks}) "
-        f"AND (x.target_id IN ({matches}){by_url}) AND r.deleted = ?",
-        [spec.source_type, *params, *ids, *urls, False],
-    )
-    return [
-        (row[0], row[1], bytes(row[2]))
-        for row in rows
-        if (row[3], row[4]) in wanted or (row[5] is not None and row[5] in urls)
-    ]
-
-
-def _expand(specs: list[Include], pool: list[Row]) -> list[Include]:
-    expanded: list[Include] = []
-    for spec in specs:
-        if spec.source_type == "*":
-            types = sorted({row[0] for row in pool if row[0] in SUPPORTED_TYPES})
-            expanded.extend(Include(t, None, None, spec.iterate) for t in types)
-        else:
-            expanded.append(spec)
-    return expanded
-
-
-def _included(execute: Execute, request: SearchRequest, matches: list[Row]) -> list[Row]:
-    """_include/_revinclude of the page, then `:iterate` specs once more on what they added."""
-    seen = {(row[0], row[1]) for row in matches}
-    included: list[Row] = []
-
-    def apply(pool: list[Row], includes: list[Include], revincludes: list[Include]) -> list[Row]:
-        added = []
-        rows = [r for spec in _expand(includes, pool) for r in _include_rows(execute, spec, pool)]
-        rows += [r for spec in revincludes for r in _revinclude_rows(execute, spec, pool)]
-        for row in rows:
-            if (row[0], row[1]) not in seen:
-                seen.add((row[0], row[1]))
-                added.append(row)
-        return added
-
-    included = apply(matches, request.includes, request.revincludes)
-    iterate_includes = [s for s in request.includes if s.iterate]
-    iterate_revincludes = [s for s in request.revincludes if s.iterate]
-    if included and (iterate_includes or iterate_revincludes):
-        included += apply(included, iterate_includes, iterate_revincludes)
-    return included
