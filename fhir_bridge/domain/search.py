@@ -1,28 +1,26 @@
-"""FHIR search requests: query parameters parsed into a plain SearchRequest, and value rules.
+"""FHIR search requests: query parameters parsed into a plain SearchRequest.
 
 https://hl7.org/fhir/R4/search.html — repeated names are AND, commas inside a value are OR.
-Dates are ranges in epoch seconds [low, high); values without a zone are read as UTC.
 """
 
 from __future__ import annotations
 
-import calendar
 import re
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
-from functools import lru_cache
+from decimal import InvalidOperation
 from urllib.parse import parse_qsl
 
 from fhir_bridge.domain.fhir import SUPPORTED_TYPES
 from fhir_bridge.domain.search_parameters import SearchParameter, search_parameter
+from fhir_bridge.domain.search_values import (
+    date_range,
+    normalize_string,
+    number_range,
+)
 from fhir_bridge.errors import InvalidRequestError
 
 PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
-MIN_TIME = -62135596800.0  # 0001-01-01T00:00:00Z: open start of a Period
-MAX_TIME = 253402300800.0  # 10000-01-01T00:00:00Z: open end of a Period
 # Handled by the API layer (format, pretty printing); accepted here, never "unknown".
 PASSTHROUGH = frozenset({"_format", "_pretty"})
 SUMMARY_VALUES = ("true", "text", "data", "count", "false")
@@ -38,78 +36,6 @@ MODIFIERS = {
     "number": frozenset(),
     "quantity": frozenset(),
 }
-
-_DATE = re.compile(
-    r"(\d{4})(?:-(\d{2})(?:-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(\.\d+)?)?"
-    r"(Z|[+-]\d{2}:\d{2})?)?)?)?"
-)
-
-
-@lru_cache(maxsize=65536)
-def normalize_string(value: str) -> str:
-    """Case- and accent-insensitive form used for string search (index and query alike).
-
-    Cached: displays and item texts repeat across every resource of an instrument."""
-    if value.isascii():
-        return value.casefold().strip()
-    decomposed = unicodedata.normalize("NFKD", value)
-    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold().strip()
-
-
-def date_range(value: str) -> tuple[float, float]:
-    """[low, high) in epoch seconds of a FHIR date/dateTime/instant at its precision.
-
-    https://hl7.org/fhir/R4/search.html#date — `2025-03` is the whole month.
-    Raises ValueError for text that is not a date.
-    """
-    match = _DATE.fullmatch(value.strip())
-    if not match:
-        raise ValueError(f"not a date: {value!r}")
-    year, month, day, hour, minute, second, fraction, zone = match.groups()
-    y = int(year)
-    if month is None:
-        return _epoch(y, 1, 1), _epoch(y + 1, 1, 1)
-    m = int(month)
-    if day is None:
-        next_year, next_month = (y + 1, 1) if m == 12 else (y, m + 1)
-        _epoch(y, m, 1)  # validates the month
-        return _epoch(y, m, 1), _epoch(next_year, next_month, 1)
-    d = int(day)
-    if hour is None:
-        low = _epoch(y, m, d)
-        return low, low + 86400.0
-    offset = 0.0
-    if zone and zone != "Z":
-        sign = 1 if zone[0] == "+" else -1
-        offset = sign * (int(zone[1:3]) * 3600 + int(zone[4:6]) * 60)
-    low = _epoch(y, m, d, int(hour), int(minute), int(second or 0)) - offset
-    if second is None:
-        return low, low + 60.0
-    if fraction:
-        return low + float(fraction), low + float(fraction) + 10.0 ** -(len(fraction) - 1)
-    return low, low + 1.0
-
-
-def _epoch(year: int, month: int, day: int, hour: int = 0, minute: int = 0, sec: int = 0) -> float:
-    if year > 9999:
-        return MAX_TIME
-    if not 1 <= month <= 12 or not 1 <= day <= calendar.monthrange(year, month)[1]:
-        raise ValueError("date out of range")
-    if hour > 24 or minute > 59 or sec > 60:
-        raise ValueError("time out of range")
-    return datetime(year, month, day, tzinfo=UTC).timestamp() + hour * 3600 + minute * 60 + sec
-
-
-def number_range(text: str) -> tuple[float, float, float]:
-    """(value, low, high): the implicit range of a number's significant digits.
-
-    https://hl7.org/fhir/R4/search.html#number — `100` matches [99.5, 100.5).
-    """
-    number = Decimal(text)
-    if not number.is_finite():
-        raise InvalidOperation(text)
-    half = Decimal(5).scaleb(number.as_tuple().exponent - 1)  # type: ignore[operator]
-    return float(number), float(number - half), float(number + half)
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,13 +13,6 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from fhir_bridge.domain.search import (
-    MAX_TIME,
-    MIN_TIME,
-    date_range,
-    normalize_string,
-    number_range,
-)
 from fhir_bridge.domain.search_parameters import (
     COMBINED,
     SearchParameter,
@@ -27,6 +20,13 @@ from fhir_bridge.domain.search_parameters import (
     element_types,
     parse_expression,
     search_parameters,
+)
+from fhir_bridge.domain.search_values import (
+    MAX_TIME,
+    MIN_TIME,
+    date_range,
+    normalize_string,
+    number_range,
 )
 from fhir_bridge.store.index_rows import (
     DateRow,

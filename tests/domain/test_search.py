@@ -11,13 +11,11 @@ from fhir_bridge.domain.search import (
     ParamCriterion,
     SearchValue,
     SortKey,
-    date_range,
-    normalize_string,
-    number_range,
     parse_query_string,
     parse_search,
 )
 from fhir_bridge.domain.search_parameters import parse_expression, search_parameter
+from fhir_bridge.domain.search_values import date_range, normalize_string, number_range
 from fhir_bridge.errors import InvalidRequestError
 
 MARCH_2025 = (1740787200.0, 1743465600.0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fhir_bridge.domain.search import date_range
+from fhir_bridge.domain.search_values import date_range
 from fhir_bridge.store.index_rows import (
     DateRow,
     NumberRow,
