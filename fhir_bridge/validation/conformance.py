@@ -8,6 +8,7 @@ PNode tree is turned once into closures that hold only the checks each element n
 from __future__ import annotations
 
 from collections.abc import Callable
+from operator import itemgetter
 from typing import Any
 
 from fhir_bridge.domain.issues import Issue
@@ -147,6 +148,34 @@ def find_slice(value: Any, node: PNode) -> int | None:
         if in_slice(value, s):
             return i
     return None
+
+
+def slice_finder(node: PNode) -> Callable[[Any], int | None]:
+    """find_slice(value, node) specialised to `node`: for slicing by one code element
+    (component.code and the like), one dict lookup per coding."""
+    index, path = node.slice_index, node.index_path or []
+    if index is None or len(path) != 1:
+        return lambda value: find_slice(value, node)
+    name, exact, slices = path[0], node.index_exact, node.slices
+
+    def by_code(value: Any) -> int | None:
+        if value.__class__ is not dict:
+            return find_slice(value, node)
+        found = value.get(name)
+        for candidate in found if found.__class__ is list else (found,):
+            codings = candidate.get("coding") if isinstance(candidate, dict) else None
+            for coding in codings if isinstance(codings, list) else ():
+                if not isinstance(coding, dict):
+                    continue
+                system, code = coding.get("system"), coding.get("code")
+                if system.__class__ is not str or code.__class__ is not str:
+                    system, code = str(system), str(code)
+                i = index.get((system, code))
+                if i is not None and (exact or in_slice(value, slices[i])):
+                    return i
+        return None
+
+    return by_code
 
 
 class ProfileChecker:
@@ -378,28 +407,40 @@ class ProfileChecker:
         """Assign values to slices, then check each slice's counts and values."""
         slices = node.slices
         slice_fns = [self._value(s, label) for s in slices]
-        closed, name = node.closed, node.name
+        closed, name, find = node.closed, node.name, slice_finder(node)
+        bounds = [(i, s.min, s.max, s.id) for i, s in enumerate(slices)]
+        # Members are checked slice by slice; values keep their order within a slice.
+        by_slice = itemgetter(0)
 
         def slicer(values: list[Value], path: str, ctx: Context) -> None:
-            matched: list[list[tuple[str, Value]]] = [[] for _ in slices]
-            for item in values:
-                key, index, value = item
+            counts = [0] * len(slices)
+            hits: list[tuple[int, str, str, Any]] = []
+            for key, index, value in values:
                 where = f"{path}.{key}" if index is None else f"{path}.{key}[{index}]"
-                i = find_slice(value, node) if value is not None else None
+                i = find(value) if value is not None else None
                 if i is not None:
-                    matched[i].append((where, item))
+                    counts[i] += 1
+                    hits.append((i, where, key, value))
                 elif closed:
                     text = f"does not match any slice of {node.id} (slicing is closed){label}"
                     ctx.issues.append(Issue("error", "structure", text, where))
-            for s, found, fn in zip(slices, matched, slice_fns, strict=True):
-                if len(found) < s.min:
-                    text = f"slice {s.id}: minimum required = {s.min}, but only found {len(found)}"
+            hits.sort(key=by_slice)
+            start = 0
+            for i, low, high, slice_id in bounds:
+                count = counts[i]
+                if count < low:
+                    text = f"slice {slice_id}: minimum required = {low}, but only found {count}"
                     ctx.issues.append(Issue("error", "required", text + label, f"{path}.{name}"))
-                if s.max is not None and len(found) > s.max:
-                    text = f"slice {s.id}: maximum allowed = {s.max}, but found {len(found)}"
-                    ctx.issues.append(Issue("error", "value", text + label, found[s.max][0]))
+                if not count:
+                    continue
+                end = start + count
+                if high is not None and count > high:
+                    text = f"slice {slice_id}: maximum allowed = {high}, but found {count}"
+                    ctx.issues.append(Issue("error", "value", text + label, hits[start + high][1]))
+                fn = slice_fns[i]
                 if fn is not None:
-                    for where, (key, _, value) in found:
+                    for _, where, key, value in hits[start:end]:
                         fn(value, key, where, ctx)
+                start = end
 
         return slicer

@@ -70,12 +70,20 @@ class Engine:
                 ):
                     f.binding = None
         for struct in self.structs.values():
+            struct.known = {
+                name: set()
+                for name, f in struct.fields.items()
+                if f.kind == PRIMITIVE and not f.is_array
+            }
+        for struct in self.structs.values():
             struct.rules = self.compile_rules(struct)
             struct.choice_keys = frozenset(n for names in struct.choices.values() for n in names)
             struct.walk = self.walker(struct)
         # Handlers call the walkers of their types, so they come after all walkers exist.
         for struct in self.structs.values():
-            struct.handlers.update({name: self.handler(f) for name, f in struct.fields.items()})
+            struct.handlers.update(
+                {name: self.handler(f, struct.known.get(name)) for name, f in struct.fields.items()}
+            )
 
     def compile_rules(self, struct: Struct) -> list[CompiledRule]:
         """Bind a structure's constraints to evaluators, once."""
@@ -137,11 +145,16 @@ class Engine:
     def walker(self, struct: Struct) -> Callable[[dict[str, Any], str, Context], None]:
         """The walk of one Struct as a closure: its tables are locals, its tail is skipped
         when the Struct has no required elements, choices or invariants."""
-        handlers, slow = struct.handlers, self.unknown_key
+        handlers, slow, knowns = struct.handlers, self.unknown_key, struct.known
+        # A string already found valid for its field needs no handler call (most are).
         if not struct.required and not struct.choice_keys and not struct.rules:
 
             def walk_plain(obj: dict[str, Any], path: str, ctx: Context) -> None:
                 for key, value in obj.items():
+                    if value.__class__ is str:
+                        known = knowns.get(key)
+                        if known is not None and value in known:
+                            continue
                     handler = handlers.get(key)
                     if handler is not None:
                         handler(value, obj, path, ctx)
@@ -152,6 +165,10 @@ class Engine:
 
         def walk_full(obj: dict[str, Any], path: str, ctx: Context) -> None:
             for key, value in obj.items():
+                if value.__class__ is str:
+                    known = knowns.get(key)
+                    if known is not None and value in known:
+                        continue
                 handler = handlers.get(key)
                 if handler is not None:
                     handler(value, obj, path, ctx)
@@ -185,18 +202,18 @@ class Engine:
         if struct.rules:
             self.run_rules(obj, struct.rules, path, ctx)
 
-    def handler(self, f: Field) -> Handler:
-        """The closure that checks the value(s) of one field wherever it occurs."""
+    def handler(self, f: Field, known: set[str] | None = None) -> Handler:
+        """The closure that checks the value(s) of one field wherever it occurs; `known`
+        collects the strings a single primitive field has found valid."""
         if f.kind == PRIMITIVE:
-            return self._primitive_handler(f)
+            return self._primitive_handler(f, set() if known is None else known)
         if f.kind == COMPLEX:
             return self._complex_handler(f)
         return self._resource_handler(f)
 
-    def _primitive_handler(self, f: Field) -> Handler:
+    def _primitive_handler(self, f: Field, known: set[str]) -> Handler:
         name, check, binding, type_code = f.name, f.check, f.binding, f.type_code
         terminology = self.terminology
-        known: set[str] = set()
         assert check is not None
 
         def one(value: Any, where: str, ctx: Context) -> None:
@@ -284,25 +301,26 @@ class Engine:
         walk = self.structs[f.struct or ""].walk
         expected = f"expected a JSON object for {f.type_code}"
 
-        def one(item: Any, where: str, ctx: Context) -> None:
+        def odd(item: Any, where: str, ctx: Context) -> None:
             if item.__class__ is not dict:
                 ctx.issues.append(Issue("error", "structure", expected, where))
-                return
-            if not item or (len(item) == 1 and "id" in item):
+            else:
                 ctx.issues.append(Issue("error", "invariant", ELE_1, where))
-                return
-            walk(item, where, ctx)
-            if post is not None:
-                post(item, where, ctx)
 
+        # The usual item (a dict with content) is walked inline: no call per item for the rest.
         if not f.is_array:
 
             def single(value: Any, obj: dict[str, Any], path: str, ctx: Context) -> None:
-                if value.__class__ is list:
+                where = f"{path}.{name}"
+                if value.__class__ is dict and value and (len(value) > 1 or "id" not in value):
+                    walk(value, where, ctx)
+                    if post is not None:
+                        post(value, where, ctx)
+                elif value.__class__ is list:
                     text = "must not be an array"
-                    ctx.issues.append(Issue("error", "structure", text, f"{path}.{name}"))
-                    return
-                one(value, f"{path}.{name}", ctx)
+                    ctx.issues.append(Issue("error", "structure", text, where))
+                else:
+                    odd(value, where, ctx)
 
             return single
 
@@ -318,7 +336,13 @@ class Engine:
                 return
             prefix = f"{path}.{name}["
             for i, item in enumerate(value):
-                one(item, f"{prefix}{i}]", ctx)
+                where = f"{prefix}{i}]"
+                if item.__class__ is dict and item and (len(item) > 1 or "id" not in item):
+                    walk(item, where, ctx)
+                    if post is not None:
+                        post(item, where, ctx)
+                else:
+                    odd(item, where, ctx)
 
         return many
 

@@ -68,7 +68,7 @@ def truth(values: list[Any]) -> bool | None:
     return True
 
 
-def _children(item: Any, name: str) -> list[Any]:
+def member_values(item: Any, name: str) -> list[Any]:
     if not isinstance(item, dict):
         return []
     if name in item:
@@ -107,7 +107,7 @@ def _member(node: dict[str, Any]) -> Fn:
     def member(focus: list[Any], env: Env) -> list[Any]:
         out: list[Any] = []
         for item in focus:
-            out.extend(_children(item, name))
+            out.extend(member_values(item, name))
         return out
 
     return member
@@ -128,7 +128,7 @@ def path_chain(names: list[str]) -> Fn:
                     else:
                         found.append(value)
                 else:
-                    found.extend(_children(item, name))
+                    found.extend(member_values(item, name))
             current = found
         return current
 
@@ -147,7 +147,14 @@ def _invocation_expression(node: dict[str, Any]) -> Fn:
         def member(focus: list[Any], env: Env) -> list[Any]:
             out: list[Any] = []
             for item in left(focus, env):
-                out.extend(_children(item, name))
+                if item.__class__ is dict and name in item:
+                    value = item[name]
+                    if value.__class__ is list:
+                        out.extend(value)
+                    else:
+                        out.append(value)
+                else:
+                    out.extend(member_values(item, name))
             return out
 
         return member

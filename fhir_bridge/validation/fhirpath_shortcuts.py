@@ -18,6 +18,7 @@ from fhir_bridge.validation.fhirpath import (
     literal_value,
     logic_generic,
     member_path,
+    member_values,
     path_chain,
     truth,
     unwrap,
@@ -74,14 +75,22 @@ def code_table(node: dict[str, Any]) -> Fn | None:
 class _FlatTable:
     """The code table over direct children: usable as a per-item predicate, too."""
 
-    __slots__ = ("table", "names", "fallback")
+    __slots__ = ("table", "names", "fallback", "strings")
 
     def __init__(self, table: frozenset[tuple[Any, ...]], names: list[str], fallback: Fn):
         self.table, self.names, self.fallback = table, names, fallback
+        # Only strings equal strings: a hit in an all-string table is a match, nothing to vet.
+        self.strings = all(v.__class__ is str for row in table for v in row)
 
     def test(self, item: Any, env: Env) -> bool | None:
         if item.__class__ is dict:
             key = tuple(map(item.get, self.names))
+            if self.strings:
+                try:
+                    if key in self.table:
+                        return True
+                except TypeError:  # an unhashable value: the generic evaluation decides
+                    pass
             for value in key:
                 if value is None or isinstance(value, (list, dict, bool)):
                     break
@@ -135,6 +144,8 @@ def predicate(node: dict[str, Any]) -> Predicate | None:
     inner = predicate(params[0])
     if inner is None:
         return None
+    if len(path) == 2:
+        return _exists_two(path[0], path[1], inner)
 
     def exists(item: Any, env: Env) -> bool | None:
         for value in chain([item], env):
@@ -143,3 +154,50 @@ def predicate(node: dict[str, Any]) -> Predicate | None:
         return False
 
     return exists
+
+
+def _exists_two(first: str, second: str, inner: Predicate) -> Predicate:
+    """`a.b.exists(<predicate>)` (the `code.coding` of code filters) without collections."""
+
+    def exists(item: Any, env: Env) -> bool | None:
+        values: Any
+        if item.__class__ is not dict or first not in item:
+            values = member_values(item, first)
+        else:
+            values = item[first]
+            if values.__class__ is not list:
+                values = (values,)
+        for value in values:
+            if value.__class__ is dict and second in value:
+                found = value[second]
+                for leaf in found if found.__class__ is list else (found,):
+                    if inner(leaf, env) is True:
+                        return True
+            else:
+                for leaf in member_values(value, second):
+                    if inner(leaf, env) is True:
+                        return True
+        return False
+
+    table = getattr(inner, "__self__", None)
+    if not isinstance(table, _FlatTable) or not table.strings or len(table.names) != 2:
+        return exists
+    rows, (one, two) = table.table, table.names
+
+    def exists_in_table(item: Any, env: Env) -> bool | None:
+        if item.__class__ is dict and first in item:
+            values = item[first]
+            for value in values if values.__class__ is list else (values,):
+                if value.__class__ is dict and second in value:
+                    found = value[second]
+                    for leaf in found if found.__class__ is list else (found,):
+                        if leaf.__class__ is dict:
+                            try:
+                                if (leaf.get(one), leaf.get(two)) in rows:
+                                    return True
+                            except TypeError:
+                                pass
+        # No direct hit: the general walk decides (and sees every odd shape).
+        return exists(item, env)
+
+    return exists_in_table

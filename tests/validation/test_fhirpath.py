@@ -85,3 +85,33 @@ def test_fast_paths_agree_with_fhirpathpy(expression: str) -> None:
     expected = fhirpathpy.evaluate(RESOURCE, expression, {"resource": RESOURCE}, models["r4"])
     compiled = compile_fhirpath(expression)
     assert compiled(RESOURCE, {"resource": RESOURCE, "rootResource": RESOURCE}) == expected
+
+
+ODD_CODINGS: dict[str, Any] = {
+    "resourceType": "Observation",
+    "component": [
+        {"code": {"coding": {"system": "s", "code": "a"}}},
+        {"code": {"coding": [{"system": "s"}, {"code": "b"}]}},
+        {"code": {"coding": [{"system": "s", "code": 1}]}},
+        {"code": {"coding": [{"system": "s", "code": "x"}, {"system": "s", "code": "b"}]}},
+        {"code": [{"coding": [{"system": "s", "code": "a"}]}]},
+        {"code": "a"},
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "component.where(code.coding.exists((system = 's' and code = 'a') or "
+        "(system = 's' and code = 'b'))).count()",
+        "component.where(code.coding.exists((system = 's' and code = 1) or "
+        "(system = 's' and code = 'b'))).count()",
+        "component.exists(code.coding.exists((system = 's' and code = 'x') or "
+        "(system = 't' and code = 'c')))",
+    ],
+)
+def test_code_table_shortcuts_agree_with_fhirpathpy_on_odd_shapes(expression: str) -> None:
+    env = {"resource": ODD_CODINGS, "rootResource": ODD_CODINGS}
+    expected = fhirpathpy.evaluate(ODD_CODINGS, expression, {"resource": ODD_CODINGS})
+    assert compile_fhirpath(expression)(ODD_CODINGS, env) == expected
