@@ -60,8 +60,8 @@ class Struct:
     walk: Any = None
     rules: list[Any] = field(default_factory=list)
     choice_keys: frozenset[str] = frozenset()
-    # Per single primitive field: the string values already found valid there.
-    known: dict[str, set[str]] = field(default_factory=dict)
+    # Per single primitive field: the string and integer values already found valid there.
+    known: dict[str, set[str | int]] = field(default_factory=dict)
 
 
 def parse_max(value: str) -> int | None:

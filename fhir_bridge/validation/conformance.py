@@ -22,6 +22,7 @@ Value = tuple[str, int | None, Any]
 ValueFn = Callable[[Any, str, str, Context], None]
 # (parent object, path of the parent, ctx)
 ElementFn = Callable[[dict[str, Any], str, Context], None]
+SliceFinder = Callable[[Any], int | None]
 
 
 def matches_pattern(value: Any, pattern: Any) -> bool:
@@ -151,17 +152,24 @@ def find_slice(value: Any, node: PNode) -> int | None:
 
 
 def slice_finder(node: PNode) -> Callable[[Any], int | None]:
-    """find_slice(value, node) specialised to `node`: for slicing by one code element
-    (component.code and the like), one dict lookup per coding."""
-    index, path = node.slice_index, node.index_path or []
-    if index is None or len(path) != 1:
-        return lambda value: find_slice(value, node)
-    name, exact, slices = path[0], node.index_exact, node.slices
+    """find_slice(value, node) specialised to `node`: one dict lookup per value when slices
+    are told apart by one code (component.code, category) or one value (extension url)."""
+    index, path = node.slice_index, node.index_path
+    if index is not None and path is not None and len(path) <= 1:
+        return _by_code(node, index, path[0] if path else None)
+    by_value = _value_index(node)
+    if by_value is not None:
+        return by_value
+    return lambda value: find_slice(value, node)
+
+
+def _by_code(node: PNode, index: dict[tuple[str, str], int], name: str | None) -> SliceFinder:
+    exact, slices = node.index_exact, node.slices
 
     def by_code(value: Any) -> int | None:
         if value.__class__ is not dict:
             return find_slice(value, node)
-        found = value.get(name)
+        found = value.get(name) if name is not None else value
         for candidate in found if found.__class__ is list else (found,):
             codings = candidate.get("coding") if isinstance(candidate, dict) else None
             for coding in codings if isinstance(codings, list) else ():
@@ -176,6 +184,34 @@ def slice_finder(node: PNode) -> Callable[[Any], int | None]:
         return None
 
     return by_code
+
+
+def _value_index(node: PNode) -> SliceFinder | None:
+    """Slices each recognised by one string at one key (extensions by url): a dict lookup."""
+    index: dict[str, int] = {}
+    name: str | None = None
+    for i, s in enumerate(node.slices):
+        if len(s.recognisers) != 1:
+            return None
+        d = s.recognisers[0]
+        if d.kind != "value" or d.by_pattern or len(d.path) != 1 or d.expected.__class__ is not str:
+            return None
+        if (name is not None and d.path[0] != name) or d.expected in index:
+            return None
+        name = d.path[0]
+        index[d.expected] = i
+    if name is None:
+        return None
+    key = name
+
+    def by_value(value: Any) -> int | None:
+        if value.__class__ is not dict:
+            return find_slice(value, node)
+        found = value.get(key)
+        # A string compares equal only to a string: anything else is no member.
+        return index.get(found) if found.__class__ is str else find_slice(value, node)
+
+    return by_value
 
 
 class ProfileChecker:

@@ -146,12 +146,15 @@ class Engine:
         """The walk of one Struct as a closure: its tables are locals, its tail is skipped
         when the Struct has no required elements, choices or invariants."""
         handlers, slow, knowns = struct.handlers, self.unknown_key, struct.known
-        # A string already found valid for its field needs no handler call (most are).
-        if not struct.required and not struct.choice_keys and not struct.rules:
+        required, choice_keys, rules = struct.required, struct.choice_keys, struct.rules
+        choice_groups, run_rules = self.choice_groups, self.run_rules
+        # A string or integer already found valid for its field needs no handler call (most
+        # are); bools are never cached, so True cannot pass for a known 1.
+        if not required and not choice_keys and not rules:
 
             def walk_plain(obj: dict[str, Any], path: str, ctx: Context) -> None:
                 for key, value in obj.items():
-                    if value.__class__ is str:
+                    if value.__class__ is str or value.__class__ is int:
                         known = knowns.get(key)
                         if known is not None and value in known:
                             continue
@@ -165,7 +168,7 @@ class Engine:
 
         def walk_full(obj: dict[str, Any], path: str, ctx: Context) -> None:
             for key, value in obj.items():
-                if value.__class__ is str:
+                if value.__class__ is str or value.__class__ is int:
                     known = knowns.get(key)
                     if known is not None and value in known:
                         continue
@@ -174,7 +177,18 @@ class Engine:
                     handler(value, obj, path, ctx)
                 else:
                     slow(obj, struct, key, value, path, ctx)
-            self.tail(obj, struct, path, ctx)
+            # The tail (see tail()), inline.
+            for name, keys in required:
+                for k in keys:
+                    if k in obj:
+                        break
+                else:
+                    text = f"minimum required = 1, but only found 0 ({struct.key}.{name})"
+                    ctx.issues.append(Issue("error", "required", text, f"{path}.{name}"))
+            if choice_keys and len(choice_keys.intersection(obj)) > 1:
+                choice_groups(obj, struct, path, ctx)
+            if rules:
+                run_rules(obj, rules, path, ctx)
 
         return walk_full
 
@@ -202,7 +216,7 @@ class Engine:
         if struct.rules:
             self.run_rules(obj, struct.rules, path, ctx)
 
-    def handler(self, f: Field, known: set[str] | None = None) -> Handler:
+    def handler(self, f: Field, known: set[str | int] | None = None) -> Handler:
         """The closure that checks the value(s) of one field wherever it occurs; `known`
         collects the strings a single primitive field has found valid."""
         if f.kind == PRIMITIVE:
@@ -211,7 +225,7 @@ class Engine:
             return self._complex_handler(f)
         return self._resource_handler(f)
 
-    def _primitive_handler(self, f: Field, known: set[str]) -> Handler:
+    def _primitive_handler(self, f: Field, known: set[str | int]) -> Handler:
         name, check, binding, type_code = f.name, f.check, f.binding, f.type_code
         terminology = self.terminology
         assert check is not None
@@ -226,13 +240,13 @@ class Engine:
                 if issue is not None:
                     ctx.issues.append(issue)
                     return
-            if value.__class__ is str and len(known) < CACHE_SIZE:
+            if (value.__class__ is str or value.__class__ is int) and len(known) < CACHE_SIZE:
                 known.add(value)
 
         if not f.is_array:
 
             def single(value: Any, obj: dict[str, Any], path: str, ctx: Context) -> None:
-                if value.__class__ is str and value in known:
+                if (value.__class__ is str or value.__class__ is int) and value in known:
                     return
                 if value.__class__ is list:
                     text = "must not be an array"
@@ -253,7 +267,7 @@ class Engine:
                 ctx.issues.append(Issue("error", "structure", text, f"{path}.{name}"))
                 return
             for i, item in enumerate(value):
-                if item.__class__ is str and item in known:
+                if (item.__class__ is str or item.__class__ is int) and item in known:
                     continue
                 if item is None:
                     ext = obj.get("_" + name)

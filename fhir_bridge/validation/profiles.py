@@ -185,7 +185,8 @@ class ProfileCompiler:
         if binding and binding.get("valueSet"):
             pair = (str(binding["strength"]), str(binding["valueSet"]).split("|")[0])
             base_binding = (base or {}).get("binding") or {}
-            base_pair = (base_binding.get("strength"), str(base_binding.get("valueSet", "")))
+            base_value_set = str(base_binding.get("valueSet", "")).split("|")[0]
+            base_pair = (base_binding.get("strength"), base_value_set)
             if base_pair != (pair[0], pair[1]) and pair[0] in ("required", "extensible"):
                 node.binding = pair
         found = _prefixed(e, "minValue")
