@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import orjson
 from fastapi import Query, Request
 
+from fhir_bridge.domain.fhir import parse_uint
 from fhir_bridge.errors import (
     InvalidRequestError,
     NotAcceptableError,
@@ -93,7 +94,8 @@ async def _read_json(request: Request, accepted: tuple[str, ...]) -> Any:
         )
     limit: int = request.app.state.settings.max_body_bytes
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
+    size = parse_uint(declared) if declared else None
+    if size is not None and size > limit:
         raise PayloadTooLargeError(f"The body exceeds the limit of {limit} bytes")
     body = bytearray()
     async for chunk in request.stream():

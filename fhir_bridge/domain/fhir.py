@@ -51,3 +51,16 @@ def model_class(resource_type: str) -> Any:
 def parse_model(resource: dict[str, Any]) -> Any:
     """Parse a resource dict into its R4B model (raises pydantic.ValidationError)."""
     return model_class(resource["resourceType"]).model_validate(resource)
+
+
+MAX_UINT = 2**62  # any count, version or cursor beyond this is not one this server issued
+
+
+def parse_uint(text: str, limit: int = MAX_UINT) -> int | None:
+    """A non-negative integer written with ASCII digits, at most `limit`; None otherwise.
+
+    str.isdigit() also accepts digits like '²' that int() refuses, hence the ASCII check."""
+    if not text or not text.isascii() or not text.isdigit():
+        return None
+    value = int(text)
+    return value if value <= limit else None

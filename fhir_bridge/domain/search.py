@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from decimal import InvalidOperation
 from urllib.parse import parse_qsl
 
-from fhir_bridge.domain.fhir import SUPPORTED_TYPES
+from fhir_bridge.domain.fhir import SUPPORTED_TYPES, parse_uint
 from fhir_bridge.domain.search_parameters import SearchParameter, search_parameter
 from fhir_bridge.domain.search_values import (
     date_range,
@@ -25,6 +25,7 @@ PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
 PASSTHROUGH = frozenset({"_format", "_pretty"})
 SUMMARY_VALUES = ("true", "text", "data", "count", "false")
 TOTAL_VALUES = ("none", "estimate", "accurate")
+MAX_OFFSET = 10**9
 ID_PARAMETER = SearchParameter("Resource", "_id", "token", "Resource.id")
 SORTABLE = frozenset({"date", "string", "token", "number", "quantity", "uri"})
 MODIFIERS = {
@@ -199,12 +200,13 @@ def _result_parameter(request: SearchRequest, name: str, value: str) -> bool:
     """Apply a result parameter (_count, _sort...); False when `name` is not one."""
     base, _, modifier = name.partition(":")
     if base == "_count" or base == "_offset":
-        if not value.isdigit():
-            raise _invalid(f"{base} must be a non-negative integer", name)
+        number = parse_uint(value, MAX_OFFSET)
+        if number is None:
+            raise _invalid(f"{base} must be an integer from 0 to {MAX_OFFSET}", name)
         if base == "_count":
-            request.count = int(value)
+            request.count = number
         else:
-            request.offset = int(value)
+            request.offset = number
     elif base == "_cursor":
         request.cursor = value
     elif base == "_summary":

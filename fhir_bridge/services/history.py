@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
+from fhir_bridge.domain.fhir import parse_uint
 from fhir_bridge.errors import InvalidRequestError, ResourceNotFoundError
 from fhir_bridge.services import bundle_json
 from fhir_bridge.services.context import ServiceContext
@@ -35,9 +36,9 @@ def history(
     page_size = min(count or ctx.default_page_size, ctx.max_page_size)
     before_seq = None
     if cursor is not None:
-        if not cursor.isdigit():
+        before_seq = parse_uint(cursor)
+        if before_seq is None:
             raise InvalidRequestError("_cursor is not valid", expression="_cursor")
-        before_seq = int(cursor)
     with ctx.store.session() as session:
         if resource_type and resource_id and session.read(resource_type, resource_id) is None:
             raise ResourceNotFoundError(f"{resource_type}/{resource_id} is not known")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from fhir_bridge.domain.fhir import parse_uint
 from fhir_bridge.errors import InvalidRequestError, UnprocessableResourceError
 
 _OPS = ("add", "remove", "replace", "move", "copy", "test")
@@ -57,16 +58,16 @@ def _pointer(path: str) -> list[str]:
 def _parent(doc: Any, parts: list[str]) -> tuple[Any, str]:
     if not parts:
         raise ValueError("the root cannot be the target")
-    node = doc
-    for part in parts[:-1]:
-        node = node[int(part)] if isinstance(node, list) else node[part]
-    return node, parts[-1]
+    return _walk(doc, parts[:-1]), parts[-1]
 
 
 def _get(doc: Any, path: str) -> Any:
-    node = doc
-    for part in _pointer(path):
-        node = node[int(part)] if isinstance(node, list) else node[part]
+    return _walk(doc, _pointer(path))
+
+
+def _walk(node: Any, parts: list[str]) -> Any:
+    for part in parts:
+        node = node[_index(part, len(node))] if isinstance(node, list) else node[part]
     return node
 
 
@@ -91,9 +92,10 @@ def _remove(doc: Any, path: str) -> Any:
 
 
 def _index(key: str, size: int) -> int:
-    if not key.isdigit() or int(key) >= size:
+    index = parse_uint(key)
+    if index is None or index >= size:
         raise IndexError(f"index {key} is out of range")
-    return int(key)
+    return index
 
 
 def _apply(doc: Any, op: dict[str, Any]) -> Any:

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from fhir_bridge.domain.fhir import is_supported
+from fhir_bridge.domain.fhir import is_supported, parse_uint
 from fhir_bridge.domain.issues import Issue
 from fhir_bridge.errors import (
     InvalidRequestError,
@@ -209,7 +209,8 @@ def vread_in(
     session: StoreSession, resource_type: str, resource_id: str, version: str
 ) -> StoredResource:
     """A version of a resource in an open session; a deletion version reads as 410."""
-    stored = session.vread(resource_type, resource_id, int(version)) if version.isdigit() else None
+    number = parse_uint(version)
+    stored = session.vread(resource_type, resource_id, number) if number is not None else None
     if stored is None:
         if session.read(resource_type, resource_id) is None:
             raise ResourceNotFoundError(f"{resource_type}/{resource_id} is not known")
@@ -219,15 +220,15 @@ def vread_in(
     return stored
 
 
-def parse_if_match(if_match: str) -> int:
+def parse_if_match(if_match: Any) -> int:
     """`W/"3"` or `"3"` or `3` → 3; anything else is a 400."""
-    value = if_match.strip()
+    value = str(if_match).strip()
     if value.startswith("W/"):
         value = value[2:]
-    value = value.strip('"')
-    if not value.isdigit():
+    version = parse_uint(value.strip('"'))
+    if version is None:
         raise InvalidRequestError(f"If-Match '{if_match}' is not a version ETag", code="value")
-    return int(value)
+    return version
 
 
 def update_in(

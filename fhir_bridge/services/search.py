@@ -83,10 +83,16 @@ def _searchset(
         request,
         default_count=ctx.default_page_size,
         max_count=ctx.max_page_size,
+        cursor_key=session.cursor_key,
     )
     links = {"self": _with_cursor(self_url, request.cursor)}
     if result.next_cursor:
-        links["next"] = _with_cursor(self_url, result.next_cursor)
+        # the cursor already marks where the next page starts: _offset must not apply twice
+        paged = [(n, v) for n, v in used if n != "_offset"]
+        next_base = (
+            f"{base}/{resource_type}?{urlencode(paged)}" if paged else self_url.split("?")[0]
+        )
+        links["next"] = _with_cursor(next_base, result.next_cursor)
     entries = [
         bundle_json.Entry(
             f"{base}/{rtype}/{rid}", _shape(data, request), extra={"search": {"mode": mode}}

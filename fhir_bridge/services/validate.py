@@ -23,6 +23,7 @@ from fhir_bridge.services.trial_rules import load_trial
 from fhir_bridge.validation import Validator, get_validator
 
 BATCH_SIZE = 500
+READ_SIZE = 1 << 22
 # Below this many records the pool's start-up costs more than it saves.
 PARALLEL_THRESHOLD = 4000
 PROGRESS_THRESHOLD = 2000
@@ -178,20 +179,13 @@ def _plan(files: list[Path]) -> tuple[list[Task], int]:
             size += 1
             total += 1
         else:
-            start = offset = 0
-            first = 1
-            with path.open("rb") as f:
-                for number, line in enumerate(f, 1):
-                    offset += len(line)
-                    if line.strip():
-                        size += 1
-                        total += 1
-                    if size >= BATCH_SIZE:
-                        task.append((str(path), first, start, offset))
-                        tasks.append(task)
-                        task, size, start, first = [], 0, offset, number + 1
-            if offset > start:
-                task.append((str(path), first, start, offset))
+            for first, start, end, records in _ndjson_parts(path, BATCH_SIZE - size):
+                task.append((str(path), first, start, end))
+                size += records
+                total += records
+                if size >= BATCH_SIZE:
+                    tasks.append(task)
+                    task, size = [], 0
         if size >= BATCH_SIZE:
             tasks.append(task)
             task, size = [], 0
@@ -200,6 +194,36 @@ def _plan(files: list[Path]) -> tuple[list[Task], int]:
     return tasks, total
 
 
+def _ndjson_parts(path: Path, room: int) -> Iterator[tuple[int, int, int, int]]:
+    """(first line number, start offset, end offset, records) of consecutive line ranges of
+    an NDJSON file: the first holds up to `room` lines, the others up to BATCH_SIZE each.
+    Lines are counted in blocks, by C-level calls (the parent must not hold up the workers)."""
+    offset = 0
+    number = 1
+    carry = b""
+    with path.open("rb") as f:
+        while True:
+            data = f.read(READ_SIZE)
+            lines = (carry + data).split(b"\n")
+            carry = lines.pop() if data else b""
+            if not data and lines == [b""]:
+                lines = []
+            at = 0
+            while at < len(lines):
+                take = max(room, 1)
+                block = lines[at : at + take]
+                if len(block) < take and data:
+                    carry = b"\n".join([*block, carry])
+                    break
+                size = sum(map(len, block)) + len(block)
+                end = offset + size
+                if not data and not carry and at + take >= len(lines):
+                    end -= 1  # the file does not end with a newline
+                records = sum(map(bool, map(bytes.strip, block)))
+                yield number, offset, end, records
+                offset, number, at, room = offset + size, number + len(block), at + take, BATCH_SIZE
+            if not data:
+                return
 def _records(task: Task) -> Iterator[Record]:
     for label, first, start, end in task:
         if first is None:

@@ -29,6 +29,7 @@ class StoreSession(Protocol):
     """One database transaction; all writes inside it commit or roll back together."""
 
     dialect: str
+    cursor_key: bytes  # seals search paging cursors; the same on every node
 
     def read(self, resource_type: str, resource_id: str) -> StoredResource | None:
         """The current version (possibly a deleted marker), or None if never written."""

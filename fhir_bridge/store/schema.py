@@ -42,6 +42,9 @@ def ddl(dialect: str) -> list[str]:
     statements = [
         "CREATE TABLE IF NOT EXISTS schema_info (version INTEGER NOT NULL)",
         f"CREATE TABLE IF NOT EXISTS write_seq (id INTEGER PRIMARY KEY, value {big} NOT NULL)",
+        # server-wide secrets shared by every node (e.g. the key sealing paging cursors)
+        f"CREATE TABLE IF NOT EXISTS server_secret "
+        f"(name {text} PRIMARY KEY, value {blob} NOT NULL)",
         f"""CREATE TABLE IF NOT EXISTS resources (
             resource_type {text} NOT NULL, id {text} NOT NULL, version_id INTEGER NOT NULL,
             last_updated {text} NOT NULL, deleted BOOLEAN NOT NULL, seq {big} NOT NULL,

@@ -15,14 +15,9 @@ sort value changes between fetches can move across the cursor.) `_offset` is als
 
 from __future__ import annotations
 
-import base64
-import binascii
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
-
-import orjson
 
 from fhir_bridge.domain.search import (
     ChainCriterion,
@@ -36,6 +31,7 @@ from fhir_bridge.domain.search import (
 )
 from fhir_bridge.domain.search_parameters import index_params
 from fhir_bridge.errors import InvalidRequestError
+from fhir_bridge.store.cursors import seal, unseal
 from fhir_bridge.store.includes import Execute, Row, included_rows
 from fhir_bridge.store.indexing import EXACT_SUFFIX
 
@@ -325,20 +321,6 @@ def _sort_expressions(sql: _SQL, request: SearchRequest) -> list[tuple[str, bool
     return keys
 
 
-def encode_cursor(values: Sequence[object]) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps(list(values))).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str, size: int) -> list[Any]:
-    try:
-        values = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (ValueError, binascii.Error, orjson.JSONDecodeError):
-        values = None
-    if not isinstance(values, list) or len(values) != size:
-        raise InvalidRequestError("Invalid paging cursor", expression="_cursor")
-    return values
-
-
 def _keyset(args: list[object], columns: list[tuple[str, bool]], values: list[Any]) -> str:
     """Rows strictly after `values` in ORDER BY columns (NULLS LAST in both directions)."""
     disjuncts = []
@@ -365,6 +347,11 @@ def _page_limit(request: SearchRequest, default_count: int, max_count: int) -> i
     return max(0, min(count, max_count))
 
 
+def _sort_signature(request: SearchRequest) -> str:
+    keys = ",".join(("-" if k.descending else "") + k.name for k in request.sort)
+    return f"{request.resource_type}?_sort={keys}"
+
+
 def run_search(
     execute: Execute,
     dialect: str,
@@ -372,6 +359,7 @@ def run_search(
     *,
     default_count: int = DEFAULT_COUNT,
     max_count: int = 1000,
+    cursor_key: bytes = b"",
 ) -> SearchResult:
     """One page of a type-level search, with _include/_revinclude and _total.
 
@@ -398,7 +386,7 @@ def run_search(
     args: list[object] = [*select.args, *where.args]
     q_columns = [(f"q.{n}", desc) for n, (_, desc) in zip(names, columns, strict=True)]
     if request.cursor:
-        values = decode_cursor(request.cursor, len(columns))
+        values = unseal(request.cursor, cursor_key, _sort_signature(request))
         statement += " WHERE " + _keyset(args, q_columns, values)
     order = ", ".join(f"{c} {'DESC' if d else 'ASC'} NULLS LAST" for c, d in q_columns)
     statement += f" ORDER BY {order} LIMIT ?"
@@ -410,7 +398,7 @@ def run_search(
     page = rows[:limit]
     result.matches = [(row[0], row[1], bytes(row[2])) for row in page]
     if len(rows) > limit:
-        result.next_cursor = encode_cursor(list(page[-1][3:]))
+        result.next_cursor = seal(list(page[-1][3:]), cursor_key, _sort_signature(request))
     if request.includes or request.revincludes:
         result.included = included_rows(execute, request, result.matches)
     return result

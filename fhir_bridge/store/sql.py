@@ -7,6 +7,7 @@ sequence) so that version numbers, the global `seq` and conditional creates stay
 
 from __future__ import annotations
 
+import os
 import queue
 import re
 import sqlite3
@@ -69,9 +70,10 @@ class SQLSession:
     next read and at commit: a transaction Bundle of 500 creates costs a handful of statements.
     """
 
-    def __init__(self, conn: Any, dialect: str, indexer: Indexer) -> None:
+    def __init__(self, conn: Any, dialect: str, indexer: Indexer, cursor_key: bytes) -> None:
         self._conn = conn
         self.dialect = dialect
+        self.cursor_key = cursor_key
         self._indexer = indexer
         self._pg = dialect == "postgresql"
         self._pending: list[tuple[StoredResource, IndexRows]] = []
@@ -251,6 +253,7 @@ class SQLStore:
         self._pool: queue.LifoQueue[Any] = queue.LifoQueue()
         self._pool_size = pool_size
         self._write_lock = threading.Lock()
+        self.cursor_key = b""  # read from the database by _migrate
         self._migrate()
 
     def _connect(self) -> Any:
@@ -271,6 +274,14 @@ class SQLStore:
                 session.execute("INSERT INTO schema_info (version) VALUES (?)", (SCHEMA_VERSION,))
             if not session.execute("SELECT value FROM write_seq WHERE id = 1"):
                 session.execute("INSERT INTO write_seq (id, value) VALUES (1, 0)")
+            session.execute(
+                "INSERT INTO server_secret (name, value) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                ("cursor_key", os.urandom(32)),
+            )
+            rows = session.execute(
+                "SELECT value FROM server_secret WHERE name = ?", ("cursor_key",)
+            )
+            self.cursor_key = bytes(rows[0][0])
 
     @contextmanager
     def session(self, write: bool = False, migrate: bool = False) -> Iterator[SQLSession]:
@@ -292,7 +303,7 @@ class SQLStore:
             conn = self._pool.get_nowait()
         except queue.Empty:
             conn = self._connect()
-        session = SQLSession(conn, self.dialect, self._indexer)
+        session = SQLSession(conn, self.dialect, self._indexer, self.cursor_key)
         try:
             if self.dialect == "sqlite":
                 conn.execute("BEGIN IMMEDIATE" if write or migrate else "BEGIN")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 from fastapi.testclient import TestClient
 
 FHIR = {"Content-Type": "application/fhir+json"}
@@ -94,3 +96,30 @@ def test_id_missing_matches_none_or_all(client: TestClient) -> None:
     seed(client, 2)
     assert client.get("/fhir/Patient?_id:missing=true&_summary=count").json()["total"] == 0
     assert client.get("/fhir/Patient?_id:missing=false&_summary=count").json()["total"] == 2
+
+
+def test_offset_then_next_links_walk_the_rest_once(client: TestClient) -> None:
+    ids = seed(client, 7)
+    page = client.get("/fhir/Patient?_count=2&_offset=2&_sort=_id").json()
+    seen = [e["resource"]["id"] for e in page["entry"]]
+    while next_link := next((k["url"] for k in page["link"] if k["relation"] == "next"), None):
+        page = client.get(next_link.replace("http://testserver", "")).json()
+        seen += [e["resource"]["id"] for e in page.get("entry", [])]
+    assert seen == sorted(ids)[2:]
+
+
+def test_cursors_hide_sort_values_and_refuse_forgeries(client: TestClient) -> None:
+    seed(client, 3)
+    page = client.get("/fhir/Patient?_count=1&_sort=family").json()
+    next_link = next(k["url"] for k in page["link"] if k["relation"] == "next")
+    cursor = next_link.split("_cursor=")[1]
+    assert "Nordmann" not in base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode(
+        "latin-1"
+    )
+    forged = base64.urlsafe_b64encode(b'[{"a": 1}]').decode().rstrip("=")
+    for bad in (forged, cursor[:-2] + "AA"):
+        response = client.get(f"/fhir/Patient?_count=1&_sort=family&_cursor={bad}")
+        assert response.status_code == 400
+        assert response.json()["issue"][0]["expression"] == ["_cursor"]
+    other_search = client.get(f"/fhir/Patient?_count=1&_sort=birthdate&_cursor={cursor}")
+    assert other_search.status_code == 400

@@ -51,3 +51,9 @@ def test_malformed_operation_is_a_bad_request() -> None:
 def test_patch_cannot_change_the_id() -> None:
     with pytest.raises(UnprocessableResourceError, match="cannot change id"):
         apply_patch(PATIENT, [{"op": "replace", "path": "/id", "value": "q"}])
+
+
+def test_negative_and_non_ascii_indexes_are_refused() -> None:
+    for path in ("/name/-1/family", "/name/\u00b2/family"):
+        with pytest.raises(UnprocessableResourceError):
+            apply_patch(PATIENT, [{"op": "test", "path": path, "value": "Hansen"}])
