@@ -22,6 +22,7 @@ from fhir_bridge.errors import (
     ResourceGoneError,
     ResourceNotFoundError,
     UnprocessableResourceError,
+    VersionConflictError,
 )
 from fhir_bridge.services.context import ServiceContext
 from fhir_bridge.services.patch import apply_patch
@@ -121,10 +122,21 @@ def commit(
     """Store a prepared resource and its derived resources in the caller's session;
     `new` when the resource's id is a fresh uuid."""
     stored = session.put(prepared.resource, method, new)
+    source = f"{stored.resource_type}/{stored.id}"
     for item in prepared.derived:
         existing = session.read(item["resourceType"], item["id"])
-        session.put(item, "PUT" if existing and not existing.deleted else "POST")
+        live = existing is not None and not existing.deleted
+        if live and not _derives_from(orjson.loads(existing.data), source):
+            raise VersionConflictError(
+                f"{item['resourceType']}/{item['id']} exists and is not derived from {source}"
+            )
+        session.put(item, "PUT" if live else "POST")
     return stored
+
+
+def _derives_from(resource: dict[str, Any], source: str) -> bool:
+    refs = resource.get("derivedFrom") or []
+    return any(isinstance(r, dict) and r.get("reference") == source for r in refs)
 
 
 def write(

@@ -8,6 +8,7 @@ instrument into its score Observation, written in the same transaction as the re
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -25,6 +26,7 @@ from fhir_bridge.services.context import Derivation, Transform, Transition, Writ
 from fhir_bridge.validation import Validator
 
 SCORED_STATUSES = ("completed", "amended")
+SCORE_NAMESPACE = uuid.UUID("6f1b3c52-8a4e-5d1f-9c0e-2b7a4d6e8f10")  # fhir-bridge score ids
 # ResearchSubject statuses a participant does not come back from
 # (https://hl7.org/fhir/R4/codesystem-research-subject-status.html): a withdrawn participant
 # who returns, or an ineligible candidate later found eligible, is a new ResearchSubject.
@@ -63,10 +65,11 @@ def load_trial(mappings_dir: Path | None = None) -> Trial:
     return Trial(m, validator, published, m.study_resources())
 
 
-def score_id(response_id: str) -> str:
+def score_id(response_id: str, n: int = 0) -> str:
     """The score Observation's id follows from its response's: a re-sent or amended response
-    updates its score instead of adding a second one."""
-    return f"{response_id}-score"
+    updates its score instead of adding a second one. A name-based uuid keeps it a valid id
+    whatever the response's id (up to 64 characters) is."""
+    return str(uuid.uuid5(SCORE_NAMESPACE, f"QuestionnaireResponse/{response_id}#{n}"))
 
 
 def transforms(m: Mappings) -> list[Transform]:
@@ -93,10 +96,7 @@ def derivations(m: Mappings) -> list[Derivation]:
         if resource.get("status") not in SCORED_STATUSES:
             return []
         observations = score_response(resource, m)
-        return [
-            {**obs, "id": score_id(resource["id"]) + (f"-{n}" if n else "")}
-            for n, obs in enumerate(observations)
-        ]
+        return [{**obs, "id": score_id(resource["id"], n)} for n, obs in enumerate(observations)]
 
     return [score]
 

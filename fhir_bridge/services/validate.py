@@ -168,7 +168,7 @@ def _files(paths: list[Path]) -> Iterator[Path]:
 
 
 def _plan(files: list[Path]) -> tuple[list[Task], int]:
-    """Cut the input into tasks of about BATCH_SIZE records: byte ranges of NDJSON files,
+    """Cut the input into tasks of about BATCH_SIZE lines: byte ranges of NDJSON files,
     whole JSON files. Returns the tasks and the number of records."""
     tasks: list[Task] = []
     task: list[Part] = []
@@ -178,14 +178,16 @@ def _plan(files: list[Path]) -> tuple[list[Task], int]:
             task.append((str(path), None, 0, 0))
             size += 1
             total += 1
+            parts: Iterator[tuple[int, int, int, int, int]] = iter(())
         else:
-            for first, start, end, records in _ndjson_parts(path, BATCH_SIZE - size):
-                task.append((str(path), first, start, end))
-                size += records
-                total += records
-                if size >= BATCH_SIZE:
-                    tasks.append(task)
-                    task, size = [], 0
+            parts = _ndjson_parts(path, BATCH_SIZE - size)
+        for first, start, end, lines, records in parts:
+            task.append((str(path), first, start, end))
+            size += lines
+            total += records
+            if size >= BATCH_SIZE:
+                tasks.append(task)
+                task, size = [], 0
         if size >= BATCH_SIZE:
             tasks.append(task)
             task, size = [], 0
@@ -194,36 +196,41 @@ def _plan(files: list[Path]) -> tuple[list[Task], int]:
     return tasks, total
 
 
-def _ndjson_parts(path: Path, room: int) -> Iterator[tuple[int, int, int, int]]:
-    """(first line number, start offset, end offset, records) of consecutive line ranges of
-    an NDJSON file: the first holds up to `room` lines, the others up to BATCH_SIZE each.
-    Lines are counted in blocks, by C-level calls (the parent must not hold up the workers)."""
-    offset = 0
-    number = 1
+def _ndjson_parts(path: Path, room: int) -> Iterator[tuple[int, int, int, int, int]]:
+    """(first line number, start offset, end offset, lines, records) of consecutive line
+    ranges of an NDJSON file: the first of up to `room` lines, the others of BATCH_SIZE.
+
+    Lines are measured a block at a time by C-level calls, so the parent keeps ahead of
+    the workers. The last range may end one byte past a file without a final newline."""
+    first = number = 1
+    start = size = records = 0
+    for lines in _line_blocks(path):
+        at = 0
+        while at < len(lines):
+            block = lines[at : at + room - (number - first)]
+            at += len(block)
+            number += len(block)
+            size += sum(map(len, block)) + len(block)
+            records += len(block) - block.count(b"") - sum(map(bytes.isspace, block))
+            if number - first >= room:
+                yield first, start, start + size, number - first, records
+                first, start, size, records, room = number, start + size, 0, 0, BATCH_SIZE
+    if number > first:
+        yield first, start, start + size, number - first, records
+
+
+def _line_blocks(path: Path) -> Iterator[list[bytes]]:
+    """The lines of a file (without their newlines), READ_SIZE bytes at a time."""
     carry = b""
     with path.open("rb") as f:
-        while True:
-            data = f.read(READ_SIZE)
+        while data := f.read(READ_SIZE):
             lines = (carry + data).split(b"\n")
-            carry = lines.pop() if data else b""
-            if not data and lines == [b""]:
-                lines = []
-            at = 0
-            while at < len(lines):
-                take = max(room, 1)
-                block = lines[at : at + take]
-                if len(block) < take and data:
-                    carry = b"\n".join([*block, carry])
-                    break
-                size = sum(map(len, block)) + len(block)
-                end = offset + size
-                if not data and not carry and at + take >= len(lines):
-                    end -= 1  # the file does not end with a newline
-                records = sum(map(bool, map(bytes.strip, block)))
-                yield number, offset, end, records
-                offset, number, at, room = offset + size, number + len(block), at + take, BATCH_SIZE
-            if not data:
-                return
+            carry = lines.pop()
+            yield lines
+    if carry:
+        yield [carry]
+
+
 def _records(task: Task) -> Iterator[Record]:
     for label, first, start, end in task:
         if first is None:

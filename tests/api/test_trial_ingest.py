@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from fhir_bridge.services.trial_rules import score_id
+
 FHIR = {"Content-Type": "application/fhir+json"}
 MESSAGES = Path(__file__).resolve().parents[2] / "examples" / "messages"
 ASSESSMENT = "https://fhir-bridge.org/fhir/CodeSystem/assessment"
@@ -207,3 +209,36 @@ def test_withdrawn_research_subject_stays_withdrawn(client: TestClient) -> None:
         ).status_code
         == 200
     )
+
+
+def test_scoring_never_overwrites_an_unrelated_resource(
+    client: TestClient, madrs_response: dict[str, Any]
+) -> None:
+    taken = score_id("q1")
+    unrelated = {
+        "resourceType": "Observation",
+        "id": taken,
+        "status": "final",
+        "code": {"text": "lab"},
+    }
+    assert client.put(f"/fhir/Observation/{taken}", json=unrelated, headers=FHIR).status_code == 201
+    response = client.put(
+        "/fhir/QuestionnaireResponse/q1", json={**madrs_response, "id": "q1"}, headers=FHIR
+    )
+    assert response.status_code == 409
+    assert client.get(f"/fhir/Observation/{taken}").json()["code"] == {"text": "lab"}
+    assert client.get("/fhir/QuestionnaireResponse/q1").status_code == 404
+
+
+def test_response_with_a_64_character_id_is_scored(
+    client: TestClient, madrs_response: dict[str, Any]
+) -> None:
+    long_id = "q" * 64
+    response = client.put(
+        f"/fhir/QuestionnaireResponse/{long_id}",
+        json={**madrs_response, "id": long_id},
+        headers=FHIR,
+    )
+    assert response.status_code == 201, response.text
+    found = client.get(f"/fhir/Observation?derived-from=QuestionnaireResponse/{long_id}").json()
+    assert len(found["entry"]) == 1
