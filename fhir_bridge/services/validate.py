@@ -23,7 +23,6 @@ from fhir_bridge.services.trial_rules import load_trial
 from fhir_bridge.validation import Validator, get_validator
 
 BATCH_SIZE = 500
-READ_SIZE = 1 << 22
 # Below this many records the pool's start-up costs more than it saves.
 PARALLEL_THRESHOLD = 4000
 PROGRESS_THRESHOLD = 2000
@@ -168,7 +167,7 @@ def _files(paths: list[Path]) -> Iterator[Path]:
 
 
 def _plan(files: list[Path]) -> tuple[list[Task], int]:
-    """Cut the input into tasks of about BATCH_SIZE lines: byte ranges of NDJSON files,
+    """Cut the input into tasks of about BATCH_SIZE records: byte ranges of NDJSON files,
     whole JSON files. Returns the tasks and the number of records."""
     tasks: list[Task] = []
     task: list[Part] = []
@@ -178,57 +177,27 @@ def _plan(files: list[Path]) -> tuple[list[Task], int]:
             task.append((str(path), None, 0, 0))
             size += 1
             total += 1
-            parts: Iterator[tuple[int, int, int, int, int]] = iter(())
         else:
-            parts = _ndjson_parts(path, BATCH_SIZE - size)
-        for first, start, end, lines, records in parts:
-            task.append((str(path), first, start, end))
-            size += lines
-            total += records
-            if size >= BATCH_SIZE:
-                tasks.append(task)
-                task, size = [], 0
+            start = offset = 0
+            first = 1
+            with path.open("rb") as f:
+                for number, line in enumerate(f, 1):
+                    offset += len(line)
+                    if line.strip():
+                        size += 1
+                        total += 1
+                    if size >= BATCH_SIZE:
+                        task.append((str(path), first, start, offset))
+                        tasks.append(task)
+                        task, size, start, first = [], 0, offset, number + 1
+            if offset > start:
+                task.append((str(path), first, start, offset))
         if size >= BATCH_SIZE:
             tasks.append(task)
             task, size = [], 0
     if task:
         tasks.append(task)
     return tasks, total
-
-
-def _ndjson_parts(path: Path, room: int) -> Iterator[tuple[int, int, int, int, int]]:
-    """(first line number, start offset, end offset, lines, records) of consecutive line
-    ranges of an NDJSON file: the first of up to `room` lines, the others of BATCH_SIZE.
-
-    Lines are measured a block at a time by C-level calls, so the parent keeps ahead of
-    the workers. The last range may end one byte past a file without a final newline."""
-    first = number = 1
-    start = size = records = 0
-    for lines in _line_blocks(path):
-        at = 0
-        while at < len(lines):
-            block = lines[at : at + room - (number - first)]
-            at += len(block)
-            number += len(block)
-            size += sum(map(len, block)) + len(block)
-            records += len(block) - block.count(b"") - sum(map(bytes.isspace, block))
-            if number - first >= room:
-                yield first, start, start + size, number - first, records
-                first, start, size, records, room = number, start + size, 0, 0, BATCH_SIZE
-    if number > first:
-        yield first, start, start + size, number - first, records
-
-
-def _line_blocks(path: Path) -> Iterator[list[bytes]]:
-    """The lines of a file (without their newlines), READ_SIZE bytes at a time."""
-    carry = b""
-    with path.open("rb") as f:
-        while data := f.read(READ_SIZE):
-            lines = (carry + data).split(b"\n")
-            carry = lines.pop()
-            yield lines
-    if carry:
-        yield [carry]
 
 
 def _records(task: Task) -> Iterator[Record]:
