@@ -226,6 +226,12 @@ def _equality(node: dict[str, Any]) -> Fn:
         a, b = left(focus, env), right(focus, env)
         if not a or not b:
             return []
+        if len(a) == 1 and len(b) == 1:
+            x, y = a[0], b[0]
+            kind = x.__class__
+            # Same plain type (no bools, which equal() keeps apart from numbers): compare.
+            if kind is y.__class__ and (kind is str or kind is int):
+                return [(x == y) != negate]
         same = len(a) == len(b) and all(equal(x, y) for x, y in zip(a, b, strict=True))
         return [same != negate]
 
