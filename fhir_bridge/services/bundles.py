@@ -111,6 +111,24 @@ def _parse_entry(index: int, entry: Any) -> _Request:
         raise InvalidRequestError(
             exc.issues[0].diagnostics, code="not-supported", expression=f"{where}.request.url"
         ) from exc
+    for name, value in (
+        ("fullUrl", entry.get("fullUrl")),
+        ("request.ifNoneExist", request.get("ifNoneExist")),
+        ("request.ifMatch", request.get("ifMatch")),
+    ):
+        if value is not None and not isinstance(value, str):
+            raise InvalidRequestError(f"{name} must be a string", expression=f"{where}.{name}")
+    if method in ("DELETE", "PATCH") and len(parts) < 2 and not (method == "DELETE" and query):
+        raise InvalidRequestError(
+            f"A {method} entry's url needs an id"
+            + (" or a condition" if method == "DELETE" else ""),
+            expression=f"{where}.request.url",
+        )
+    if method == "POST" and (len(parts) > 1 or query):
+        raise InvalidRequestError(
+            "A POST entry's url is the resource type only; use ifNoneExist for conditions",
+            expression=f"{where}.request.url",
+        )
     resource = entry.get("resource")
     if method == "PATCH":
         resource = _patch_operations(resource, where)
@@ -231,11 +249,18 @@ def _check_unique_full_urls(requests: list[_Request]) -> None:
 
 
 def _resolve_identities(session: StoreSession, requests: list[_Request]) -> dict[str, str]:
-    """fullUrl → `Type/id` for every entry that creates or updates, before anything is written."""
+    """fullUrl → `Type/id` for every entry that creates or updates, before anything is written.
+
+    Two entries may not act on one resource (https://hl7.org/fhir/R4/http.html#trules): the
+    same target twice, or two creates under the same condition, fail the transaction."""
     aliases: dict[str, str] = {}
+    targets: dict[tuple[str, str], int] = {}
     for request in requests:
         if request.resource is None:
+            _claim(targets, request)
             continue
+        if request.method == "POST" and request.if_none_exist:
+            _claim(targets, request, f"?{request.if_none_exist}")
         if request.method == "POST":
             match = _single_match(session, request, request.if_none_exist)
             request.resource_id = match or resources.new_id()
@@ -243,9 +268,25 @@ def _resolve_identities(session: StoreSession, requests: list[_Request]) -> dict
         elif request.query:  # conditional update
             match = _single_match(session, request, request.query)
             request.resource_id = match or request.resource.get("id") or resources.new_id()
+        _claim(targets, request)
         if request.full_url and request.resource_id:
             aliases[request.full_url] = f"{request.resource_type}/{request.resource_id}"
     return aliases
+
+
+def _claim(targets: dict[tuple[str, str], int], request: _Request, key: str | None = None) -> None:
+    """Record that `request` acts on a resource (or a condition); a second claim fails."""
+    key = key or request.resource_id
+    if key is None or request.method == "GET":
+        return
+    if (request.resource_type, key) in targets:
+        first = targets[(request.resource_type, key)]
+        raise InvalidRequestError(
+            f"Entries {first} and {request.index} act on the same resource "
+            f"({request.resource_type}/{key.lstrip('/')}); a transaction may touch it once",
+            expression=f"Bundle.entry[{request.index}].request",
+        )
+    targets[(request.resource_type, key)] = request.index
 
 
 def _single_match(session: StoreSession, request: _Request, query: str | None) -> str | None:
@@ -334,10 +375,9 @@ def _run(
     if request.method == "DELETE":
         if request.resource_id:
             resources.delete_in(session, request.resource_type, request.resource_id)
-        else:
-            for match in store_search.find_ids(
-                session.execute, session.dialect, request.resource_type, request.query or ""
-            ):
+        else:  # conditional delete: single match only, as over REST
+            match = _single_match(session, request, request.query or "")
+            if match is not None:
                 session.delete(request.resource_type, match)
         return bundle_json.Entry(None, extra={"response": {"status": "204 No Content"}})
     if request.method == "GET":

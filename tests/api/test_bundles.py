@@ -220,3 +220,52 @@ def test_entry_url_without_a_supported_type_names_the_entry(client: TestClient) 
         response = client.post("/fhir", json=bundle)
         assert response.status_code == 400, (url, response.text)
         assert response.json()["issue"][0]["expression"] == ["Bundle.entry[0].request.url"]
+
+
+def test_conditional_delete_in_a_transaction_refuses_several_matches(client: TestClient) -> None:
+    for _ in range(2):
+        client.post(
+            "/fhir/Patient", json={"resourceType": "Patient", "identifier": [MRN]}, headers=FHIR
+        )
+    ref = "Patient?identifier=http://hospital.example/mrn|MRN-7"
+    response = client.post("/fhir", json=transaction({"request": {"method": "DELETE", "url": ref}}))
+    assert response.status_code == 412
+    assert client.get("/fhir/Patient?_summary=count").json()["total"] == 2
+
+
+def test_two_entries_on_one_resource_fail_the_transaction(client: TestClient) -> None:
+    put = {
+        "resource": {"resourceType": "Patient", "id": "twice"},
+        "request": {"method": "PUT", "url": "Patient/twice"},
+    }
+    delete = {"request": {"method": "DELETE", "url": "Patient/twice"}}
+    condition = "identifier=http://hospital.example/mrn|MRN-7"
+    cases = [
+        [put, dict(put)],
+        [put, delete],
+        [
+            patient_entry("urn:uuid:a", ifNoneExist=condition),
+            patient_entry("urn:uuid:b", ifNoneExist=condition),
+        ],
+    ]
+    for entries in cases:
+        response = client.post("/fhir", json=transaction(*entries))
+        assert response.status_code == 400, response.text
+        assert response.json()["issue"][0]["expression"] == ["Bundle.entry[1].request"]
+    assert total(client) == 0
+
+
+def test_malformed_entry_fields_are_refused_naming_them(client: TestClient) -> None:
+    cases = [
+        ({**patient_entry(), "fullUrl": ["x"]}, "Bundle.entry[0].fullUrl"),
+        (patient_entry(ifNoneExist=5), "Bundle.entry[0].request.ifNoneExist"),
+        (
+            {**patient_entry(), "request": {"method": "POST", "url": "Patient/12"}},
+            "Bundle.entry[0].request.url",
+        ),
+        ({"request": {"method": "DELETE", "url": "Patient"}}, "Bundle.entry[0].request.url"),
+    ]
+    for entry, expression in cases:
+        response = client.post("/fhir", json=transaction(entry))
+        assert response.status_code == 400, response.text
+        assert response.json()["issue"][0]["expression"] == [expression]
