@@ -23,6 +23,7 @@ from fhir_bridge.errors import (
     InvalidRequestError,
     PayloadTooLargeError,
     PreconditionFailedError,
+    UnprocessableResourceError,
 )
 from fhir_bridge.services import bundle_json, resources, search
 from fhir_bridge.services.context import ServiceContext
@@ -180,8 +181,10 @@ def _transaction(ctx: ServiceContext, requests: list[_Request], base: str, minim
             if request.resource is not None:
                 request.resource = _rewrite_references(session, request, aliases)
         supplied = _derived_sources(requests)
+        expected = _expected_derivations(ctx, requests, supplied)
         for request in sorted(requests, key=lambda r: (_ORDER[r.method], r.index)):
             try:
+                _check_supplied(request, expected)
                 results[request.index] = _run(ctx, session, request, base, minimal, supplied)
             except FHIRBridgeError as exc:
                 raise type(exc)(issues=_locate(exc.issues, request.index)) from exc
@@ -362,6 +365,62 @@ def _derived_sources(requests: list[_Request]) -> set[str]:
                 if isinstance(ref, dict) and isinstance(ref.get("reference"), str):
                     sources.add(ref["reference"])
     return sources
+
+
+def _expected_derivations(
+    ctx: ServiceContext, requests: list[_Request], supplied: set[str]
+) -> dict[str, list[dict[str, Any]]]:
+    """What the server would derive from each source whose derived resources the client sent."""
+    expected: dict[str, list[dict[str, Any]]] = {}
+    for request in requests:
+        source = f"{request.resource_type}/{request.resource_id}"
+        if request.resource is None or source not in supplied:
+            continue
+        try:
+            resource = {**request.resource, "id": request.resource_id}
+            expected[source] = [item for rule in ctx.derivations for item in rule(resource)]
+        except FHIRBridgeError as exc:
+            raise type(exc)(issues=_locate(exc.issues, request.index)) from exc
+    return expected
+
+
+def _check_supplied(request: _Request, expected: dict[str, list[dict[str, Any]]]) -> None:
+    """A client-sent derived resource (e.g. a score) must agree with the server's derivation:
+    the same value, and the same component values when it carries components."""
+    resource = request.resource or {}
+    for ref in resource.get("derivedFrom") or []:
+        source = ref.get("reference") if isinstance(ref, dict) else None
+        for derived in expected.get(source or "", []):
+            if not _same_code(derived, resource):
+                continue
+            (want, want_items), (got, got_items) = _values(derived), _values(resource)
+            if got != want or (got_items and got_items != want_items):
+                raise UnprocessableResourceError(
+                    f"The value does not match the one computed from {source}: {want}",
+                    code="business-rule",
+                    expression=f"{resource.get('resourceType')}.value",
+                )
+
+
+def _same_code(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    def codings(r: dict[str, Any]) -> set[tuple[Any, Any]]:
+        coding = (r.get("code") or {}).get("coding") or []
+        return {(c.get("system"), c.get("code")) for c in coding if isinstance(c, dict)}
+
+    return bool(codings(a) & codings(b))
+
+
+def _values(resource: dict[str, Any]) -> tuple[Any, list[Any]]:
+    """The value (a Quantity's number) and the component values, in order."""
+
+    def value(node: dict[str, Any]) -> Any:
+        for key, item in node.items():
+            if key.startswith("value"):
+                return item.get("value") if isinstance(item, dict) else item
+        return None
+
+    components = resource.get("component") or []
+    return value(resource), [value(c) for c in components if isinstance(c, dict)]
 
 
 def _run(

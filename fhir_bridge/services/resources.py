@@ -126,7 +126,7 @@ def commit(
     for item in prepared.derived:
         existing = session.read(item["resourceType"], item["id"])
         live = existing is not None and not existing.deleted
-        if live and not _derives_from(orjson.loads(existing.data), source):
+        if existing is not None and live and not _derives_from(orjson.loads(existing.data), source):
             raise VersionConflictError(
                 f"{item['resourceType']}/{item['id']} exists and is not derived from {source}"
             )

@@ -269,3 +269,59 @@ def test_malformed_entry_fields_are_refused_naming_them(client: TestClient) -> N
         response = client.post("/fhir", json=transaction(entry))
         assert response.status_code == 400, response.text
         assert response.json()["issue"][0]["expression"] == [expression]
+
+
+def test_client_sent_score_must_match_the_response(client: TestClient) -> None:
+    import json
+    from pathlib import Path
+
+    messages = Path(__file__).resolve().parents[2] / "examples" / "messages"
+    response = json.loads((messages / "madrs-response.json").read_text())
+    items = [item["answer"][0]["valueInteger"] for item in response["item"]]
+    score = {
+        "resourceType": "Observation",
+        "status": "final",
+        "category": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                        "code": "survey",
+                    }
+                ]
+            }
+        ],
+        "code": {
+            "coding": [
+                {
+                    "system": "https://fhir-bridge.org/fhir/CodeSystem/assessment",
+                    "code": "madrs-total",
+                }
+            ]
+        },
+        "subject": response["subject"],
+        "effectiveDateTime": response["authored"],
+        "valueQuantity": {
+            "value": 5,
+            "unit": "{score}",
+            "system": "http://unitsofmeasure.org",
+            "code": "{score}",
+        },
+        "derivedFrom": [{"reference": "urn:uuid:qr"}],
+    }
+    entries = [
+        {
+            "fullUrl": "urn:uuid:qr",
+            "resource": response,
+            "request": {"method": "POST", "url": "QuestionnaireResponse"},
+        },
+        {"resource": score, "request": {"method": "POST", "url": "Observation"}},
+    ]
+    refused = client.post("/fhir", json=transaction(*entries))
+    assert refused.status_code == 422
+    assert refused.json()["issue"][0]["expression"] == ["Bundle.entry[1].resource.value"]
+    score["valueQuantity"]["value"] = sum(items)  # the client's own extraction, correct
+    accepted = client.post("/fhir", json=transaction(*entries))
+    assert accepted.status_code == 200, accepted.text
+    # the client's score is kept and the server adds no second one
+    assert client.get("/fhir/Observation?_summary=count").json()["total"] == 1
