@@ -26,6 +26,11 @@ PASSTHROUGH = frozenset({"_format", "_pretty"})
 SUMMARY_VALUES = ("true", "text", "data", "count", "false")
 TOTAL_VALUES = ("none", "estimate", "accurate")
 MAX_OFFSET = 10**9
+# Bounds on one search, so that no request can tie up the database (every criterion is a
+# subquery; OR values and chain levels multiply): beyond them a 400 too-costly.
+MAX_CRITERIA = 30
+MAX_VALUES = 200
+MAX_DEPTH = 3  # chain links plus _has levels in one parameter name
 ID_PARAMETER = SearchParameter("Resource", "_id", "token", "Resource.id")
 SORTABLE = frozenset({"date", "string", "token", "number", "quantity", "uri"})
 MODIFIERS = {
@@ -160,6 +165,10 @@ def _invalid(message: str, name: str) -> InvalidRequestError:
     return InvalidRequestError(message, expression=name, code="invalid")
 
 
+def _too_costly(message: str, name: str) -> InvalidRequestError:
+    return InvalidRequestError(message, code="too-costly", expression=name)
+
+
 def _not_supported(message: str, name: str) -> InvalidRequestError:
     return InvalidRequestError(message, expression=name, code="not-supported")
 
@@ -188,11 +197,15 @@ def parse_search(resource_type: str, params: Sequence[tuple[str, str]]) -> Searc
             continue
         if name.startswith("_") and _result_parameter(request, name, value):
             continue
+        if name.count(".") + name.count("_has:") > MAX_DEPTH:
+            raise _too_costly(f"'{name}' nests more than {MAX_DEPTH} levels", name)
         criterion = parse_criterion(resource_type, name, value)
         if criterion is None:
             request.unknown.append((name, value))
         else:
             request.criteria.append(criterion)
+            if len(request.criteria) > MAX_CRITERIA:
+                raise _too_costly(f"More than {MAX_CRITERIA} search criteria", name)
     return request
 
 
@@ -347,9 +360,12 @@ def _param(
         # Reference.identifier is indexed as a token under "<code>:identifier".
         definition = SearchParameter(resource_type, definition.code + ":identifier", "token", "")
         kind, modifier = "token", None
+    parts = split_escaped(value, ",")
+    if len(parts) > MAX_VALUES:
+        raise _too_costly(f"'{name}' has more than {MAX_VALUES} values", name)
     values = tuple(
         _value(definition, modifier, unescape(part) if kind != "token" else part, name)
-        for part in split_escaped(value, ",")
+        for part in parts
     )
     return ParamCriterion(resource_type, definition.code, kind, modifier, values)
 

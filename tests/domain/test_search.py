@@ -290,3 +290,25 @@ def test_query_string_keeps_order_and_decodes() -> None:
         ("identifier", "sys|123"),
         ("status", "final"),
     ]
+
+
+CHAIN = "subject:Patient.link:Patient.link:Patient.link:Patient.gender"
+HAS = "_has:Observation:subject:" * 4 + "status"
+
+
+@pytest.mark.parametrize(
+    ("resource_type", "params"),
+    [
+        ("Patient", [("gender", "male")] * 31),
+        ("Patient", [("gender", ",".join(["male"] * 201))]),
+        ("Observation", [(CHAIN, "male")]),
+        ("Patient", [(HAS, "final")]),
+    ],
+    ids=["criteria", "values", "chain-depth", "has-depth"],
+)
+def test_searches_too_costly_to_run_are_refused(
+    resource_type: str, params: list[tuple[str, str]]
+) -> None:
+    with pytest.raises(InvalidRequestError) as info:
+        parse_search(resource_type, params)
+    assert info.value.issues[0].code == "too-costly"
