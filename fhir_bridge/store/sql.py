@@ -27,6 +27,7 @@ from fhir_bridge.store.schema import SCHEMA_VERSION, ddl
 
 Indexer = Callable[[dict[str, Any]], IndexRows]
 
+STATEMENT_TIMEOUT_MS = 60_000
 _COLUMNS = "resource_type, id, version_id, last_updated, deleted, data, method"
 _ROW = "(resource_type, id, version_id, last_updated, deleted, seq, data, method)"
 _INSERT_VERSION = f"INSERT INTO resource_versions {_ROW} VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
@@ -384,6 +385,8 @@ def _connect_postgres(url: str) -> Any:
     schema = parse_qs(parts.query).get("schema", [None])[0]
     conninfo = url.split("?", 1)[0]
     conn = psycopg.connect(conninfo)
+    # a runaway statement is cancelled rather than left running after its client gave up
+    conn.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
     if schema:
         if not re.fullmatch(r"[a-z_][a-z0-9_]*", schema):
             raise StoreError("Invalid schema name in the database URL")
