@@ -392,5 +392,5 @@ def _connect_postgres(url: str) -> Any:
             raise StoreError("Invalid schema name in the database URL")
         conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
         conn.execute(f"SET search_path TO {schema}")
-        conn.commit()
+    conn.commit()  # settings made inside a transaction would vanish with its rollback
     return conn
