@@ -23,6 +23,8 @@ ValueFn = Callable[[Any, str, str, Context], None]
 # (parent object, path of the parent, ctx)
 ElementFn = Callable[[dict[str, Any], str, Context], None]
 SliceFinder = Callable[[Any], int | None]
+# Per element, how many distinct valid (key, value) pairs are remembered.
+REMEMBERED = 2048
 
 
 def matches_pattern(value: Any, pattern: Any) -> bool:
@@ -214,6 +216,26 @@ def _value_index(node: PNode) -> SliceFinder | None:
     return by_value
 
 
+def _remembering(value_fn: ValueFn) -> ValueFn:
+    """`value_fn` for checks that depend on nothing but the JSON key and the value: a string
+    or integer that passed them once at a key passes again without the checks."""
+    passed: set[tuple[str, str | int]] = set()
+
+    def remembered(value: Any, key: str, path: str, ctx: Context) -> None:
+        # Bools are never remembered, so True cannot pass for a remembered 1.
+        if value.__class__ is not str and value.__class__ is not int:
+            value_fn(value, key, path, ctx)
+            return
+        if (key, value) in passed:
+            return
+        issues = len(ctx.issues)
+        value_fn(value, key, path, ctx)
+        if len(ctx.issues) == issues and len(passed) < REMEMBERED:
+            passed.add((key, value))
+
+    return remembered
+
+
 class ProfileChecker:
     """Compiles profiles into closures and runs them on resources."""
 
@@ -360,7 +382,7 @@ class ProfileChecker:
                 for check in checks:
                     check(value, key, path, ctx)
 
-            return only_checks
+            return _remembering(only_checks)
 
         def value_fn(value: Any, key: str, path: str, ctx: Context) -> None:
             if types is not None and key not in allowed_keys:

@@ -14,7 +14,7 @@ from typing import Any
 from fhir_bridge.domain.issues import Issue
 from fhir_bridge.validation.compiler import COMPLEX, PRIMITIVE, Compiler, Field, Struct
 from fhir_bridge.validation.definitions import load_definitions
-from fhir_bridge.validation.invariants import Rule, compile_rule
+from fhir_bridge.validation.invariants import HOLDS_WITHOUT, Rule, compile_rule
 from fhir_bridge.validation.references import check_bundle, check_extension, check_reference
 from fhir_bridge.validation.terminology import Terminology
 
@@ -39,7 +39,8 @@ class Context:
         self.profiles = profiles
 
 
-CompiledRule = tuple[str, str, str, Rule, str | None]
+# (key, severity, human, rule, field it applies to, key without which it holds)
+CompiledRule = tuple[str, str, str, Rule, str | None, str | None]
 ResourceHook = Callable[[dict[str, Any], str, Context], None]
 Handler = Callable[[Any, dict[str, Any], str, Context], None]
 Post = Callable[[dict[str, Any], str, Context], None]
@@ -106,7 +107,8 @@ class Engine:
                 base = struct.key
             rule = compile_rule(c.key, c.expression, base)
             if rule is not None:
-                compiled.append((c.key, c.severity, c.human, rule, c.field))
+                guard = HOLDS_WITHOUT.get(c.key) if c.field is None else None
+                compiled.append((c.key, c.severity, c.human, rule, c.field, guard))
         return compiled
 
     def resource(self, obj: Any, path: str, ctx: Context, contained: bool = False) -> None:
@@ -414,8 +416,10 @@ class Engine:
     def run_rules(
         self, obj: dict[str, Any], rules: list[CompiledRule], path: str, ctx: Context
     ) -> None:
-        for key, severity, human, rule, field_name in rules:
+        for key, severity, human, rule, field_name, guard in rules:
             if field_name is None:
+                if guard is not None and guard not in obj:
+                    continue
                 if not rule(obj, ctx):
                     text = f"{key}: {human}"
                     ctx.issues.append(Issue(severity, "invariant", text, path))  # type: ignore[arg-type]
