@@ -293,6 +293,8 @@ class ProfileChecker:
                 slicer(values, path, ctx)
 
         has_counts = check_min or check_max
+        # Whether one value present can break the counts (min above 1 or max 0).
+        one_can_fail = (check_min and low > 1) or (check_max and high is not None and high < 1)
         if node.choice and slicer is None:
             names = choice_names(name)
 
@@ -335,7 +337,7 @@ class ProfileChecker:
                 else:
                     run([(name, i, v) for i, v in enumerate(value)], path, ctx)
             elif slicer is None:
-                if has_counts:
+                if one_can_fail:
                     counts(1, path, ctx)
                 if value_fn is not None:
                     value_fn(value, name, f"{path}.{name}", ctx)
@@ -382,7 +384,8 @@ class ProfileChecker:
                 for check in checks:
                     check(value, key, path, ctx)
 
-            return _remembering(only_checks)
+            # Target checks look into a Reference: nothing to remember by value.
+            return only_checks if node.targets is not None else _remembering(only_checks)
 
         def value_fn(value: Any, key: str, path: str, ctx: Context) -> None:
             if types is not None and key not in allowed_keys:
@@ -481,9 +484,13 @@ class ProfileChecker:
                     None,
                 )
             else:
-                parts = ref.split("?", 1)[0].split("/")
-                candidates = [p for p in parts if p in resource_types]
-                target = candidates[-1] if candidates else None
+                head, _, tail = ref.partition("/")
+                if "/" not in tail and "?" not in ref and tail not in resource_types:
+                    target = head if head in resource_types else None  # the usual Type/id
+                else:
+                    parts = ref.split("?", 1)[0].split("/")
+                    candidates = [p for p in parts if p in resource_types]
+                    target = candidates[-1] if candidates else None
             if target is not None and target not in targets:
                 text = f"reference to a {target} is not allowed (allowed: {allowed}){label}"
                 ctx.issues.append(Issue("error", "structure", text, f"{path}.reference"))
