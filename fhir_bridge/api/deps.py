@@ -104,7 +104,18 @@ async def _read_json(request: Request, accepted: tuple[str, ...]) -> Any:
             raise PayloadTooLargeError(f"The body exceeds the limit of {limit} bytes")
     if not body:
         raise InvalidRequestError("The request body is empty", code="required")
+    if b"\\u0000" in body:
+        # FHIR strings cannot hold NUL, and PostgreSQL text cannot store it
+        raise InvalidRequestError("Strings must not contain the NUL character", code="value")
     try:
-        return orjson.loads(body)
+        parsed = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise InvalidRequestError(f"The body is not valid JSON: {exc}", code="structure") from exc
+    try:
+        # orjson reads 1,024 levels but writes 255: refuse here what could never be stored
+        orjson.dumps(parsed)
+    except TypeError as exc:
+        raise InvalidRequestError(
+            "The body is nested too deeply (more than 255 levels)", code="too-costly"
+        ) from exc
+    return parsed

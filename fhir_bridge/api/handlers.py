@@ -74,7 +74,15 @@ async def http_error(request: Request, exc: Exception) -> Response:
         404: f"No route for {request.method} {request.url.path}",
         405: f"{request.method} is not allowed on {request.url.path}",
     }.get(exc.status_code, str(exc.detail))
-    return outcome_response([Issue("error", code, text)], exc.status_code)
+    response = outcome_response([Issue("error", code, text)], exc.status_code)
+    response.headers.update(exc.headers or {})  # e.g. Allow on a 405
+    return response
+
+
+async def recursion_error(request: Request, exc: Exception) -> Response:
+    # only a body nested hundreds of levels deep gets here (orjson accepts 1,024 levels)
+    text = "The resource is nested too deeply to process"
+    return outcome_response([Issue("error", "too-costly", text)], 400)
 
 
 async def unexpected_error(request: Request, exc: Exception) -> Response:
@@ -93,4 +101,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(errors.FHIRBridgeError, fhir_error)
     app.add_exception_handler(RequestValidationError, request_validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(RecursionError, recursion_error)
     app.add_exception_handler(Exception, unexpected_error)

@@ -197,6 +197,8 @@ def parse_search(resource_type: str, params: Sequence[tuple[str, str]]) -> Searc
             continue
         if name.startswith("_") and _result_parameter(request, name, value):
             continue
+        if "\x00" in name or "\x00" in value:
+            raise _invalid("Search parameters must not contain the NUL character", name)
         if name.count(".") + name.count("_has:") > MAX_DEPTH:
             raise _too_costly(f"'{name}' nests more than {MAX_DEPTH} levels", name)
         criterion = parse_criterion(resource_type, name, value)

@@ -69,7 +69,8 @@ def build(
 def history_entry(base: str, stored: StoredResource) -> Entry:
     """An entry of a history Bundle: https://hl7.org/fhir/R4/http.html#history."""
     url = f"{stored.resource_type}/{stored.id}"
-    status = {"POST": "201 Created", "PUT": "200 OK", "DELETE": "204 No Content"}[stored.method]
+    created = stored.method == "POST" or (stored.method == "PUT" and stored.version_id == 1)
+    status = "204 No Content" if stored.deleted else "201 Created" if created else "200 OK"
     return Entry(
         full_url=f"{base}/{url}",
         resource=None if stored.deleted else stored.data,

@@ -108,7 +108,7 @@ def _parse_entry(index: int, entry: Any) -> _Request:
     version = _version(parts, method, f"{where}.request.url")
     try:
         resources.check_type(resource_type)
-    except InvalidRequestError as exc:
+    except FHIRBridgeError as exc:
         raise InvalidRequestError(
             exc.issues[0].diagnostics, code="not-supported", expression=f"{where}.request.url"
         ) from exc

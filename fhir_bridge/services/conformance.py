@@ -6,6 +6,7 @@ listing every issue; it is 200 whether or not the resource is valid (the operati
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -19,11 +20,24 @@ VALIDATE_MODES = ("create", "update", "delete")
 
 
 def validate(
-    ctx: ServiceContext, resource_type: str, body: Any, resource_id: str | None = None
+    ctx: ServiceContext,
+    resource_type: str,
+    body: Any,
+    resource_id: str | None = None,
+    url_profiles: Sequence[str] = (),
+    url_mode: str | None = None,
 ) -> list[Issue]:
     """Issues for a resource (or a Parameters with `resource`, `mode`, `profile`) as a write of
-    it would find them: local codes translated, validator and clinical rules, scoring."""
+    it would find them: local codes translated, validator and clinical rules, scoring.
+    `profile` and `mode` may also come from the URL."""
     resource, mode, profiles = _arguments(body, resource_type)
+    profiles = [*profiles, *url_profiles]
+    if url_mode is not None:
+        if url_mode not in VALIDATE_MODES:
+            raise InvalidRequestError(
+                f"mode must be one of {', '.join(VALIDATE_MODES)}", expression="mode"
+            )
+        mode = url_mode
     if mode == "delete":
         return []
     if mode == "update" and resource_id is None and "id" not in resource:

@@ -6,12 +6,15 @@ https://hl7.org/fhir/R4/http.html#history
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 from fhir_bridge.domain.fhir import parse_uint
+from fhir_bridge.domain.search_values import date_range
 from fhir_bridge.errors import InvalidRequestError, ResourceNotFoundError
 from fhir_bridge.services import bundle_json
 from fhir_bridge.services.context import ServiceContext
+from fhir_bridge.services.resources import known_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +27,18 @@ class HistoryQuery:
     summary_count: bool = False
 
 
+def _since(value: str | None) -> str | None:
+    """`_since` as a UTC instant in the stored form, so that text order is time order."""
+    if value is None:
+        return None
+    try:
+        low, _ = date_range(value)
+    except ValueError as exc:
+        raise InvalidRequestError(f"_since '{value}' is not a date", expression="_since") from exc
+    instant = datetime.fromtimestamp(low, UTC).isoformat(timespec="microseconds")
+    return instant.replace("+00:00", "Z")
+
+
 def history(
     ctx: ServiceContext,
     base: str,
@@ -32,7 +47,9 @@ def history(
     query: HistoryQuery,
 ) -> bytes:
     """A history Bundle; `cursor` (the `_cursor` link parameter) keeps pages stable under writes."""
-    since, count, cursor = query.since, query.count, query.cursor
+    since, count, cursor = _since(query.since), query.count, query.cursor
+    if resource_type and resource_id:
+        known_id(resource_type, resource_id)
     page_size = min(count or ctx.default_page_size, ctx.max_page_size)
     before_seq = None
     if cursor is not None:
@@ -43,8 +60,8 @@ def history(
         if resource_type and resource_id and session.read(resource_type, resource_id) is None:
             raise ResourceNotFoundError(f"{resource_type}/{resource_id} is not known")
         if query.summary_count:
-            rows = session.history(resource_type, resource_id, since, 2**31 - 1)
-            return bundle_json.build("history", [], total=len(rows))
+            total = session.history_count(resource_type, resource_id, since)
+            return bundle_json.build("history", [], total=total)
         rows = session.history(resource_type, resource_id, since, page_size + 1, before_seq)
     path = "/".join(p for p in (base, resource_type, resource_id, "_history") if p)
     params: dict[str, str] = {"_count": str(page_size)}

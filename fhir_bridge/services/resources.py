@@ -35,7 +35,8 @@ ID_PATTERN = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 def check_type(resource_type: str) -> None:
     """Refuse resource types this server does not serve (400 not-supported)."""
     if not is_supported(resource_type):
-        raise InvalidRequestError(
+        # https://hl7.org/fhir/R4/http.html#general: an unsupported type is 404
+        raise ResourceNotFoundError(
             f"Resource type '{resource_type}' is not supported by this server",
             code="not-supported",
         )
@@ -44,6 +45,12 @@ def check_type(resource_type: str) -> None:
 def check_id(resource_id: str) -> None:
     if not ID_PATTERN.fullmatch(resource_id):
         raise InvalidRequestError(f"'{resource_id}' is not a valid FHIR id", code="value")
+
+
+def known_id(resource_type: str, resource_id: str) -> None:
+    """An id that is not a valid FHIR id names nothing this server holds: 404."""
+    if not ID_PATTERN.fullmatch(resource_id):
+        raise ResourceNotFoundError(f"{resource_type}/{resource_id} is not known")
 
 
 def check_body(resource: Any, resource_type: str, resource_id: str | None = None) -> None:
@@ -59,6 +66,10 @@ def check_body(resource: Any, resource_type: str, resource_id: str | None = None
         raise InvalidRequestError(
             f"resourceType '{body_type}' does not match the URL type '{resource_type}'",
             expression="resourceType",
+        )
+    if "id" in resource and not isinstance(resource["id"], str):
+        raise InvalidRequestError(
+            "id must be a string", code="value", expression=f"{resource_type}.id"
         )
     if resource_id is not None:
         if "id" not in resource:
@@ -196,6 +207,7 @@ def create(
 
 def read(ctx: ServiceContext, resource_type: str, resource_id: str) -> StoredResource:
     """https://hl7.org/fhir/R4/http.html#read — a deleted resource is 410 Gone."""
+    known_id(resource_type, resource_id)
     with ctx.store.session() as session:
         stored = session.read(resource_type, resource_id)
     return live(stored, resource_type, resource_id)
@@ -221,6 +233,7 @@ def vread_in(
     session: StoreSession, resource_type: str, resource_id: str, version: str
 ) -> StoredResource:
     """A version of a resource in an open session; a deletion version reads as 410."""
+    known_id(resource_type, resource_id)
     number = parse_uint(version)
     stored = session.vread(resource_type, resource_id, number) if number is not None else None
     if stored is None:
@@ -270,7 +283,7 @@ def update_in(
     if current is not None and not current.deleted:
         _check_transition(ctx, orjson.loads(current.data), resource)
     prepared = prepared or prepare(ctx, resource)
-    return commit(session, prepared, "POST" if created else "PUT"), created
+    return commit(session, prepared, "PUT"), created
 
 
 def _check_transition(
@@ -328,6 +341,7 @@ def delete_in(session: StoreSession, resource_type: str, resource_id: str) -> St
 
 def delete(ctx: ServiceContext, resource_type: str, resource_id: str) -> StoredResource | None:
     """https://hl7.org/fhir/R4/http.html#delete"""
+    known_id(resource_type, resource_id)
     with ctx.store.session(write=True) as session:
         return delete_in(session, resource_type, resource_id)
 

@@ -47,6 +47,11 @@ class StoreSession(Protocol):
     ) -> list[tuple[int, StoredResource]]:
         """Versions newest first with their write sequence; https://hl7.org/fhir/R4/http.html#history."""
 
+    def history_count(
+        self, resource_type: str | None, resource_id: str | None, since: str | None
+    ) -> int:
+        """How many versions history() would list without paging."""
+
     def put(self, resource: dict[str, Any], method: str, new: bool = False) -> StoredResource:
         """Write the next version of resource (resourceType and id set); meta is assigned here.
 

@@ -47,6 +47,23 @@ def now_instant() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
+def _history_filter(
+    resource_type: str | None, resource_id: str | None, since: str | None, before_seq: int | None
+) -> tuple[str, list[object]]:
+    where: list[str] = []
+    params: list[object] = []
+    for column, value in (
+        ("resource_type = ?", resource_type),
+        ("id = ?", resource_id),
+        ("last_updated >= ?", since),
+        ("seq < ?", before_seq),
+    ):
+        if value is not None:
+            where.append(column)
+            params.append(value)
+    return (f"WHERE {' AND '.join(where)}" if where else ""), params
+
+
 def _values(s: StoredResource, seq: int) -> tuple[Any, ...]:
     """A stored version as a row of _ROW's columns."""
     return (s.resource_type, s.id, s.version_id, s.last_updated, s.deleted, seq, s.data, s.method)
@@ -121,26 +138,18 @@ class SQLSession:
         count: int,
         before_seq: int | None = None,
     ) -> list[tuple[int, StoredResource]]:
-        where: list[str] = []
-        params: list[object] = []
-        if resource_type:
-            where.append("resource_type = ?")
-            params.append(resource_type)
-        if resource_id:
-            where.append("id = ?")
-            params.append(resource_id)
-        if since:
-            where.append("last_updated >= ?")
-            params.append(since)
-        if before_seq is not None:
-            where.append("seq < ?")
-            params.append(before_seq)
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        clause, params = _history_filter(resource_type, resource_id, since, before_seq)
         rows = self.execute(
             f"SELECT {_COLUMNS}, seq FROM resource_versions {clause} ORDER BY seq DESC LIMIT ?",
             (*params, count),
         )
         return [(int(r[7]), _row(r)) for r in rows]
+
+    def history_count(
+        self, resource_type: str | None, resource_id: str | None, since: str | None
+    ) -> int:
+        clause, params = _history_filter(resource_type, resource_id, since, None)
+        return int(self.execute(f"SELECT COUNT(*) FROM resource_versions {clause}", params)[0][0])
 
     def _reserve_seq(self, count: int) -> int:
         """Reserve `count` write sequence numbers; returns the first."""

@@ -112,9 +112,94 @@ CASES = [
         "/fhir/Basic",
         FHIR,
         b'{"resourceType": "Basic"}',
-        400,
+        404,
         outcome("not-supported", "Resource type 'Basic' is not supported by this server"),
         id="unsupported-type",
+    ),
+    pytest.param(
+        "PUT",
+        "/fhir/Patient?identifier=x|y",
+        FHIR,
+        b'{"resourceType": "Patient", "id": 5}',
+        400,
+        outcome("value", "id must be a string", "Patient.id"),
+        id="id-not-a-string",
+    ),
+    pytest.param(
+        "POST",
+        "/fhir/Patient",
+        FHIR,
+        b'{"resourceType": "Patient", "gender": "a\\u0000b"}',
+        400,
+        outcome("value", "Strings must not contain the NUL character"),
+        id="nul-in-body",
+    ),
+    pytest.param(
+        "GET",
+        "/fhir/Patient?name=%00",
+        {},
+        b"",
+        400,
+        outcome("invalid", "Search parameters must not contain the NUL character", "name"),
+        id="nul-in-search",
+    ),
+    pytest.param(
+        "POST",
+        "/fhir/Patient",
+        FHIR,
+        b'{"resourceType": "Patient", "extension": '
+        + b'[{"url": "http://x", "extension": ' * 400
+        + b"[]"
+        + b"}]" * 400
+        + b"}",
+        400,
+        None,
+        id="deeply-nested",
+    ),
+    pytest.param(
+        "GET",
+        "/fhir/Patient/a/_history/%C2%B2",
+        {},
+        b"",
+        404,
+        None,
+        id="non-ascii-version",
+    ),
+    pytest.param(
+        "GET",
+        "/fhir/Patient?_count=%C2%B2",
+        {},
+        b"",
+        400,
+        None,
+        id="non-ascii-count",
+    ),
+    pytest.param(
+        "GET",
+        "/fhir/Patient?_offset=9223372036854775808",
+        {},
+        b"",
+        400,
+        None,
+        id="huge-offset",
+    ),
+    pytest.param(
+        "GET",
+        "/fhir/_history?_cursor=99999999999999999999",
+        {},
+        b"",
+        400,
+        None,
+        id="huge-history-cursor",
+    ),
+    pytest.param(
+        "GET",
+        "/fhir/_history?_since=yesterday",
+        {},
+        b"",
+        400,
+        outcome("invalid", "_since 'yesterday' is not a date", "_since"),
+        id="bad-since",
     ),
     pytest.param(
         "GET",
@@ -225,3 +310,9 @@ def test_internal_error_hides_the_exception_text(settings: Settings) -> None:
     assert response.status_code == 500
     text = response.json()["issue"][0]["diagnostics"]
     assert "secret" not in text and text.startswith("Internal server error (request id ")
+
+
+def test_wrong_method_names_the_allowed_ones(client: TestClient) -> None:
+    response = client.request("PATCH", "/fhir/metadata")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
+
 from fastapi.testclient import TestClient
 
 FHIR = {"Content-Type": "application/fhir+json"}
@@ -143,3 +145,15 @@ def test_json_patch_updates_and_versions(client: TestClient) -> None:
     assert (response.json()["gender"], response.json()["meta"]["versionId"]) == ("other", "2")
     stale = client.patch(url, json=ops, headers=headers)
     assert stale.status_code == 412
+
+
+def test_since_compares_instants_not_text(client: TestClient) -> None:
+    created = create(client, PATIENT)
+    written = datetime.fromisoformat(created["meta"]["lastUpdated"].replace("Z", "+00:00"))
+    plus_five = timezone(timedelta(hours=5))
+    an_hour_before = (written - timedelta(hours=1)).astimezone(plus_five).isoformat()
+    an_hour_after = (written + timedelta(hours=1)).astimezone(plus_five).isoformat()
+    before = client.get("/fhir/Patient/_history", params={"_since": an_hour_before}).json()
+    after = client.get("/fhir/Patient/_history", params={"_since": an_hour_after}).json()
+    assert len(before["entry"]) == 1
+    assert "entry" not in after

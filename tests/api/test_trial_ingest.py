@@ -242,3 +242,12 @@ def test_response_with_a_64_character_id_is_scored(
     assert response.status_code == 201, response.text
     found = client.get(f"/fhir/Observation?derived-from=QuestionnaireResponse/{long_id}").json()
     assert len(found["entry"]) == 1
+
+
+def test_validate_takes_profile_and_mode_from_the_url(client: TestClient) -> None:
+    patient = {"resourceType": "Patient", "gender": "male"}
+    url = "/fhir/Patient/$validate?profile=https://fhir-bridge.org/fhir/StructureDefinition/trial-patient"
+    assert errors(client.post(url, json=patient, headers=FHIR))
+    assert not errors(client.post("/fhir/Patient/$validate", json=patient, headers=FHIR))
+    bad_mode = client.post("/fhir/Patient/$validate?mode=sideways", json=patient, headers=FHIR)
+    assert bad_mode.status_code == 400

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 from starlette.responses import Response
 
 from fhir_bridge.api.deps import RESOURCE_BODY, context, json_body
@@ -19,16 +19,29 @@ Ctx = Annotated[ServiceContext, Depends(context)]
 Body = Annotated[Any, Depends(json_body)]
 
 
+async def _validate_args(
+    profile: Annotated[list[str] | None, Query()] = None,
+    mode: Annotated[str | None, Query()] = None,
+) -> tuple[list[str], str | None]:
+    """`profile` and `mode` may come in the URL as well as in a Parameters body."""
+    return profile or [], mode
+
+
+Args = Annotated[tuple[list[str], str | None], Depends(_validate_args)]
+
+
 @router.post("/{resource_type}/$validate", openapi_extra=RESOURCE_BODY)
-def validate_type(resource_type: str, body: Body, ctx: Ctx) -> Response:
+def validate_type(resource_type: str, body: Body, ctx: Ctx, args: Args) -> Response:
     if resource_type != "Bundle":  # Bundles are validated, not stored
         resources.check_type(resource_type)
-    issues = conformance.validate(ctx, resource_type, body)
+    issues = conformance.validate(ctx, resource_type, body, None, *args)
     return FHIRResponse(orjson.dumps(outcome(issues)))
 
 
 @router.post("/{resource_type}/{resource_id}/$validate", openapi_extra=RESOURCE_BODY)
-def validate_instance(resource_type: str, resource_id: str, body: Body, ctx: Ctx) -> Response:
+def validate_instance(
+    resource_type: str, resource_id: str, body: Body, ctx: Ctx, args: Args
+) -> Response:
     resources.check_type(resource_type)
-    issues = conformance.validate(ctx, resource_type, body, resource_id)
+    issues = conformance.validate(ctx, resource_type, body, resource_id, *args)
     return FHIRResponse(orjson.dumps(outcome(issues)))
