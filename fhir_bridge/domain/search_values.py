@@ -58,6 +58,9 @@ def date_range(value: str) -> tuple[float, float]:
         return low, low + 86400.0
     offset = 0.0
     if zone and zone != "Z":
+        # R4 dateTime: offsets -14:00..+14:00 (https://hl7.org/fhir/R4/datatypes.html#dateTime)
+        if int(zone[1:3]) > 14 or int(zone[4:6]) > 59:
+            raise ValueError("time zone offset out of range")
         sign = 1 if zone[0] == "+" else -1
         offset = sign * (int(zone[1:3]) * 3600 + int(zone[4:6]) * 60)
     low = _epoch(y, m, d, int(hour), int(minute), int(second or 0)) - offset
@@ -73,7 +76,7 @@ def _epoch(year: int, month: int, day: int, hour: int = 0, minute: int = 0, sec:
         return MAX_TIME
     if not 1 <= month <= 12 or not 1 <= day <= calendar.monthrange(year, month)[1]:
         raise ValueError("date out of range")
-    if hour > 24 or minute > 59 or sec > 60:
+    if hour > 23 or minute > 59 or sec > 60:
         raise ValueError("time out of range")
     return datetime(year, month, day, tzinfo=UTC).timestamp() + hour * 3600 + minute * 60 + sec
 

@@ -312,3 +312,11 @@ def test_searches_too_costly_to_run_are_refused(
     with pytest.raises(InvalidRequestError) as info:
         parse_search(resource_type, params)
     assert info.value.issues[0].code == "too-costly"
+
+
+@pytest.mark.parametrize(
+    "value", ["2020-01-01T10:00+99:99", "2020-01-01T24:00:00Z", "2020-01-01T10:60Z"]
+)
+def test_impossible_times_are_not_dates(value: str) -> None:
+    with pytest.raises(ValueError):
+        date_range(value)
