@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import Depends, FastAPI
 
 from fhir_bridge import __version__
 from fhir_bridge.api import handlers
 from fhir_bridge.api.deps import negotiate
+from fhir_bridge.api.responses import FHIRResponse
 from fhir_bridge.api.routes import metadata, operations, resources, system
 from fhir_bridge.config import Settings, get_settings
 from fhir_bridge.services import conformance, demo, trial_rules
@@ -21,6 +23,12 @@ from fhir_bridge.services.capability import (
 from fhir_bridge.services.context import ServiceContext
 from fhir_bridge.store.indexing import extract_index
 from fhir_bridge.store.sql import SQLStore
+
+# every error is an OperationOutcome (https://hl7.org/fhir/R4/operationoutcome.html)
+OUTCOME_RESPONSES: dict[int | str, dict[str, Any]] = {
+    "4XX": {"description": "OperationOutcome naming what was refused", "model": None},
+    "5XX": {"description": "OperationOutcome with a request id", "model": None},
+}
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -63,5 +71,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     handlers.install(app)
     for module in (metadata, system, operations, resources):  # order matters: literal paths first
-        app.include_router(module.router, prefix="/fhir", dependencies=[Depends(negotiate)])
+        app.include_router(
+            module.router,
+            prefix="/fhir",
+            dependencies=[Depends(negotiate)],
+            default_response_class=FHIRResponse,
+            responses=OUTCOME_RESPONSES,
+        )
     return app
