@@ -8,7 +8,6 @@ PNode tree is turned once into closures that hold only the checks each element n
 from __future__ import annotations
 
 from collections.abc import Callable
-from operator import itemgetter
 from typing import Any
 
 from fhir_bridge.domain.issues import Issue
@@ -502,39 +501,37 @@ class ProfileChecker:
         slices = node.slices
         slice_fns = [self._value(s, label) for s in slices]
         closed, name, find = node.closed, node.name, slice_finder(node)
-        bounds = [(i, s.min, s.max, s.id) for i, s in enumerate(slices)]
-        # Members are checked slice by slice; values keep their order within a slice.
-        by_slice = itemgetter(0)
+        bounds = [(i, s.min, s.max, s.id, slice_fns[i]) for i, s in enumerate(slices)]
+        empty: list[list[tuple[str, str, Any]] | None] = [None] * len(slices)
 
         def slicer(values: list[Value], path: str, ctx: Context) -> None:
-            counts = [0] * len(slices)
-            hits: list[tuple[int, str, str, Any]] = []
+            # Members are checked slice by slice; values keep their order within a slice.
+            members: list[Any] = empty.copy()
             for key, index, value in values:
                 where = f"{path}.{key}" if index is None else f"{path}.{key}[{index}]"
                 i = find(value) if value is not None else None
                 if i is not None:
-                    counts[i] += 1
-                    hits.append((i, where, key, value))
+                    found = members[i]
+                    if found is None:
+                        members[i] = [(where, key, value)]
+                    else:
+                        found.append((where, key, value))
                 elif closed:
                     text = f"does not match any slice of {node.id} (slicing is closed){label}"
                     ctx.issues.append(Issue("error", "structure", text, where))
-            hits.sort(key=by_slice)
-            start = 0
-            for i, low, high, slice_id in bounds:
-                count = counts[i]
+            for i, low, high, slice_id, fn in bounds:
+                found = members[i]
+                count = 0 if found is None else len(found)
                 if count < low:
                     text = f"slice {slice_id}: minimum required = {low}, but only found {count}"
                     ctx.issues.append(Issue("error", "required", text + label, f"{path}.{name}"))
-                if not count:
+                if found is None:
                     continue
-                end = start + count
                 if high is not None and count > high:
                     text = f"slice {slice_id}: maximum allowed = {high}, but found {count}"
-                    ctx.issues.append(Issue("error", "value", text + label, hits[start + high][1]))
-                fn = slice_fns[i]
+                    ctx.issues.append(Issue("error", "value", text + label, found[high][0]))
                 if fn is not None:
-                    for _, where, key, value in hits[start:end]:
+                    for where, key, value in found:
                         fn(value, key, where, ctx)
-                start = end
 
         return slicer
