@@ -215,24 +215,32 @@ def _value_index(node: PNode) -> SliceFinder | None:
     return by_value
 
 
-def _remembering(value_fn: ValueFn) -> ValueFn:
-    """`value_fn` for checks that depend on nothing but the JSON key and the value: a string
-    or integer that passed them once at a key passes again without the checks."""
-    passed: set[tuple[str, str | int]] = set()
+class _Remembering:
+    """A value function for checks that depend on nothing but the JSON key and the value:
+    a string or integer that passed them once at a key passes again without the checks."""
 
-    def remembered(value: Any, key: str, path: str, ctx: Context) -> None:
+    __slots__ = ("checks", "passed")
+
+    def __init__(self, checks: ValueFn) -> None:
+        self.checks = checks
+        self.passed: set[tuple[str, str | int]] = set()
+
+    def __call__(self, value: Any, key: str, path: str, ctx: Context) -> None:
         # Bools are never remembered, so True cannot pass for a remembered 1.
         if value.__class__ is not str and value.__class__ is not int:
-            value_fn(value, key, path, ctx)
+            self.checks(value, key, path, ctx)
             return
-        if (key, value) in passed:
+        if (key, value) in self.passed:
             return
         issues = len(ctx.issues)
-        value_fn(value, key, path, ctx)
-        if len(ctx.issues) == issues and len(passed) < REMEMBERED:
-            passed.add((key, value))
+        self.checks(value, key, path, ctx)
+        if len(ctx.issues) == issues and len(self.passed) < REMEMBERED:
+            self.passed.add((key, value))
 
-    return remembered
+
+def _passed_of(value_fn: ValueFn | None) -> set[tuple[str, str | int]] | None:
+    """The (key, value) pairs seen passing by `value_fn`, when it remembers them."""
+    return value_fn.passed if isinstance(value_fn, _Remembering) else None
 
 
 class ProfileChecker:
@@ -296,14 +304,27 @@ class ProfileChecker:
         one_can_fail = (check_min and low > 1) or (check_max and high is not None and high < 1)
         if node.choice and slicer is None:
             names = choice_names(name)
+            # A value that passed this element's checks once passes again (see _Remembering);
+            # looked up here, before the path to the value is even formatted.
+            passed = _passed_of(value_fn)
 
             def choice_values(obj: dict[str, Any], path: str, ctx: Context) -> None:
                 present = names.intersection(obj)
                 if has_counts:
                     counts(len(present), path, ctx)
                 if value_fn is not None and present:
-                    keys = present if len(present) == 1 else [k for k in obj if k in present]
-                    for key in keys:
+                    if len(present) == 1:
+                        key = next(iter(present))
+                        value = obj[key]
+                        if (
+                            passed is not None
+                            and (value.__class__ is str or value.__class__ is int)
+                            and (key, value) in passed
+                        ):
+                            return
+                        value_fn(value, key, f"{path}.{key}", ctx)
+                        return
+                    for key in [k for k in obj if k in present]:
                         value_fn(obj[key], key, f"{path}.{key}", ctx)
 
             return choice_values
@@ -384,7 +405,7 @@ class ProfileChecker:
                     check(value, key, path, ctx)
 
             # Target checks look into a Reference: nothing to remember by value.
-            return only_checks if node.targets is not None else _remembering(only_checks)
+            return only_checks if node.targets is not None else _Remembering(only_checks)
 
         def value_fn(value: Any, key: str, path: str, ctx: Context) -> None:
             if types is not None and key not in allowed_keys:

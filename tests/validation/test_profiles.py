@@ -245,3 +245,29 @@ def test_extension_slices_are_recognised_by_url() -> None:
     assert _errors(validator, obs, profile["url"]) == ["required Observation.extension"]
     obs["extension"] = [link, other, link]
     assert _errors(validator, obs, profile["url"]) == ["value Observation.extension[2]"]
+
+
+def test_profile_value_checks_hold_for_values_seen_before() -> None:
+    from fhir_bridge.mapping.loader import load_mappings
+    from fhir_bridge.mapping.observations import score_observation
+
+    mappings = load_mappings()
+    validator = Validator()
+    validator.add_profiles(mappings.conformance_resources())
+    spec = mappings.instrument("madrs")
+    values = {item.link_id: 2 for item in spec.items}
+    obs = score_observation(spec, values, 20, subject="Patient/p1", effective="2026-03-01")
+
+    def range_errors() -> list[str]:
+        return [
+            str(i.expression)
+            for i in validator.validate(obs)
+            if "above the maximum" in i.diagnostics
+        ]
+
+    for value, expected in [(2, []), (9, ["Observation.component[0].valueInteger"]), (2, [])]:
+        obs["component"][0]["valueInteger"] = value
+        assert range_errors() == expected
+    for _ in range(2):
+        obs["component"][1]["valueInteger"] = 9
+        assert range_errors() == ["Observation.component[1].valueInteger"]
