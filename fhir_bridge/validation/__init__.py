@@ -8,8 +8,8 @@
 
 Modules: definitions (vendored R4 data), primitives, compiler (snapshot -> lookup tables),
 engine (the one-pass walk), references, terminology, invariants and fhirpath, fhirpath_functions,
-fhirpath_shortcuts (constraints), snapshot, profiles and conformance (profile enforcement),
-validator (the facade).
+fhirpath_shortcuts (constraints), snapshot, profiles, conformance and slicing (profile
+enforcement), validator (the facade).
 https://hl7.org/fhir/R4/validation.html
 """
 

@@ -128,7 +128,7 @@ def test_project_extension_definitions_check_value_types() -> None:
 
 
 def test_compiled_patterns_match_like_the_reference_function() -> None:
-    from fhir_bridge.validation.conformance import compile_pattern, matches_pattern
+    from fhir_bridge.validation.slicing import compile_pattern, matches_pattern
 
     pattern = {"coding": [{"system": "s", "code": "a"}], "text": "t"}
     values = [
