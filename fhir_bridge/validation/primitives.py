@@ -10,6 +10,7 @@ from collections.abc import Callable
 from datetime import date
 
 from fhir_bridge.validation.definitions import load_definitions
+from fhir_bridge.validation.narrative import narrative_problem
 
 # A checker returns None when the value is valid, else the reason.
 Checker = Callable[[object], str | None]
@@ -61,14 +62,13 @@ def _base64(value: object) -> str | None:
 
 
 def _xhtml(value: object) -> str | None:
-    # txt-1/txt-2 (htmlChecks) need a full XHTML parser; the root element is what clients get wrong.
     if type(value) is not str:
         return f"expected a JSON string, found {_json_type(value)}"
     if not value.lstrip().startswith("<div"):
         return "narrative must be an XHTML <div> element"
     if "http://www.w3.org/1999/xhtml" not in value[:300]:
         return "narrative <div> must declare the XHTML namespace"
-    return None
+    return narrative_problem(value)
 
 
 def _regex_checker(regex: str, name: str) -> Checker:
