@@ -1,8 +1,9 @@
 """The SQL engines behind ResourceStore: SQLite (embedded, WAL) and PostgreSQL (multi-node).
 
-Both share every statement; a Dialect adapts placeholders, connection set-up and the writer
-lock. Writers are serialised (SQLite: BEGIN IMMEDIATE; PostgreSQL: a row lock on the write
-sequence) so that version numbers, the global `seq` and conditional creates stay race-free.
+Both share every statement (written with `?`, rewritten to `%s` for psycopg); they differ in
+connection set-up and the writer lock. Writers are serialised (SQLite: BEGIN IMMEDIATE behind a
+process lock; PostgreSQL: a row lock on the write sequence) so that version numbers, the global
+`seq` and conditional creates stay race-free.
 """
 
 from __future__ import annotations
