@@ -295,14 +295,8 @@ def _claim(targets: dict[tuple[str, str], int], request: _Request, key: str | No
 def _single_match(session: StoreSession, request: _Request, query: str | None) -> str | None:
     if not query:
         return None
-    matches = store_search.find_ids(session.execute, session.dialect, request.resource_type, query)
-    if len(matches) > 1:
-        raise PreconditionFailedError(
-            f"The condition '{query}' matched {len(matches)} resources",
-            code="multiple-matches",
-            expression=f"Bundle.entry[{request.index}].request",
-        )
-    return matches[0] if matches else None
+    where = f"Bundle.entry[{request.index}].request"
+    return resources.single_match(session, request.resource_type, query, where)
 
 
 def _rewrite_references(

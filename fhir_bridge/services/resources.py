@@ -33,7 +33,7 @@ ID_PATTERN = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
 
 def check_type(resource_type: str) -> None:
-    """Refuse resource types this server does not serve (400 not-supported)."""
+    """Refuse resource types this server does not serve (404 not-supported)."""
     if not is_supported(resource_type):
         # https://hl7.org/fhir/R4/http.html#general: an unsupported type is 404
         raise ResourceNotFoundError(
@@ -136,12 +136,14 @@ def commit(
     source = f"{stored.resource_type}/{stored.id}"
     for item in prepared.derived:
         existing = session.read(item["resourceType"], item["id"])
-        live = existing is not None and not existing.deleted
-        if existing is not None and live and not _derives_from(orjson.loads(existing.data), source):
+        if existing is None or existing.deleted:
+            session.put(item, "POST")
+            continue
+        if not _derives_from(orjson.loads(existing.data), source):
             raise VersionConflictError(
                 f"{item['resourceType']}/{item['id']} exists and is not derived from {source}"
             )
-        session.put(item, "PUT" if live else "POST")
+        session.put(item, "PUT")
     return stored
 
 
@@ -180,16 +182,27 @@ def create_in(
     return write(ctx, session, {**resource, "id": new_id()}, "POST", new=True), True
 
 
+def single_match(
+    session: StoreSession, resource_type: str, query: str, expression: str | None = None
+) -> str | None:
+    """The id of the one resource a condition matches, None for none; several are a 412.
+
+    https://hl7.org/fhir/R4/http.html#ccreate — the rule of every conditional interaction."""
+    matches = store_search.find_ids(session.execute, session.dialect, resource_type, query)
+    if len(matches) > 1:
+        raise PreconditionFailedError(
+            f"The condition '{query}' matched {len(matches)} resources",
+            code="multiple-matches",
+            expression=expression,
+        )
+    return matches[0] if matches else None
+
+
 def _conditional_match(
     session: StoreSession, resource_type: str, if_none_exist: str
 ) -> StoredResource | None:
-    """The one resource If-None-Exist matches, None for no match; several matches are a 412."""
-    matches = store_search.find_ids(session.execute, session.dialect, resource_type, if_none_exist)
-    if len(matches) > 1:
-        raise PreconditionFailedError(
-            f"If-None-Exist matched {len(matches)} resources", code="multiple-matches"
-        )
-    return session.read(resource_type, matches[0]) if matches else None
+    match = single_match(session, resource_type, if_none_exist)
+    return session.read(resource_type, match) if match else None
 
 
 def create(
@@ -314,18 +327,14 @@ def conditional_update(
     """https://hl7.org/fhir/R4/http.html#cond-update"""
     resource_type = resource["resourceType"]
     with ctx.store.session(write=True) as session:
-        matches = store_search.find_ids(session.execute, session.dialect, resource_type, query)
-        if len(matches) > 1:
-            raise PreconditionFailedError(
-                f"The condition matched {len(matches)} resources", code="multiple-matches"
-            )
-        if matches:
-            if "id" in resource and resource["id"] != matches[0]:
+        match = single_match(session, resource_type, query)
+        if match:
+            if "id" in resource and resource["id"] != match:
                 raise InvalidRequestError(
                     "The body id differs from the resource the condition matched",
                     expression=f"{resource_type}.id",
                 )
-            return update_in(ctx, session, {**resource, "id": matches[0]})
+            return update_in(ctx, session, {**resource, "id": match})
         if "id" in resource:
             return update_in(ctx, session, resource)
         return create_in(ctx, session, resource)
@@ -349,14 +358,10 @@ def delete(ctx: ServiceContext, resource_type: str, resource_id: str) -> StoredR
 def conditional_delete(ctx: ServiceContext, resource_type: str, query: str) -> int:
     """https://hl7.org/fhir/R4/http.html#cdelete — single match only (multiple: 412)."""
     with ctx.store.session(write=True) as session:
-        matches = store_search.find_ids(session.execute, session.dialect, resource_type, query)
-        if len(matches) > 1:
-            raise PreconditionFailedError(
-                f"The condition matched {len(matches)} resources", code="multiple-matches"
-            )
-        for match in matches:
+        match = single_match(session, resource_type, query)
+        if match:
             session.delete(resource_type, match)
-        return len(matches)
+        return 1 if match else 0
 
 
 def patch(
