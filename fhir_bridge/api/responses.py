@@ -9,7 +9,7 @@ import orjson
 from starlette.responses import Response
 
 from fhir_bridge.domain.fhir import FHIR_JSON
-from fhir_bridge.domain.issues import Issue
+from fhir_bridge.domain.issues import Issue, operation_outcome
 from fhir_bridge.store.base import StoredResource
 
 
@@ -17,15 +17,8 @@ class FHIRResponse(Response):
     media_type = FHIR_JSON
 
 
-def outcome(issues: list[Issue]) -> dict[str, object]:
-    """An OperationOutcome for issues: https://hl7.org/fhir/R4/operationoutcome.html."""
-    if not issues:
-        issues = [Issue("information", "informational", "All OK")]
-    return {"resourceType": "OperationOutcome", "issue": [i.to_fhir() for i in issues]}
-
-
 def outcome_response(issues: list[Issue], status: int) -> Response:
-    return FHIRResponse(orjson.dumps(outcome(issues)), status_code=status)
+    return FHIRResponse(orjson.dumps(operation_outcome(issues)), status_code=status)
 
 
 def http_date(instant: str) -> str:
@@ -61,7 +54,7 @@ def resource_response(
     if wanted == "minimal":
         return Response(status_code=status, headers=headers)
     if wanted == "OperationOutcome":
-        body = orjson.dumps(outcome(issues or []))
+        body = orjson.dumps(operation_outcome(issues or []))
         return FHIRResponse(body, status_code=status, headers=headers)
     return FHIRResponse(stored.data, status_code=status, headers=headers)
 

@@ -37,3 +37,12 @@ class Issue:
 
 def has_errors(issues: list[Issue]) -> bool:
     return any(issue.is_error for issue in issues)
+
+
+def operation_outcome(issues: list[Issue]) -> dict[str, object]:
+    """An OperationOutcome for issues: https://hl7.org/fhir/R4/operationoutcome.html.
+
+    With no issues it says so: the resource requires at least one."""
+    if not issues:
+        issues = [Issue("information", "informational", "All OK")]
+    return {"resourceType": "OperationOutcome", "issue": [i.to_fhir() for i in issues]}

@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl
 
 import orjson
 
-from fhir_bridge.domain.issues import Issue
+from fhir_bridge.domain.issues import Issue, operation_outcome
 from fhir_bridge.errors import (
     FHIRBridgeError,
     InvalidRequestError,
@@ -204,17 +204,8 @@ def _batch(
                     request.resource = _rewrite_references(session, request, {})
                 results.append(_run(ctx, session, request, base, minimal))
         except FHIRBridgeError as exc:
-            status = status_for(exc)
-            outcome = {
-                "resourceType": "OperationOutcome",
-                "issue": [i.to_fhir() for i in exc.issues],
-            }
-            results.append(
-                bundle_json.Entry(
-                    None,
-                    extra={"response": {"status": str(status), "outcome": outcome}},
-                )
-            )
+            response = {"status": str(status_for(exc)), "outcome": operation_outcome(exc.issues)}
+            results.append(bundle_json.Entry(None, extra={"response": response}))
     return bundle_json.build("batch-response", results)
 
 
@@ -233,7 +224,7 @@ def _patch_operations(resource: Any, where: str) -> Any:
         )
     try:
         return orjson.loads(base64.b64decode(resource.get("data", ""), validate=True))
-    except (binascii.Error, ValueError) as exc:
+    except (binascii.Error, ValueError, TypeError) as exc:
         raise InvalidRequestError(
             "The Binary's data is not a base64 JSON Patch", expression=f"{where}.resource.data"
         ) from exc

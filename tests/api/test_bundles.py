@@ -325,3 +325,17 @@ def test_client_sent_score_must_match_the_response(client: TestClient) -> None:
     assert accepted.status_code == 200, accepted.text
     # the client's score is kept and the server adds no second one
     assert client.get("/fhir/Observation?_summary=count").json()["total"] == 1
+
+
+def test_patch_entry_with_non_text_data_is_refused(client: TestClient) -> None:
+    entry = {
+        "resource": {
+            "resourceType": "Binary",
+            "contentType": "application/json-patch+json",
+            "data": 5,
+        },
+        "request": {"method": "PATCH", "url": "Patient/x"},
+    }
+    response = client.post("/fhir", json=transaction(entry))
+    assert response.status_code == 400
+    assert response.json()["issue"][0]["expression"] == ["Bundle.entry[0].resource.data"]

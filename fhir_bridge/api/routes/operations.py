@@ -9,7 +9,8 @@ from fastapi import APIRouter, Depends, Query
 from starlette.responses import Response
 
 from fhir_bridge.api.deps import RESOURCE_BODY, context, json_body
-from fhir_bridge.api.responses import FHIRResponse, outcome
+from fhir_bridge.api.responses import FHIRResponse
+from fhir_bridge.domain.issues import operation_outcome
 from fhir_bridge.services import conformance, resources
 from fhir_bridge.services.context import ServiceContext
 
@@ -35,7 +36,7 @@ def validate_type(resource_type: str, body: Body, ctx: Ctx, args: Args) -> Respo
     if resource_type != "Bundle":  # Bundles are validated, not stored
         resources.check_type(resource_type)
     issues = conformance.validate(ctx, resource_type, body, None, *args)
-    return FHIRResponse(orjson.dumps(outcome(issues)))
+    return FHIRResponse(orjson.dumps(operation_outcome(issues)))
 
 
 @router.post("/{resource_type}/{resource_id}/$validate", openapi_extra=RESOURCE_BODY)
@@ -44,4 +45,4 @@ def validate_instance(
 ) -> Response:
     resources.check_type(resource_type)
     issues = conformance.validate(ctx, resource_type, body, resource_id, *args)
-    return FHIRResponse(orjson.dumps(outcome(issues)))
+    return FHIRResponse(orjson.dumps(operation_outcome(issues)))
