@@ -72,8 +72,8 @@ def _searchset(
         )
     ignored = {name for name, _ in request.unknown}
     used = [(n, v) for n, v in params if n not in ignored and n != "_cursor"]
-    resource_type = request.resource_type
-    self_url = f"{base}/{resource_type}?{urlencode(used)}" if used else f"{base}/{resource_type}"
+    page_url = f"{base}/{request.resource_type}"
+    self_url = _url(page_url, used, request.cursor)
     if request.summary == "count":
         total = store_search.count(session.execute, session.dialect, request)
         return bundle_json.build("searchset", [], total=total, links={"self": self_url})
@@ -85,14 +85,11 @@ def _searchset(
         max_count=ctx.max_page_size,
         cursor_key=session.cursor_key,
     )
-    links = {"self": _with_cursor(self_url, request.cursor)}
+    links = {"self": self_url}
     if result.next_cursor:
         # the cursor already marks where the next page starts: _offset must not apply twice
         paged = [(n, v) for n, v in used if n != "_offset"]
-        next_base = (
-            f"{base}/{resource_type}?{urlencode(paged)}" if paged else self_url.split("?")[0]
-        )
-        links["next"] = _with_cursor(next_base, result.next_cursor)
+        links["next"] = _url(page_url, paged, result.next_cursor)
     entries = [
         bundle_json.Entry(
             f"{base}/{rtype}/{rid}", _shape(data, request), extra={"search": {"mode": mode}}
@@ -103,11 +100,9 @@ def _searchset(
     return bundle_json.build("searchset", entries, total=result.total, links=links)
 
 
-def _with_cursor(url: str, cursor: str | None) -> str:
-    if not cursor:
-        return url
-    joiner = "&" if "?" in url else "?"
-    return f"{url}{joiner}{urlencode({'_cursor': cursor})}"
+def _url(path: str, params: list[tuple[str, str]], cursor: str | None) -> str:
+    query = urlencode([*params, *([("_cursor", cursor)] if cursor else [])])
+    return f"{path}?{query}" if query else path
 
 
 def _shape(data: bytes, request: SearchRequest) -> bytes:
