@@ -33,11 +33,7 @@ def validate(
     resource, mode, profiles = _arguments(body, resource_type)
     profiles = [*profiles, *url_profiles]
     if url_mode is not None:
-        if url_mode not in VALIDATE_MODES:
-            raise InvalidRequestError(
-                f"mode must be one of {', '.join(VALIDATE_MODES)}", expression="mode"
-            )
-        mode = url_mode
+        mode = _mode(url_mode, "mode")
     if mode == "delete":
         return []
     if mode == "update" and resource_id is None and "id" not in resource:
@@ -58,6 +54,14 @@ def validate(
     return issues
 
 
+def _mode(value: Any, expression: str) -> str:
+    if value not in VALIDATE_MODES:
+        raise InvalidRequestError(
+            f"mode must be one of {', '.join(VALIDATE_MODES)}", expression=expression
+        )
+    return str(value)
+
+
 def _arguments(body: Any, resource_type: str) -> tuple[dict[str, Any], str, list[str]]:
     if not isinstance(body, dict):
         raise InvalidRequestError("The request body must be a JSON object", code="structure")
@@ -72,12 +76,8 @@ def _arguments(body: Any, resource_type: str) -> tuple[dict[str, Any], str, list
         if name == "resource":
             resource = parameter.get("resource")
         elif name == "mode":
-            mode = parameter.get("valueCode") or parameter.get("valueString") or ""
-            if mode not in VALIDATE_MODES:
-                raise InvalidRequestError(
-                    f"mode must be one of {', '.join(VALIDATE_MODES)}",
-                    expression=f"{where}.valueCode",
-                )
+            value = parameter.get("valueCode") or parameter.get("valueString")
+            mode = _mode(value, f"{where}.valueCode")
         elif name == "profile":
             profile = parameter.get("valueUri") or parameter.get("valueCanonical")
             if not isinstance(profile, str):
