@@ -207,14 +207,8 @@ class SQLSession:
         pending, self._pending = self._pending, []
         first = self._reserve_seq(len(pending))
         rows = [_values(s, first + n) for n, (s, _) in enumerate(pending)]
-        self._many(
-            _INSERT_CURRENT,
-            rows,
-        )
-        self._many(
-            _INSERT_VERSION,
-            rows,
-        )
+        self._many(_INSERT_CURRENT, rows)
+        self._many(_INSERT_VERSION, rows)
         for table, (attr, to_values) in _INDEX_INSERTS.items():
             values = [
                 (s.resource_type, s.id, *to_values(r))
@@ -272,9 +266,7 @@ class SQLStore:
             if self.dialect == "sqlite":
                 return _connect_sqlite(self._url)
             return _connect_postgres(self._url)
-        except (sqlite3.Error, OSError) as exc:
-            raise StoreError("Could not open the database") from exc
-        except Exception as exc:  # psycopg.Error without importing psycopg for SQLite users
+        except Exception as exc:  # sqlite3, OS or psycopg errors alike
             raise StoreError("Could not open the database") from exc
 
     def _migrate(self) -> None:
@@ -283,8 +275,9 @@ class SQLStore:
                 session.execute(statement)
             if not session.execute("SELECT version FROM schema_info"):
                 session.execute("INSERT INTO schema_info (version) VALUES (?)", (SCHEMA_VERSION,))
-            if not session.execute("SELECT value FROM write_seq WHERE id = 1"):
-                session.execute("INSERT INTO write_seq (id, value) VALUES (1, 0)")
+            session.execute(
+                "INSERT INTO write_seq (id, value) VALUES (1, 0) ON CONFLICT DO NOTHING"
+            )
             session.execute(
                 "INSERT INTO server_secret (name, value) VALUES (?, ?) ON CONFLICT DO NOTHING",
                 ("cursor_key", os.urandom(32)),
