@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import parse_qsl
 
 import orjson
 from fastapi import Query, Request
@@ -19,6 +20,7 @@ from fhir_bridge.services.history import HistoryQuery
 
 JSON_TYPES = ("application/fhir+json", "application/json", "application/json+fhir")
 JSON_PATCH = "application/json-patch+json"
+FORM = "application/x-www-form-urlencoded"
 _FORMAT_ALIASES = {"json", *JSON_TYPES}
 
 # Bodies are read raw (parsed once with orjson), so their shape is declared for OpenAPI here.
@@ -85,7 +87,14 @@ async def json_patch_body(request: Request) -> Any:
     return await _read_json(request, (JSON_PATCH,))
 
 
-async def _read_json(request: Request, accepted: tuple[str, ...]) -> Any:
+async def form_params(request: Request) -> list[tuple[str, str]]:
+    """The form-encoded parameters of a POST _search, after those of the URL."""
+    body = (await _read_body(request, (FORM,))).decode("utf-8", errors="replace")
+    return list(request.query_params.multi_items()) + parse_qsl(body, keep_blank_values=True)
+
+
+async def _read_body(request: Request, accepted: tuple[str, ...]) -> bytes:
+    """The body of an accepted media type; otherwise 415, over the size limit 413."""
     content_type = request.headers.get("content-type", "")
     media = content_type.split(";")[0].strip().lower()
     if media not in accepted:
@@ -102,6 +111,11 @@ async def _read_json(request: Request, accepted: tuple[str, ...]) -> Any:
         body += chunk
         if len(body) > limit:
             raise PayloadTooLargeError(f"The body exceeds the limit of {limit} bytes")
+    return bytes(body)
+
+
+async def _read_json(request: Request, accepted: tuple[str, ...]) -> Any:
+    body = await _read_body(request, accepted)
     if not body:
         raise InvalidRequestError("The request body is empty", code="required")
     if b"\\u0000" in body:

@@ -123,3 +123,11 @@ def test_cursors_hide_sort_values_and_refuse_forgeries(client: TestClient) -> No
         assert response.json()["issue"][0]["expression"] == ["_cursor"]
     other_search = client.get(f"/fhir/Patient?_count=1&_sort=birthdate&_cursor={cursor}")
     assert other_search.status_code == 400
+
+
+def test_post_search_needs_a_form_body(client: TestClient) -> None:
+    response = client.post(
+        "/fhir/Patient/_search", content=b"{}", headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 415
+    assert response.json()["issue"][0]["code"] == "not-supported"

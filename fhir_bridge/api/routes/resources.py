@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from typing import Annotated, Any
-from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Depends, Header, Request
-from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from fhir_bridge.api.deps import (
     RESOURCE_BODY,
     base_url,
     context,
+    form_params,
     history_query,
     json_body,
     json_patch_body,
@@ -24,7 +23,6 @@ from fhir_bridge.api.responses import (
     resource_response,
 )
 from fhir_bridge.domain.issues import Issue
-from fhir_bridge.errors import UnsupportedMediaTypeError
 from fhir_bridge.services import conformance, history, resources, search
 from fhir_bridge.services.context import ServiceContext
 from fhir_bridge.services.history import HistoryQuery
@@ -71,18 +69,15 @@ def search_type(
 
 
 @router.post("/{resource_type}/_search")
-async def search_type_post(
-    resource_type: Type, request: Request, ctx: Ctx, base: Base, prefer: Prefer = None
+def search_type_post(
+    resource_type: Type,
+    params: Annotated[list[tuple[str, str]], Depends(form_params)],
+    ctx: Ctx,
+    base: Base,
+    prefer: Prefer = None,
 ) -> Response:
     """POST _search: form-encoded parameters in the body, merged with those of the URL."""
-    media = request.headers.get("content-type", "").split(";")[0].strip()
-    if media != "application/x-www-form-urlencoded":
-        raise UnsupportedMediaTypeError("POST _search takes application/x-www-form-urlencoded")
-    body = (await request.body()).decode("utf-8", errors="replace")
-    params = list(request.query_params.multi_items()) + parse_qsl(body, keep_blank_values=True)
-    strict = prefers_strict(prefer)
-    answer = await run_in_threadpool(search.search, ctx, base, resource_type, params, strict)
-    return FHIRResponse(answer)
+    return FHIRResponse(search.search(ctx, base, resource_type, params, prefers_strict(prefer)))
 
 
 @router.get("/{resource_type}/_history")
