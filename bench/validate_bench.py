@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import random
 import sys
 import tempfile
 import time
@@ -36,12 +37,14 @@ from fhir_bridge.validation import Validator, get_validator  # noqa: E402
 
 
 def madrs_observations(count: int) -> list[dict[str, Any]]:
-    """`count` MADRS score Observations as the trial produces them (10 item components)."""
+    """`count` MADRS score Observations as the trial produces them (10 item components).
+    Item scores are drawn at random (0-6 each), so item lists practically never repeat."""
     m = load_mappings()
     spec = m.instrument("madrs")
+    rng = random.Random(7)
     out = []
     for n in range(count):
-        values = {item.link_id: (n + i) % 7 for i, item in enumerate(spec.items)}
+        values = {item.link_id: rng.randint(0, 6) for item in spec.items}
         obs = score_observation(
             spec,
             values,

@@ -7,6 +7,7 @@ https://hl7.org/fhir/R4/validation.html, https://hl7.org/fhir/R4/nd-json.html
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import time
@@ -62,6 +63,9 @@ def validate_paths(
     """
     global _worker_validator
     _worker_validator = validator or load_trial().validator
+    # The compiled definitions live as long as the process: the collector need not scan them
+    # again, and forked workers then share their pages instead of copying them.
+    gc.freeze()
     files = list(_files(paths))
     summary = Summary(files=len(files))
     tasks, total = _plan(files)

@@ -13,6 +13,7 @@ from typing import Any
 from fhir_bridge.domain.issues import Issue
 from fhir_bridge.validation.definitions import PRIMITIVE_TYPES, choice_names
 from fhir_bridge.validation.engine import Context
+from fhir_bridge.validation.memo import Memo
 from fhir_bridge.validation.profiles import MISSING, PNode, Profile
 from fhir_bridge.validation.slicing import compile_pattern, slice_finder
 from fhir_bridge.validation.terminology import Terminology
@@ -39,31 +40,52 @@ def _type_of_key(key: str, node: PNode) -> str:
 
 
 class _Remembering:
-    """A value function for checks that depend on nothing but the JSON key and the value:
-    a string or integer that passed them once at a key passes again without the checks."""
+    """A value function for checks that read nothing outside the value (see memo.py): a value
+    that passed them once at a JSON key passes again without the checks."""
 
-    __slots__ = ("checks", "passed")
+    __slots__ = ("checks", "passed", "memo")
 
     def __init__(self, checks: ValueFn) -> None:
         self.checks = checks
         self.passed: set[tuple[str, str | int]] = set()
+        self.memo = Memo()
 
     def __call__(self, value: Any, key: str, path: str, ctx: Context) -> None:
         # Bools are never remembered, so True cannot pass for a remembered 1.
-        if value.__class__ is not str and value.__class__ is not int:
+        if value.__class__ is str or value.__class__ is int:
+            if (key, value) in self.passed:
+                return
+            issues = len(ctx.issues)
+            self.checks(value, key, path, ctx)
+            if len(ctx.issues) == issues and len(self.passed) < REMEMBERED:
+                self.passed.add((key, value))
+            return
+        memo = self.memo
+        serialised = memo.key(value) if value.__class__ is dict else None
+        if serialised is None:
             self.checks(value, key, path, ctx)
             return
-        if (key, value) in self.passed:
+        pair = (key, serialised)
+        if memo.get(pair) is not None:
             return
         issues = len(ctx.issues)
         self.checks(value, key, path, ctx)
-        if len(ctx.issues) == issues and len(self.passed) < REMEMBERED:
-            self.passed.add((key, value))
+        if len(ctx.issues) == issues:
+            memo.remember(pair)
 
 
 def _passed_of(value_fn: ValueFn | None) -> set[tuple[str, str | int]] | None:
     """The (key, value) pairs seen passing by `value_fn`, when it remembers them."""
     return value_fn.passed if isinstance(value_fn, _Remembering) else None
+
+
+def _reads_context(node: PNode) -> bool:
+    """Whether a check in `node` or below reads the enclosing resource (%resource)."""
+    return (
+        node.reads_resource
+        or any(_reads_context(c) for c in node.children)
+        or any(_reads_context(s) for s in node.slices)
+    )
 
 
 class ProfileChecker:
@@ -73,6 +95,10 @@ class ProfileChecker:
         self.terminology = terminology
         self.resource_types = resource_types
         self._compiled: dict[int, tuple[Profile, ElementFn]] = {}
+
+    def forget(self) -> None:
+        """Drop the compiled checks and what they remember: value sets changed."""
+        self._compiled.clear()
 
     def check(self, resource: dict[str, Any], profile: Profile, path: str, ctx: Context) -> None:
         """Append to ctx.issues what `resource` breaks of `profile`."""
@@ -99,7 +125,30 @@ class ProfileChecker:
         return check_root
 
     def _element(self, node: PNode, label: str) -> ElementFn:
-        """Checks of one element within its parent object: counts, values, slices."""
+        """Checks of one element within its parent object: counts, values, slices.
+        A sliced element's whole value is remembered (see memo.py) when no check reads
+        outside it: the slicing of a repeated category or extension list runs once."""
+        element_fn = self._element_unremembered(node, label)
+        if node.discriminators is None or node.choice or _reads_context(node):
+            return element_fn
+        name, memo = node.name, Memo()
+
+        def remembered(obj: dict[str, Any], path: str, ctx: Context) -> None:
+            value = obj.get(name)
+            key = memo.key(value) if value is not None else None
+            if key is None:
+                element_fn(obj, path, ctx)
+                return
+            if memo.get(key) is not None:
+                return
+            issues = len(ctx.issues)
+            element_fn(obj, path, ctx)
+            if len(ctx.issues) == issues:
+                memo.remember(key)
+
+        return remembered
+
+    def _element_unremembered(self, node: PNode, label: str) -> ElementFn:
         name, low, high = node.name, node.min, node.max
         check_min, check_max = node.check_min, node.check_max and node.max is not None
         value_fn = self._value(node, label)
@@ -190,7 +239,14 @@ class ProfileChecker:
         return element
 
     def _value(self, node: PNode, label: str) -> ValueFn | None:
-        """Checks of one value of an element (and of its children); None when there are none."""
+        """Checks of one value of an element (and of its children); None when there are none.
+        Remembering, unless a check reads outside the value."""
+        value_fn = self._value_unremembered(node, label)
+        if value_fn is None or _reads_context(node):
+            return value_fn
+        return _Remembering(value_fn)
+
+    def _value_unremembered(self, node: PNode, label: str) -> ValueFn | None:
         checks = self._value_checks(node, label)
         rules = node.rules
         children = [self._element(c, label) for c in node.children if c.relevant]
@@ -227,8 +283,7 @@ class ProfileChecker:
                 for check in checks:
                     check(value, key, path, ctx)
 
-            # Target checks look into a Reference: nothing to remember by value.
-            return only_checks if node.targets is not None else _Remembering(only_checks)
+            return only_checks
 
         def value_fn(value: Any, key: str, path: str, ctx: Context) -> None:
             if types is not None and key not in allowed_keys:
@@ -346,36 +401,50 @@ class ProfileChecker:
         slice_fns = [self._value(s, label) for s in slices]
         closed, name, find = node.closed, node.name, slice_finder(node)
         bounds = [(i, s.min, s.max, s.id, slice_fns[i]) for i, s in enumerate(slices)]
-        empty: list[list[tuple[str, str, Any]] | None] = [None] * len(slices)
+        empty: list[list[tuple[str, str, Any, Any]] | None] = [None] * len(slices)
+        # An item that went to a slice and passed its checks goes there and passes again.
+        memo = None if _reads_context(node) else Memo()
+        passed = ()
 
         def slicer(values: list[Value], path: str, ctx: Context) -> None:
             # Members are checked slice by slice; values keep their order within a slice.
             members: list[Any] = empty.copy()
             for key, index, value in values:
                 where = f"{path}.{key}" if index is None else f"{path}.{key}[{index}]"
-                i = find(value) if value is not None else None
+                remember = memo.key(value) if memo is not None and value is not None else None
+                i = memo.get(remember) if remember is not None else None  # type: ignore[union-attr]
+                if i is not None:
+                    remember = passed
+                elif value is not None:
+                    i = find(value)
                 if i is not None:
                     found = members[i]
                     if found is None:
-                        members[i] = [(where, key, value)]
+                        members[i] = [(where, key, value, remember)]
                     else:
-                        found.append((where, key, value))
+                        found.append((where, key, value, remember))
                 elif closed:
                     text = f"does not match any slice of {node.id} (slicing is closed){label}"
                     ctx.issues.append(Issue("error", "structure", text, where))
+            issues = ctx.issues
             for i, low, high, slice_id, fn in bounds:
                 found = members[i]
                 count = 0 if found is None else len(found)
                 if count < low:
                     text = f"slice {slice_id}: minimum required = {low}, but only found {count}"
-                    ctx.issues.append(Issue("error", "required", text + label, f"{path}.{name}"))
+                    issues.append(Issue("error", "required", text + label, f"{path}.{name}"))
                 if found is None:
                     continue
                 if high is not None and count > high:
                     text = f"slice {slice_id}: maximum allowed = {high}, but found {count}"
-                    ctx.issues.append(Issue("error", "value", text + label, found[high][0]))
-                if fn is not None:
-                    for where, key, value in found:
+                    issues.append(Issue("error", "value", text + label, found[high][0]))
+                for where, key, value, remember in found:
+                    if remember is passed:
+                        continue
+                    before = len(issues)
+                    if fn is not None:
                         fn(value, key, where, ctx)
+                    if remember is not None and len(issues) == before:
+                        memo.remember(remember, i)  # type: ignore[union-attr]
 
         return slicer

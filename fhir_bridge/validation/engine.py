@@ -14,7 +14,8 @@ from typing import Any
 from fhir_bridge.domain.issues import Issue
 from fhir_bridge.validation.compiler import COMPLEX, PRIMITIVE, Compiler, Field, Struct
 from fhir_bridge.validation.definitions import load_definitions
-from fhir_bridge.validation.invariants import HOLDS_WITHOUT, Rule, compile_rule
+from fhir_bridge.validation.invariants import CONTEXT_RULES, HOLDS_WITHOUT, Rule, compile_rule
+from fhir_bridge.validation.memo import Memo
 from fhir_bridge.validation.references import check_bundle, check_extension, check_reference
 from fhir_bridge.validation.terminology import Terminology
 
@@ -23,6 +24,8 @@ ENGINE_RULES = frozenset({"bdl-3", "bdl-7"})
 # Per field, the distinct string values already found valid (format and binding).
 CACHE_SIZE = 2048
 ELE_1 = "ele-1: All FHIR elements must have a @value or children"
+# ref-1 reads the enclosing resource for local `#` references only, which memos never hold.
+LOCAL_REFERENCE_RULE = "ref-1"
 
 
 class Context:
@@ -59,6 +62,7 @@ class Engine:
             name: f.type_code for name, f in self.structs["Extension"].fields.items() if f.choice
         }
         self.resource_hook: ResourceHook | None = None
+        self.memos: list[Memo] = []
         for struct in self.structs.values():
             if struct.is_resource and "id" in struct.fields:
                 struct.fields["id"].check = compiler.checkers["id"]
@@ -78,6 +82,8 @@ class Engine:
             }
         for struct in self.structs.values():
             struct.rules = self.compile_rules(struct)
+        self.context_free = self._context_free()
+        for struct in self.structs.values():
             struct.choice_keys = frozenset(n for names in struct.choices.values() for n in names)
             struct.walk = self.walker(struct)
         # Handlers call the walkers of their types, so they come after all walkers exist.
@@ -85,6 +91,37 @@ class Engine:
             struct.handlers.update(
                 {name: self.handler(f, struct.known.get(name)) for name, f in struct.fields.items()}
             )
+
+    def _context_free(self) -> set[str]:
+        """Structs whose values' checks read nothing outside the value: no resources inside,
+        no invariant on the enclosing resource, in the Struct or any Struct below it."""
+        below: dict[str, set[str]] = {
+            key: {f.struct for f in s.fields.values() if f.kind == COMPLEX and f.struct}
+            for key, s in self.structs.items()
+        }
+        tainted = {
+            key
+            for key, s in self.structs.items()
+            if s.is_resource
+            or any(f.kind not in (PRIMITIVE, COMPLEX) for f in s.fields.values())
+            or any(
+                c.key in CONTEXT_RULES or (c.key != LOCAL_REFERENCE_RULE and "%r" in c.expression)
+                for c in s.constraints
+            )
+        }
+        changed = True
+        while changed:
+            changed = False
+            for key, inner in below.items():
+                if key not in tainted and inner & tainted:
+                    tainted.add(key)
+                    changed = True
+        return set(self.structs) - tainted
+
+    def forget(self) -> None:
+        """Drop what the memos remember: definitions (value sets, extensions) changed."""
+        for memo in self.memos:
+            memo.forget()
 
     def compile_rules(self, struct: Struct) -> list[CompiledRule]:
         """Bind a structure's constraints to evaluators, once."""
@@ -316,6 +353,9 @@ class Engine:
         name, post = f.name, self._post(f)
         walk = self.structs[f.struct or ""].walk
         expected = f"expected a JSON object for {f.type_code}"
+        memo = Memo() if f.struct in self.context_free else None
+        if memo is not None:
+            self.memos.append(memo)
 
         def odd(item: Any, where: str, ctx: Context) -> None:
             if item.__class__ is not dict:
@@ -323,15 +363,25 @@ class Engine:
             else:
                 ctx.issues.append(Issue("error", "invariant", ELE_1, where))
 
-        # The usual item (a dict with content) is walked inline: no call per item for the rest.
+        def check(item: dict[str, Any], where: str, ctx: Context) -> None:
+            # The usual item, a dict with content: skipped when it passed before.
+            key = memo.key(item) if memo is not None else None
+            if key is not None and memo.get(key) is not None:  # type: ignore[union-attr]
+                return
+            issues = ctx.issues
+            found = len(issues)
+            walk(item, where, ctx)
+            if post is not None:
+                post(item, where, ctx)
+            if key is not None and len(issues) == found:
+                memo.remember(key)  # type: ignore[union-attr]
+
         if not f.is_array:
 
             def single(value: Any, obj: dict[str, Any], path: str, ctx: Context) -> None:
                 where = f"{path}.{name}"
                 if value.__class__ is dict and value and (len(value) > 1 or "id" not in value):
-                    walk(value, where, ctx)
-                    if post is not None:
-                        post(value, where, ctx)
+                    check(value, where, ctx)
                 elif value.__class__ is list:
                     text = "must not be an array"
                     ctx.issues.append(Issue("error", "structure", text, where))
@@ -354,9 +404,7 @@ class Engine:
             for i, item in enumerate(value):
                 where = f"{prefix}{i}]"
                 if item.__class__ is dict and item and (len(item) > 1 or "id" not in item):
-                    walk(item, where, ctx)
-                    if post is not None:
-                        post(item, where, ctx)
+                    check(item, where, ctx)
                 else:
                     odd(item, where, ctx)
 

@@ -250,6 +250,10 @@ def que_7(node: dict[str, Any], ctx: InvariantContext) -> bool:
     return node.get("operator") != "exists" or "answerBoolean" in node
 
 
+# Hand-compiled invariants that read the enclosing resource (obs-7: %resource.code), not just
+# the element they sit on.
+CONTEXT_RULES = frozenset({"obs-7"})
+
 HAND_COMPILED: dict[str, Rule] = {
     "dom-2": dom_2,
     "dom-3": dom_3,

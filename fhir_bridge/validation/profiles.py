@@ -13,7 +13,7 @@ from functools import lru_cache
 from typing import Any
 
 from fhir_bridge.validation.definitions import SD_BASE
-from fhir_bridge.validation.invariants import Rule, compile_rule
+from fhir_bridge.validation.invariants import CONTEXT_RULES, Rule, compile_rule
 from fhir_bridge.validation.snapshot import core_snapshot
 
 MISSING: Any = object()
@@ -50,6 +50,8 @@ class PNode:
     min_value: Any = None
     max_value: Any = None
     rules: list[tuple[str, str, str, Rule]] = field(default_factory=list)
+    # A rule reads the enclosing resource (%resource, %rootResource), not just the element.
+    reads_resource: bool = False
     discriminators: list[Discriminator] | None = None
     # On a slice: its discriminators resolved to the values that recognise its members.
     recognisers: list[Discriminator] = field(default_factory=list)
@@ -203,6 +205,7 @@ class ProfileCompiler:
             rule = compile_rule(f"{node.id}#{key}", c["expression"], path)
             if rule is not None:
                 node.rules.append((key, c.get("severity", "error"), c.get("human", ""), rule))
+                node.reads_resource |= "%r" in c["expression"] or key in CONTEXT_RULES
         return node
 
     def _finish(self, node: PNode) -> bool:

@@ -61,6 +61,9 @@ class Validator:
         https://hl7.org/fhir/R4/structuredefinition.html
         """
         resources = list(structure_definitions)
+        # Value sets and extensions change what passes: values remembered as valid are not.
+        self.engine.forget()
+        self.checker.forget()
         for r in resources:
             if r.get("resourceType") == "CodeSystem":
                 self.terminology.add_code_system(r)

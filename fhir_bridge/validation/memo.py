@@ -1,0 +1,63 @@
+"""Remembering values that passed checks whose verdict depends on nothing but the value.
+
+Trial data repeats itself: the same codings, categories, units and item components arrive in
+every score Observation. A complex value serialised by orjson is a cheap, exact key; a value
+that passed a field's checks without any issue passes them again, so it is not walked twice.
+Callers only use a Memo where the checks read nothing outside the value; local `#` references
+(which read the enclosing resource's contained list) are never remembered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from typing import Any
+
+import orjson
+
+
+class Memo:
+    """Keys of values that passed one field's checks, each with what the checks found out
+    (True, or e.g. the slice a value belongs to). A field whose values rarely repeat
+    (identifiers, references to single resources) stops looking after TRIAL look-ups."""
+
+    TRIAL = 512
+    SIZE = 4096
+    MAX_BYTES = 2048
+    __slots__ = ("passed", "lookups", "hits", "active")
+
+    def __init__(self) -> None:
+        self.passed: dict[Hashable, Any] = {}
+        self.lookups = self.hits = 0
+        self.active = True
+
+    def key(self, value: Any) -> bytes | None:
+        """`value` serialised, when it may be looked up and remembered; else None."""
+        if not self.active:
+            return None
+        try:
+            key = orjson.dumps(value)
+        except TypeError:  # integers beyond 64 bits, lone surrogates: checked every time
+            return None
+        if len(key) > self.MAX_BYTES or b'"#' in key:
+            return None
+        return key
+
+    def get(self, key: Hashable) -> Any:
+        """What was remembered of `key` when it passed, or None; counts look-ups during
+        the trial."""
+        found = self.passed.get(key)
+        if self.lookups < self.TRIAL:
+            self.lookups += 1
+            self.hits += found is not None
+            if self.lookups == self.TRIAL and self.hits * 4 < self.lookups:
+                self.active = False
+        return found
+
+    def remember(self, key: Hashable, verdict: Any = True) -> None:
+        if len(self.passed) < self.SIZE:
+            self.passed[key] = verdict
+
+    def forget(self) -> None:
+        self.passed.clear()
+        self.lookups = self.hits = 0
+        self.active = True
