@@ -233,10 +233,18 @@ def _add_token(rows: IndexRows, param: str, value: Any, fhir_type: str) -> None:
     elif not isinstance(value, dict):
         return
     elif fhir_type == "CodeableConcept":
+        first = len(out)
         for coding in value.get("coding") or ():
             _add_coding(out, param, coding)
         if value.get("text"):
-            out.append(TokenRow(param, None, None, normalize_string(value["text"])))
+            # :text matches a row's text column whatever its code: the concept's text rides on
+            # the first coding row without a display, or gets a row of its own.
+            text = normalize_string(value["text"])
+            free = next((n for n in range(first, len(out)) if out[n].text is None), None)
+            if free is None:
+                out.append(TokenRow(param, None, None, text))
+            else:
+                out[free] = TokenRow(param, out[free].system, out[free].code, text)
     elif fhir_type == "Coding":
         _add_coding(out, param, value)
     elif fhir_type == "Identifier":

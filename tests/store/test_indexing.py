@@ -70,6 +70,14 @@ def test_codeable_concept_gives_one_token_per_coding_and_one_for_text() -> None:
     ]
 
 
+def test_concept_text_rides_on_a_coding_row_without_display() -> None:
+    observation = madrs_total()
+    observation["component"][0]["code"]["text"] = "Apparent sadness"
+    rows = extract_index(observation)
+    component = [r for r in rows.tokens if r.param == "component-code"]
+    assert component == [TokenRow("component-code", ASSESSMENT, "madrs-1", "apparent sadness")]
+
+
 def test_combo_code_is_answered_from_code_and_component_code_rows() -> None:
     rows = extract_index(madrs_total())
     assert not [r for r in rows.tokens if r.param.startswith("combo-")]
