@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -173,22 +173,85 @@ def _version(parts: list[str], method: str, where: str) -> str | None:
 
 
 def _transaction(ctx: ServiceContext, requests: list[_Request], base: str, minimal: bool) -> bytes:
+    """Plan and check the creates before the write lock (the CPU work: validation, rules,
+    index rows), then write under it. The plan rests on the database reads it made
+    (conditional creates, updates and references): when the same reads give other answers
+    under the lock (another writer came between), the plan is made again there."""
     _check_unique_full_urls(requests)
+    originals = [replace(r) for r in requests]
+    with ctx.store.session() as session:
+        plan = _plan(ctx, session, requests)
     results: dict[int, bundle_json.Entry] = {}
     with ctx.store.session(write=True) as session:
-        aliases = _resolve_identities(session, requests)
-        for request in requests:
-            if request.resource is not None:
-                request.resource = _rewrite_references(session, request, aliases)
-        supplied = _derived_sources(requests)
-        expected = _expected_derivations(ctx, requests, supplied)
+        if not plan.reads.hold(session):
+            requests = [replace(r) for r in originals]
+            plan = _plan(ctx, session, requests)
         for request in sorted(requests, key=lambda r: (_ORDER[r.method], r.index)):
             try:
-                _check_supplied(request, expected)
-                results[request.index] = _run(ctx, session, request, base, minimal, supplied)
+                if request.index not in plan.prepared:
+                    _check_supplied(request, plan.expected)
+                results[request.index] = _run(
+                    ctx, session, request, base, minimal, plan.supplied, plan.prepared
+                )
             except FHIRBridgeError as exc:
                 raise type(exc)(issues=_locate(exc.issues, request.index)) from exc
     return bundle_json.build("transaction-response", [results[i] for i in sorted(results)])
+
+
+class _Reads:
+    """The database reads a transaction's plan rests on, with the answers they gave."""
+
+    def __init__(self, session: StoreSession) -> None:
+        self.session = session
+        self._seen: list[tuple[Callable[..., Any], _Request, str | None, Any]] = []
+
+    def match(self, request: _Request, query: str | None) -> str | None:
+        found = _single_match(self.session, request, query)
+        self._seen.append((_single_match, request, query, found))
+        return found
+
+    def reference(self, request: _Request, ref: str) -> str:
+        found = _conditional_reference(self.session, request, ref)
+        self._seen.append((_conditional_reference, request, ref, found))
+        return found
+
+    def hold(self, session: StoreSession) -> bool:
+        """Whether every read gives the same answer in `session`."""
+        try:
+            return all(read(session, r, arg) == found for read, r, arg, found in self._seen)
+        except FHIRBridgeError:
+            return False
+
+
+@dataclass
+class _Plan:
+    reads: _Reads
+    supplied: set[str]
+    expected: dict[str, list[dict[str, Any]]]
+    prepared: dict[int, resources.Prepared]  # by entry index: the creates, checked
+
+
+def _plan(ctx: ServiceContext, session: StoreSession, requests: list[_Request]) -> _Plan:
+    """Resolve identities and references with `session`'s reads, then check every create."""
+    reads = _Reads(session)
+    aliases = _resolve_identities(reads, requests)
+    for request in requests:
+        if request.resource is not None:
+            request.resource = _rewrite_references(reads, request, aliases)
+    supplied = _derived_sources(requests)
+    expected = _expected_derivations(ctx, requests, supplied)
+    prepared: dict[int, resources.Prepared] = {}
+    for request in requests:
+        if request.method != "POST" or request.if_none_exist or request.resource is None:
+            continue
+        try:
+            _check_supplied(request, expected)
+            source = f"{request.resource_type}/{request.resource_id}"
+            resource = {**request.resource, "id": request.resource_id}
+            prepared[request.index] = resources.prepare(ctx, resource, source not in supplied)
+        except FHIRBridgeError as exc:
+            raise type(exc)(issues=_locate(exc.issues, request.index)) from exc
+    return _Plan(reads, supplied, expected, prepared)
 
 
 def _batch(
@@ -199,9 +262,10 @@ def _batch(
         try:
             request = _parse_entry(index, entry)
             with ctx.store.session(write=request.method != "GET") as session:
-                _resolve_identities(session, [request])
+                reads = _Reads(session)
+                _resolve_identities(reads, [request])
                 if request.resource is not None:
-                    request.resource = _rewrite_references(session, request, {})
+                    request.resource = _rewrite_references(reads, request, {})
                 results.append(_run(ctx, session, request, base, minimal))
         except FHIRBridgeError as exc:
             response = {"status": str(status_for(exc)), "outcome": operation_outcome(exc.issues)}
@@ -242,7 +306,7 @@ def _check_unique_full_urls(requests: list[_Request]) -> None:
             seen.add(request.full_url)
 
 
-def _resolve_identities(session: StoreSession, requests: list[_Request]) -> dict[str, str]:
+def _resolve_identities(reads: _Reads, requests: list[_Request]) -> dict[str, str]:
     """fullUrl → `Type/id` for every entry that creates or updates, before anything is written.
 
     Two entries may not act on one resource (https://hl7.org/fhir/R4/http.html#trules): the
@@ -256,11 +320,11 @@ def _resolve_identities(session: StoreSession, requests: list[_Request]) -> dict
         if request.method == "POST" and request.if_none_exist:
             _claim(targets, request, f"?{request.if_none_exist}")
         if request.method == "POST":
-            match = _single_match(session, request, request.if_none_exist)
+            match = reads.match(request, request.if_none_exist)
             request.resource_id = match or resources.new_id()
             request.if_none_exist = None if match is None else request.if_none_exist
         elif request.query:  # conditional update
-            match = _single_match(session, request, request.query)
+            match = reads.match(request, request.query)
             request.resource_id = match or request.resource.get("id") or resources.new_id()
         _claim(targets, request)
         if request.full_url and request.resource_id:
@@ -291,7 +355,7 @@ def _single_match(session: StoreSession, request: _Request, query: str | None) -
 
 
 def _rewrite_references(
-    session: StoreSession, request: _Request, aliases: dict[str, str]
+    reads: _Reads, request: _Request, aliases: dict[str, str]
 ) -> dict[str, Any]:
     def rewrite(node: Any) -> Any:
         # copy on write: containers are rebuilt only on the path to a changed reference
@@ -317,7 +381,7 @@ def _rewrite_references(
         if ref in aliases:
             return aliases[ref]
         if "?" in ref and not ref.startswith(("http://", "https://", "urn:")):
-            return _conditional_reference(session, request, ref)
+            return reads.reference(request, ref)
         return ref
 
     assert request.resource is not None
@@ -415,6 +479,7 @@ def _run(
     base: str,
     minimal: bool,
     supplied: set[str] | frozenset[str] = frozenset(),
+    prepared: dict[int, resources.Prepared] | None = None,
 ) -> bundle_json.Entry:
     if request.method == "DELETE":
         if request.resource_id:
@@ -445,9 +510,12 @@ def _run(
             existing = session.read(request.resource_type, request.resource_id or "")
             assert existing is not None
             return _written(existing, base, 200, minimal)
-        resource = {**request.resource, "id": request.resource_id}
-        derive = f"{request.resource_type}/{request.resource_id}" not in supplied
-        stored = resources.write(ctx, session, resource, "POST", new=True, derive=derive)
+        ready = (prepared or {}).get(request.index)
+        if ready is None:
+            resource = {**request.resource, "id": request.resource_id}
+            derive = f"{request.resource_type}/{request.resource_id}" not in supplied
+            ready = resources.prepare(ctx, resource, derive)
+        stored = resources.commit(session, ready, "POST", new=True)
         return _written(stored, base, 201, minimal)
     body_id = request.resource.get("id")
     if request.resource_id and body_id and body_id != request.resource_id and not request.query:

@@ -30,6 +30,7 @@ from fhir_bridge.services.context import ServiceContext
 from fhir_bridge.services.patch import apply_patch
 from fhir_bridge.store import search as store_search
 from fhir_bridge.store.base import StoredResource, StoreSession
+from fhir_bridge.store.index_rows import IndexRows
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
@@ -116,14 +117,16 @@ def new_id() -> str:
 
 @dataclass(frozen=True, slots=True)
 class Prepared:
-    """A resource that passed every check, with what derives from it; no database touched."""
+    """A resource that passed every check, with what derives from it, each with its search
+    index rows; no database touched."""
 
     resource: dict[str, Any]
-    derived: list[dict[str, Any]]
+    index: IndexRows
+    derived: list[tuple[dict[str, Any], IndexRows]]
 
 
 def prepare(ctx: ServiceContext, resource: dict[str, Any], derive: bool = True) -> Prepared:
-    """Transform, check and derive: the CPU work of a write, done before the write lock.
+    """Transform, check, derive and index: the CPU work of a write, done before the write lock.
     `derive=False` when the client sends the derived resources itself."""
     for transform in ctx.transforms:
         resource = transform(resource)
@@ -131,7 +134,8 @@ def prepare(ctx: ServiceContext, resource: dict[str, Any], derive: bool = True) 
     derived = [item for rule in ctx.derivations if derive for item in rule(resource)]
     for item in derived:
         validate_for_write(ctx, item)
-    return Prepared(resource, derived)
+    index = ctx.store.index
+    return Prepared(resource, index(resource), [(item, index(item)) for item in derived])
 
 
 def commit(
@@ -139,54 +143,24 @@ def commit(
 ) -> StoredResource:
     """Store a prepared resource and its derived resources in the caller's session;
     `new` when the resource's id is a fresh uuid."""
-    stored = session.put(prepared.resource, method, new)
+    stored = session.put(prepared.resource, method, new, prepared.index)
     source = f"{stored.resource_type}/{stored.id}"
-    for item in prepared.derived:
+    for item, index in prepared.derived:
         existing = session.read(item["resourceType"], item["id"])
         if existing is None or existing.deleted:
-            session.put(item, "POST")
+            session.put(item, "POST", index=index)
             continue
         if not _derives_from(orjson.loads(existing.data), source):
             raise VersionConflictError(
                 f"{item['resourceType']}/{item['id']} exists and is not derived from {source}"
             )
-        session.put(item, "PUT")
+        session.put(item, "PUT", index=index)
     return stored
 
 
 def _derives_from(resource: dict[str, Any], source: str) -> bool:
     refs = resource.get("derivedFrom") or []
     return any(isinstance(r, dict) and r.get("reference") == source for r in refs)
-
-
-def write(
-    ctx: ServiceContext,
-    session: StoreSession,
-    resource: dict[str, Any],
-    method: str,
-    new: bool = False,
-    derive: bool = True,
-) -> StoredResource:
-    """prepare then commit, for writes whose checks must run inside the session (Bundles)."""
-    return commit(session, prepare(ctx, resource, derive), method, new)
-
-
-def create_in(
-    ctx: ServiceContext,
-    session: StoreSession,
-    resource: dict[str, Any],
-    if_none_exist: str | None = None,
-) -> tuple[StoredResource, bool]:
-    """Create inside an open write session; with If-None-Exist an existing match is returned.
-
-    https://hl7.org/fhir/R4/http.html#ccreate — one match: nothing created, the match returned
-    (so an EHR's retry never duplicates); several matches: 412.
-    """
-    if if_none_exist:
-        existing = _conditional_match(session, resource["resourceType"], if_none_exist)
-        if existing is not None:
-            return existing, False
-    return write(ctx, session, {**resource, "id": new_id()}, "POST", new=True), True
 
 
 def single_match(
@@ -344,7 +318,8 @@ def conditional_update(
             return update_in(ctx, session, {**resource, "id": match})
         if "id" in resource:
             return update_in(ctx, session, resource)
-        return create_in(ctx, session, resource)
+        prepared = prepare(ctx, {**resource, "id": new_id()})
+        return commit(session, prepared, "POST", new=True), True
 
 
 def delete_in(session: StoreSession, resource_type: str, resource_id: str) -> StoredResource | None:

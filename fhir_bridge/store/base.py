@@ -11,6 +11,8 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from fhir_bridge.store.index_rows import IndexRows
+
 
 @dataclass(frozen=True, slots=True)
 class StoredResource:
@@ -52,10 +54,17 @@ class StoreSession(Protocol):
     ) -> int:
         """How many versions history() would list without paging."""
 
-    def put(self, resource: dict[str, Any], method: str, new: bool = False) -> StoredResource:
+    def put(
+        self,
+        resource: dict[str, Any],
+        method: str,
+        new: bool = False,
+        index: IndexRows | None = None,
+    ) -> StoredResource:
         """Write the next version of resource (resourceType and id set); meta is assigned here.
 
-        `new=True` promises the id is unused (a fresh uuid), which lets the write be batched."""
+        `new=True` promises the id is unused (a fresh uuid), which lets the write be batched;
+        `index` is the resource's ResourceStore.index, when computed beforehand."""
 
     def flush(self) -> None:
         """Send batched writes to the database (reads and commit do this themselves)."""
@@ -72,6 +81,10 @@ class ResourceStore(Protocol):
 
     def session(self, write: bool = False) -> AbstractContextManager[StoreSession]:
         """A transaction; write sessions serialise writers so versions stay ordered."""
+
+    def index(self, resource: dict[str, Any]) -> IndexRows:
+        """The search index rows of a resource's content: CPU work that a writer does before
+        taking the write lock and hands to StoreSession.put."""
 
     def close(self) -> None: ...
 

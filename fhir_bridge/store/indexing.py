@@ -45,6 +45,7 @@ EXACT_SUFFIX = ":exact"  # string rows as written, for the :exact modifier
 IDENTIFIER_SUFFIX = ":identifier"  # Reference.identifier tokens, for the :identifier modifier
 HUMAN_NAME_PARTS = ("family", "given", "prefix", "suffix", "text")
 ADDRESS_PARTS = ("line", "city", "district", "state", "postalCode", "country", "text")
+LAST_UPDATED = "_lastUpdated"
 QUANTITY_TYPES = frozenset({"Quantity", "Duration", "Age", "Distance", "Count", "SimpleQuantity"})
 
 
@@ -190,10 +191,14 @@ def _reference_type(value: Any) -> str | None:
 def extract_index(resource: dict[str, Any]) -> IndexRows:
     """Index rows of every supported search parameter of `resource` (by its resourceType).
 
-    https://hl7.org/fhir/R4/search.html — `_id` is not indexed: resources.id serves it.
+    https://hl7.org/fhir/R4/search.html — `_id` is not indexed: resources.id serves it, and
+    `_lastUpdated` is the store's to add (last_updated_row) when it assigns the time, so the
+    rest can be extracted before the write lock.
     """
     rows = IndexRows()
     for parameter in compiled_parameters(resource["resourceType"]):
+        if parameter.code == LAST_UPDATED:
+            continue
         if parameter.fallback is not None:
             _add(rows, parameter, _guess_typed(parameter.fallback(resource)))
             continue
@@ -202,6 +207,12 @@ def extract_index(resource: dict[str, Any]) -> IndexRows:
             if values:
                 _add(rows, parameter, ((v, path.fhir_type) for v in values))
     return rows
+
+
+def last_updated_row(instant: str) -> DateRow:
+    """The `_lastUpdated` row of a version written at `instant` (meta.lastUpdated)."""
+    low, high = date_range(instant)
+    return DateRow(LAST_UPDATED, low, high)
 
 
 def _guess_typed(values: list[Any]) -> list[tuple[Any, str]]:
@@ -239,12 +250,12 @@ def _add_token(rows: IndexRows, param: str, value: Any, fhir_type: str) -> None:
         if value.get("text"):
             # :text matches a row's text column whatever its code: the concept's text rides on
             # the first coding row without a display, or gets a row of its own.
-            text = normalize_string(value["text"])
+            concept_text = normalize_string(value["text"])
             free = next((n for n in range(first, len(out)) if out[n].text is None), None)
             if free is None:
-                out.append(TokenRow(param, None, None, text))
+                out.append(TokenRow(param, None, None, concept_text))
             else:
-                out[free] = TokenRow(param, out[free].system, out[free].code, text)
+                out[free] = TokenRow(param, out[free].system, out[free].code, concept_text)
     elif fhir_type == "Coding":
         _add_coding(out, param, value)
     elif fhir_type == "Identifier":

@@ -15,6 +15,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -24,6 +25,7 @@ import orjson
 from fhir_bridge.errors import FHIRBridgeError, StoreError
 from fhir_bridge.store.base import StoredResource
 from fhir_bridge.store.index_rows import IndexRows
+from fhir_bridge.store.indexing import last_updated_row
 from fhir_bridge.store.schema import SCHEMA_VERSION, ddl
 
 Indexer = Callable[[dict[str, Any]], IndexRows]
@@ -159,7 +161,13 @@ class SQLSession:
         )
         return int(rows[0][0]) - count + 1
 
-    def put(self, resource: dict[str, Any], method: str, new: bool = False) -> StoredResource:
+    def put(
+        self,
+        resource: dict[str, Any],
+        method: str,
+        new: bool = False,
+        index: IndexRows | None = None,
+    ) -> StoredResource:
         """`new=True` promises the id was never used (a fresh uuid): no look-up, buffered insert."""
         resource_type, resource_id = resource["resourceType"], resource["id"]
         current = None if new else self.read(resource_type, resource_id)
@@ -174,11 +182,13 @@ class SQLSession:
         stored = StoredResource(
             resource_type, resource_id, version_id, last_updated, False, orjson.dumps(body), method
         )
+        rows = index if index is not None else self._indexer(body)
+        rows = replace(rows, dates=[*rows.dates, last_updated_row(last_updated)])
         if current is None:
-            self._pending.append((stored, self._indexer(body)))
+            self._pending.append((stored, rows))
         else:
             self._write(stored)
-            self._reindex(resource_type, resource_id, self._indexer(body))
+            self._reindex(resource_type, resource_id, rows)
         return stored
 
     def delete(self, resource_type: str, resource_id: str) -> StoredResource:
@@ -286,6 +296,9 @@ class SQLStore:
                 "SELECT value FROM server_secret WHERE name = ?", ("cursor_key",)
             )
             self.cursor_key = bytes(rows[0][0])
+
+    def index(self, resource: dict[str, Any]) -> IndexRows:
+        return self._indexer(resource)
 
     @contextmanager
     def session(self, write: bool = False, migrate: bool = False) -> Iterator[SQLSession]:

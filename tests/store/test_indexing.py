@@ -13,7 +13,7 @@ from fhir_bridge.store.index_rows import (
     TokenRow,
     URIRow,
 )
-from fhir_bridge.store.indexing import compiled_parameters, extract_index
+from fhir_bridge.store.indexing import compiled_parameters, extract_index, last_updated_row
 
 ASSESSMENT = "https://fhir-bridge.org/fhir/CodeSystem/assessment"
 
@@ -131,12 +131,15 @@ def test_quantity_value_has_implicit_range_and_unit() -> None:
     )
 
 
-def test_meta_gives_last_updated_profile_tag_and_security() -> None:
-    rows = extract_index(madrs_total())
+def test_last_updated_is_the_stores_row_not_the_contents() -> None:
+    # a client's meta.lastUpdated is replaced by the server's: the store adds that row
+    assert not [r for r in extract_index(madrs_total()).dates if r.param == "_lastUpdated"]
     low = date_range("2025-03-04T10:00:00.5Z")[0]
-    assert [r for r in rows.dates if r.param == "_lastUpdated"] == [
-        DateRow("_lastUpdated", low, low + 0.1)
-    ]
+    assert last_updated_row("2025-03-04T10:00:00.5Z") == DateRow("_lastUpdated", low, low + 0.1)
+
+
+def test_meta_gives_profile_tag_and_security() -> None:
+    rows = extract_index(madrs_total())
     assert (
         URIRow("_profile", "https://fhir-bridge.org/fhir/StructureDefinition/madrs-observation")
         in rows.uris

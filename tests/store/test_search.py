@@ -15,7 +15,7 @@ import pytest
 
 from fhir_bridge.domain.search import parse_query_string, parse_search
 from fhir_bridge.errors import InvalidRequestError
-from fhir_bridge.store.indexing import extract_index
+from fhir_bridge.store.indexing import extract_index, last_updated_row
 from fhir_bridge.store.schema import ddl
 from fhir_bridge.store.search import SearchResult, count, find_ids, run_search
 
@@ -81,6 +81,7 @@ class Database:
                 [values[n] for n in names],
             )
             rows = extract_index(resource)
+            rows.dates.append(last_updated_row(resource["meta"]["lastUpdated"]))
             key = (rtype, rid)
             for table, items, fields in (
                 ("idx_token", rows.tokens, ("param", "system", "code", "text")),

@@ -1,0 +1,79 @@
+"""Transactions planned before the write lock (services/bundles.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import orjson
+
+from fhir_bridge.services import bundles
+from fhir_bridge.services.context import ServiceContext
+from fhir_bridge.store.base import StoreSession
+from fhir_bridge.store.index_rows import IndexRows
+from fhir_bridge.store.sql import SQLStore
+
+MRN = "http://hospital.example/mrn"
+
+
+class Interleaved:
+    """A store on which another writer creates `intruder` just before the next write lock."""
+
+    def __init__(self, store: SQLStore, intruder: dict[str, Any]) -> None:
+        self.store = store
+        self.dialect = store.dialect
+        self.intruder: dict[str, Any] | None = intruder
+
+    def index(self, resource: dict[str, Any]) -> IndexRows:
+        return self.store.index(resource)
+
+    @contextmanager
+    def session(self, write: bool = False) -> Iterator[StoreSession]:
+        if write and self.intruder is not None:
+            intruder, self.intruder = self.intruder, None
+            with self.store.session(write=True) as other:
+                other.put(intruder, "POST")
+        with self.store.session(write) as session:
+            yield session
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def patient_ids(store: SQLStore) -> list[str]:
+    with store.session() as session:
+        rows = session.execute(
+            "SELECT id FROM resources WHERE resource_type = 'Patient' ORDER BY id"
+        )
+    return [row[0] for row in rows]
+
+
+def test_a_plan_overtaken_by_another_writer_is_made_again(store: SQLStore) -> None:
+    identifier = [{"system": MRN, "value": "42"}]
+    interleaved = Interleaved(
+        store, {"resourceType": "Patient", "id": "early", "identifier": identifier}
+    )
+    ctx = ServiceContext(store=interleaved, validator=lambda resource, profiles: [])
+    entries = [
+        {
+            "fullUrl": "urn:uuid:0d6c1e8e-5f1a-4c3b-9a57-1f2e3d4c5b6a",
+            "resource": {"resourceType": "Patient", "identifier": identifier},
+            "request": {"method": "POST", "url": "Patient", "ifNoneExist": f"identifier={MRN}|42"},
+        },
+        {
+            "resource": {
+                "resourceType": "Observation",
+                "status": "final",
+                "code": {"text": "MADRS"},
+                "subject": {"reference": "urn:uuid:0d6c1e8e-5f1a-4c3b-9a57-1f2e3d4c5b6a"},
+            },
+            "request": {"method": "POST", "url": "Observation"},
+        },
+    ]
+    response = orjson.loads(bundles.transaction(ctx, entries, "http://x/fhir"))
+    # planned before the lock: no patient, so a create; under the lock the patient exists
+    assert patient_ids(store) == ["early"]
+    assert response["entry"][0]["response"]["status"] == "200 OK"
+    observation = response["entry"][1]["resource"]
+    assert observation["subject"] == {"reference": "Patient/early"}
