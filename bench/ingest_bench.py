@@ -12,8 +12,10 @@ import argparse
 import os
 import random
 import tempfile
+import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import orjson
@@ -52,37 +54,48 @@ def fhir_resources_rate(observations: list[dict[str, object]]) -> float:
     return len(payloads) / (time.perf_counter() - started)
 
 
-def post_all(database: str, bundles: list[bytes], headers: dict[str, str]) -> float:
-    """Seconds to post all Bundles but the first (a warm-up) to a fresh server."""
-    with running_server(database) as base, httpx.Client(timeout=600) as http:
-        http.post(base, content=bundles[0], headers=headers).raise_for_status()
-        started = time.perf_counter()
-        for body in bundles[1:]:
-            http.post(base, content=body, headers=headers).raise_for_status()
-        return time.perf_counter() - started
+def post_all(database: str, bundles: list[bytes], workers: int, clients: int) -> float:
+    """Seconds to post all Bundles but the first (a warm-up per worker) to a fresh server."""
+    headers = {"Content-Type": "application/fhir+json", "Prefer": "return=minimal"}
+    with running_server(database, workers) as base:
+        local = threading.local()
+
+        def post(body: bytes) -> None:
+            if not hasattr(local, "http"):
+                local.http = httpx.Client(timeout=600)
+            local.http.post(base, content=body, headers=headers).raise_for_status()
+
+        with ThreadPoolExecutor(clients) as pool:
+            list(pool.map(post, bundles[:workers]))
+            started = time.perf_counter()
+            list(pool.map(post, bundles[workers:]))
+            return time.perf_counter() - started
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--bundles", type=int, default=20)
+    parser.add_argument("--bundles", type=int, default=40)
     parser.add_argument("--size", type=int, default=500)
+    parser.add_argument("--clients", type=int, default=4, help="parallel clients, 2nd set-up")
     parser.add_argument(
         "--database", help="database URL (default: a new SQLite file); e.g. postgresql://..."
     )
     args = parser.parse_args()
     rng = random.Random(11)
     bundles = [orjson.dumps(bundle(rng, args.size)) for _ in range(args.bundles)]
-    headers = {"Content-Type": "application/fhir+json", "Prefer": "return=minimal"}
-    with tempfile.TemporaryDirectory() as tmp:
-        database = args.database or f"sqlite:///{tmp}/i.db"
-        elapsed = post_all(database, bundles, headers)
-    count = (args.bundles - 1) * args.size
+    cores = os.cpu_count() or 1
     sample = [e["resource"] for e in orjson.loads(bundles[0])["entry"][1:]]
-    engine = "PostgreSQL" if database.startswith("postgres") else "SQLite"
-    print(f"{os.cpu_count()} cores; transaction Bundles of {args.size} entries over HTTP, {engine}")
-    ours, theirs = count / elapsed, fhir_resources_rate(sample)
-    print(f"fhir-bridge ingest (validate, profile, rules, index, store): {ours:8.0f} resources/s")
-    print(f"fhir.resources R4B parse + serialize only, same resources:   {theirs:8.0f} resources/s")
+    engine = "PostgreSQL" if (args.database or "").startswith("postgres") else "SQLite"
+    print(f"{cores} cores; transaction Bundles of {args.size} entries over HTTP, {engine}")
+    for workers, clients in ((1, 1), (cores, args.clients)):
+        with tempfile.TemporaryDirectory() as tmp:
+            database = args.database or f"sqlite:///{tmp}/i.db"
+            elapsed = post_all(database, bundles, workers, clients)
+        rate = (args.bundles - workers) * args.size / elapsed
+        label = f"{workers} server process(es), {clients} client(s)"
+        print(f"fhir-bridge ingest, {label:34} {rate:8.0f} resources/s")
+    theirs = fhir_resources_rate(sample)
+    print(f"fhir.resources R4B parse + serialize only, same resources: {theirs:8.0f} resources/s")
 
 
 if __name__ == "__main__":

@@ -20,11 +20,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(database_url: str) -> Iterator[str]:
+def running_server(database_url: str, workers: int = 1) -> Iterator[str]:
     """Yields the server's FHIR base URL; stops the server afterwards."""
     port = free_port()
     env = {**os.environ, "FHIR_BRIDGE_DATABASE_URL": database_url}
     cmd = [sys.executable, "-m", "fhir_bridge", "serve", "--port", str(port)]
+    cmd += ["--workers", str(workers)]
     process = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}/fhir"
     try:

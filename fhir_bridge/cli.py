@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,8 +23,6 @@ EXIT_SERVER = 3  # the server or database failed, or could not be reached
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from fhir_bridge.api.app import create_app
-
     overrides: dict[str, object] = {"demo": True} if args.demo else {}
     if args.database:
         overrides["database_url"] = args.database
@@ -31,13 +30,17 @@ def _serve(args: argparse.Namespace) -> int:
         overrides["host"] = args.host
     if args.port:
         overrides["port"] = args.port
-    settings = Settings(**overrides)  # type: ignore[arg-type]
+    # Each worker process builds its app from the environment, as a deployment would.
+    os.environ.update({f"FHIR_BRIDGE_{k.upper()}": str(v) for k, v in overrides.items()})
+    settings = Settings()
     print(f"fhir-bridge on http://{settings.host}:{settings.port}/fhir", file=sys.stderr)
     # no access log: query strings carry identifiers (PHI) such as `identifier=mrn|123`
     uvicorn.run(
-        create_app(settings),
+        "fhir_bridge.api.app:create_app",
+        factory=True,
         host=settings.host,
         port=settings.port,
+        workers=args.workers,
         log_level="info",
         access_log=False,
     )
@@ -103,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int)
     serve.add_argument("--database", help="database URL (sqlite:///file.db or postgresql://...)")
     serve.add_argument("--demo", action="store_true", help="load the synthetic example trial")
+    serve.add_argument(
+        "--workers", type=int, default=1, help="server processes (one per core for ingest)"
+    )
     serve.set_defaults(run=_serve)
 
     validate = commands.add_parser("validate", help="validate FHIR JSON files, NDJSON, Bundles")

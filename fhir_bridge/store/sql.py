@@ -8,6 +8,7 @@ process lock; PostgreSQL: a row lock on the write sequence) so that version numb
 
 from __future__ import annotations
 
+import fcntl
 import os
 import queue
 import re
@@ -268,6 +269,7 @@ class SQLStore:
         self._pool: queue.LifoQueue[Any] = queue.LifoQueue()
         self._pool_size = pool_size
         self._write_lock = threading.Lock()
+        self._file_lock = _FileLock.for_url(database_url) if self.dialect == "sqlite" else None
         self.cursor_key = b""  # read from the database by _migrate
         self._migrate()
 
@@ -302,17 +304,19 @@ class SQLStore:
 
     @contextmanager
     def session(self, write: bool = False, migrate: bool = False) -> Iterator[SQLSession]:
-        # SQLite's busy handler polls with sleeps of up to 100 ms; writers of this process
-        # queue on a lock instead, which hands over the moment the holder commits.
-        local_lock = self._write_lock if self.dialect == "sqlite" and (write or migrate) else None
-        if local_lock:
-            local_lock.acquire()
+        # SQLite's busy handler polls with sleeps of up to 100 ms; writers queue on locks
+        # instead (threads of this process, then processes on the file), which hand over the
+        # moment the holder commits.
+        locks = [self._write_lock, self._file_lock] if self.dialect == "sqlite" else []
+        held = [lock for lock in locks if lock is not None] if write or migrate else []
+        for lock in held:
+            lock.acquire()
         try:
             with self._transaction(write, migrate) as session:
                 yield session
         finally:
-            if local_lock:
-                local_lock.release()
+            for lock in reversed(held):
+                lock.release()
 
     @contextmanager
     def _transaction(self, write: bool, migrate: bool) -> Iterator[SQLSession]:
@@ -373,6 +377,29 @@ class SQLStore:
     def close(self) -> None:
         while not self._pool.empty():
             self._pool.get_nowait().close()
+        if self._file_lock is not None:
+            self._file_lock.close()
+
+
+class _FileLock:
+    """The writer lock of one SQLite file, shared by every process writing it (flock)."""
+
+    def __init__(self, path: str) -> None:
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+
+    @classmethod
+    def for_url(cls, url: str) -> _FileLock | None:
+        path = _sqlite_path(url)
+        return None if path == ":memory:" else cls(f"{path}-writer.lock")
+
+    def acquire(self) -> None:
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+
+    def release(self) -> None:
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        os.close(self._fd)
 
 
 def _is_driver_error(exc: Exception) -> bool:
@@ -382,8 +409,12 @@ def _is_driver_error(exc: Exception) -> bool:
     return module.startswith("psycopg")
 
 
+def _sqlite_path(url: str) -> str:
+    return url.split("sqlite:///", 1)[1] if "sqlite:///" in url else ":memory:"
+
+
 def _connect_sqlite(url: str) -> sqlite3.Connection:
-    path = url.split("sqlite:///", 1)[1] if "sqlite:///" in url else ":memory:"
+    path = _sqlite_path(url)
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=60)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
