@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -33,6 +34,7 @@ from fhir_bridge.store.base import StoredResource, StoreSession
 
 StatusFor = Callable[[FHIRBridgeError], int]
 _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3}
+_REFERENCE = re.compile(rb'"reference":"((?:[^"\\]|\\.)*)"')
 _STATUS_TEXT = {200: "200 OK", 201: "201 Created", 204: "204 No Content"}
 
 
@@ -357,36 +359,31 @@ def _single_match(session: StoreSession, request: _Request, query: str | None) -
 def _rewrite_references(
     reads: _Reads, request: _Request, aliases: dict[str, str]
 ) -> dict[str, Any]:
-    def rewrite(node: Any) -> Any:
-        # copy on write: containers are rebuilt only on the path to a changed reference
-        if isinstance(node, dict):
-            changed: dict[str, Any] | None = None
-            for key, value in node.items():
-                if key == "reference" and isinstance(value, str):
-                    new_value: Any = _target(value)
-                elif isinstance(value, dict | list):
-                    new_value = rewrite(value)
-                else:
-                    continue
-                if new_value is not value:
-                    changed = changed if changed is not None else dict(node)
-                    changed[key] = new_value
-            return node if changed is None else changed
-        if isinstance(node, list):
-            items = [rewrite(item) for item in node]
-            return node if all(a is b for a, b in zip(items, node, strict=True)) else items
-        return node
+    """The entry's resource with `urn:uuid:` and conditional references resolved.
 
-    def _target(ref: str) -> str:
-        if ref in aliases:
-            return aliases[ref]
-        if "?" in ref and not ref.startswith(("http://", "https://", "urn:")):
-            return reads.reference(request, ref)
-        return ref
-
+    Rewritten on the serialised form: `"reference":"` can only be a key and its value there
+    (a quote inside a JSON string is escaped), and one scan costs less than a walk."""
     assert request.resource is not None
-    rewritten: dict[str, Any] = rewrite(request.resource)
-    return rewritten
+    try:
+        raw = orjson.dumps(request.resource)
+    except TypeError:  # not serialisable: refused by the checks that follow
+        return request.resource
+    changed = False
+
+    def rewrite(match: re.Match[bytes]) -> bytes:
+        nonlocal changed
+        ref = orjson.loads(b'"' + match.group(1) + b'"')
+        if ref in aliases:
+            target = aliases[ref]
+        elif "?" in ref and not ref.startswith(("http://", "https://", "urn:")):
+            target = reads.reference(request, ref)
+        else:
+            return match.group(0)
+        changed = True
+        return b'"reference":' + orjson.dumps(target)
+
+    rewritten = _REFERENCE.sub(rewrite, raw)
+    return orjson.loads(rewritten) if changed else request.resource
 
 
 def _conditional_reference(session: StoreSession, request: _Request, ref: str) -> str:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+from fhir_bridge.domain.memo import Memo
 from fhir_bridge.domain.search_parameters import (
     COMBINED,
     SearchParameter,
@@ -46,6 +47,8 @@ IDENTIFIER_SUFFIX = ":identifier"  # Reference.identifier tokens, for the :ident
 HUMAN_NAME_PARTS = ("family", "given", "prefix", "suffix", "text")
 ADDRESS_PARTS = ("line", "city", "district", "state", "postalCode", "country", "text")
 LAST_UPDATED = "_lastUpdated"
+# Token rows of CodeableConcepts already seen, by parameter: trial data repeats its codes.
+_CONCEPTS = Memo()
 QUANTITY_TYPES = frozenset({"Quantity", "Duration", "Age", "Distance", "Count", "SimpleQuantity"})
 
 
@@ -203,7 +206,10 @@ def extract_index(resource: dict[str, Any]) -> IndexRows:
             _add(rows, parameter, _guess_typed(parameter.fallback(resource)))
             continue
         for path in parameter.paths:
-            values = _walk(resource, path.ops)
+            ops = path.ops
+            if ops and ops[0][0] == "key" and ops[0][1] not in resource:
+                continue  # most parameters' elements are absent: no walk
+            values = _walk(resource, ops)
             if values:
                 _add(rows, parameter, ((v, path.fhir_type) for v in values))
     return rows
@@ -244,6 +250,13 @@ def _add_token(rows: IndexRows, param: str, value: Any, fhir_type: str) -> None:
     elif not isinstance(value, dict):
         return
     elif fhir_type == "CodeableConcept":
+        serialised = _CONCEPTS.key(value)
+        key = None if serialised is None else (param, serialised)
+        if key is not None:
+            known = _CONCEPTS.get(key)
+            if known is not None:
+                out.extend(known)
+                return
         first = len(out)
         for coding in value.get("coding") or ():
             _add_coding(out, param, coding)
@@ -256,6 +269,8 @@ def _add_token(rows: IndexRows, param: str, value: Any, fhir_type: str) -> None:
                 out.append(TokenRow(param, None, None, concept_text))
             else:
                 out[free] = TokenRow(param, out[free].system, out[free].code, concept_text)
+        if key is not None:
+            _CONCEPTS.remember(key, out[first:])
     elif fhir_type == "Coding":
         _add_coding(out, param, value)
     elif fhir_type == "Identifier":

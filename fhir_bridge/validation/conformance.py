@@ -11,9 +11,9 @@ from collections.abc import Callable
 from typing import Any
 
 from fhir_bridge.domain.issues import Issue
+from fhir_bridge.domain.memo import Memo
 from fhir_bridge.validation.definitions import PRIMITIVE_TYPES, choice_names
 from fhir_bridge.validation.engine import Context
-from fhir_bridge.validation.memo import Memo
 from fhir_bridge.validation.profiles import MISSING, PNode, Profile
 from fhir_bridge.validation.slicing import compile_pattern, slice_finder
 from fhir_bridge.validation.terminology import Terminology
@@ -404,14 +404,14 @@ class ProfileChecker:
         empty: list[list[tuple[str, str, Any, Any]] | None] = [None] * len(slices)
         # An item that went to a slice and passed its checks goes there and passes again.
         memo = None if _reads_context(node) else Memo()
-        passed = ()
+        passed: Any = ()  # marks a member remembered as passing
 
         def slicer(values: list[Value], path: str, ctx: Context) -> None:
             # Members are checked slice by slice; values keep their order within a slice.
             members: list[Any] = empty.copy()
             for key, index, value in values:
                 where = f"{path}.{key}" if index is None else f"{path}.{key}[{index}]"
-                remember = memo.key(value) if memo is not None and value is not None else None
+                remember: Any = memo.key(value) if memo is not None and value is not None else None
                 i = memo.get(remember) if remember is not None else None  # type: ignore[union-attr]
                 if i is not None:
                     remember = passed

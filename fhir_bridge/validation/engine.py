@@ -12,10 +12,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from fhir_bridge.domain.issues import Issue
+from fhir_bridge.domain.memo import Memo
 from fhir_bridge.validation.compiler import COMPLEX, PRIMITIVE, Compiler, Field, Struct
 from fhir_bridge.validation.definitions import load_definitions
 from fhir_bridge.validation.invariants import CONTEXT_RULES, HOLDS_WITHOUT, Rule, compile_rule
-from fhir_bridge.validation.memo import Memo
 from fhir_bridge.validation.references import check_bundle, check_extension, check_reference
 from fhir_bridge.validation.terminology import Terminology
 

@@ -77,3 +77,36 @@ def test_a_plan_overtaken_by_another_writer_is_made_again(store: SQLStore) -> No
     assert response["entry"][0]["response"]["status"] == "200 OK"
     observation = response["entry"][1]["resource"]
     assert observation["subject"] == {"reference": "Patient/early"}
+
+
+def test_references_are_rewritten_wherever_they_are_and_only_there(store: SQLStore) -> None:
+    ctx = ServiceContext(store=store, validator=lambda resource, profiles: [])
+    patient = "urn:uuid:5b0c7a52-7c3e-4d36-9f0e-3a1c2b4d5e6f"
+    tricky = 'say "reference":"' + patient + '" and \\ "quotes"'
+    entries = [
+        {
+            "fullUrl": patient,
+            "resource": {"resourceType": "Patient"},
+            "request": {"method": "POST", "url": "Patient"},
+        },
+        {
+            "resource": {
+                "resourceType": "Observation",
+                "status": "final",
+                "code": {"text": tricky},
+                "subject": {"reference": patient, "display": 'Ö \\"x\\"'},
+                "note": [{"text": patient}],
+                "hasMember": [{"reference": "Observation/other"}],
+                "performer": [{"reference": patient}],
+            },
+            "request": {"method": "POST", "url": "Observation"},
+        },
+    ]
+    response = orjson.loads(bundles.transaction(ctx, entries, "http://x/fhir"))
+    patient_ref = "Patient/" + response["entry"][0]["resource"]["id"]
+    observation = response["entry"][1]["resource"]
+    assert observation["subject"] == {"reference": patient_ref, "display": 'Ö \\"x\\"'}
+    assert observation["performer"] == [{"reference": patient_ref}]
+    assert observation["code"] == {"text": tricky}
+    assert observation["note"] == [{"text": patient}]
+    assert observation["hasMember"] == [{"reference": "Observation/other"}]

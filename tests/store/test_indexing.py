@@ -289,3 +289,12 @@ def test_content_reference_elements_are_followed() -> None:
     rows = extract_index(concept_map)
     assert URIRow("product", "https://fhir-bridge.org/fhir/p") in rows.uris
     assert TokenRow("target-code", None, "b") in rows.tokens
+
+
+def test_a_repeated_concept_gives_the_same_rows_under_each_parameter() -> None:
+    first, second = madrs_total(), madrs_total()
+    assert extract_index(first).tokens == extract_index(second).tokens
+    # the concept of `code` also appears as a component code: its rows carry that parameter
+    second["component"][0]["code"] = second["code"]
+    rows = extract_index(second)
+    assert {r.param for r in rows.tokens if r.code == "madrs-total"} == {"code", "component-code"}

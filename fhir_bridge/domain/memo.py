@@ -1,10 +1,11 @@
-"""Remembering values that passed checks whose verdict depends on nothing but the value.
+"""Remembering what was found out about a value when that depends on nothing but the value.
 
 Trial data repeats itself: the same codings, categories, units and item components arrive in
-every score Observation. A complex value serialised by orjson is a cheap, exact key; a value
-that passed a field's checks without any issue passes them again, so it is not walked twice.
-Callers only use a Memo where the checks read nothing outside the value; local `#` references
-(which read the enclosing resource's contained list) are never remembered.
+every score Observation. A complex value serialised by orjson is a cheap, exact key: a value
+that passed a field's checks once passes them again (validation), a CodeableConcept gives the
+same index rows again (indexing). Callers only use a Memo where the work reads nothing outside
+the value; local `#` references (which read the enclosing resource's contained list) are never
+remembered.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ import orjson
 
 
 class Memo:
-    """Keys of values that passed one field's checks, each with what the checks found out
-    (True, or e.g. the slice a value belongs to). A field whose values rarely repeat
-    (identifiers, references to single resources) stops looking after TRIAL look-ups."""
+    """Keys of values with what was found out about each (True for checks passed, the slice
+    a value belongs to, index rows). A Memo whose values rarely repeat (identifiers,
+    references to single resources) stops looking after TRIAL look-ups."""
 
     TRIAL = 512
     SIZE = 4096
