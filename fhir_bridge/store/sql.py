@@ -36,6 +36,15 @@ _COLUMNS = "resource_type, id, version_id, last_updated, deleted, data, method"
 _ROW = "(resource_type, id, version_id, last_updated, deleted, seq, data, method)"
 _INSERT_VERSION = f"INSERT INTO resource_versions {_ROW} VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 _INSERT_CURRENT = f"INSERT INTO resources {_ROW} VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+# A version with an empty `data` is the current one: its JSON is read from `resources`.
+_VERSION_COLUMNS = (
+    "v.resource_type, v.id, v.version_id, v.last_updated, v.deleted, "
+    "CASE WHEN length(v.data) = 0 THEN r.data ELSE v.data END, v.method"
+)
+_VERSIONS = (
+    "resource_versions v LEFT JOIN resources r ON length(v.data) = 0 "
+    "AND r.resource_type = v.resource_type AND r.id = v.id"
+)
 _INDEX_INSERTS: dict[str, tuple[str, Callable[[Any], tuple[Any, ...]]]] = {
     "idx_token": ("tokens", lambda r: (r.param, r.system, r.code, r.text)),
     "idx_string": ("strings", lambda r: (r.param, r.value)),
@@ -54,13 +63,14 @@ def now_instant() -> str:
 def _history_filter(
     resource_type: str | None, resource_id: str | None, since: str | None, before_seq: int | None
 ) -> tuple[str, list[object]]:
+    """A WHERE clause over resource_versions, aliased `v`."""
     where: list[str] = []
     params: list[object] = []
     for column, value in (
-        ("resource_type = ?", resource_type),
-        ("id = ?", resource_id),
-        ("last_updated >= ?", since),
-        ("seq < ?", before_seq),
+        ("v.resource_type = ?", resource_type),
+        ("v.id = ?", resource_id),
+        ("v.last_updated >= ?", since),
+        ("v.seq < ?", before_seq),
     ):
         if value is not None:
             where.append(column)
@@ -71,6 +81,12 @@ def _history_filter(
 def _values(s: StoredResource, seq: int) -> tuple[Any, ...]:
     """A stored version as a row of _ROW's columns."""
     return (s.resource_type, s.id, s.version_id, s.last_updated, s.deleted, seq, s.data, s.method)
+
+
+def _current_version(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The resource_versions row of the current version: its JSON lives in `resources` only
+    (an empty `data` says so) and moves here when the next version supersedes it."""
+    return (*row[:6], b"", row[7])
 
 
 def _row(row: Sequence[Any]) -> StoredResource:
@@ -128,8 +144,8 @@ class SQLSession:
 
     def vread(self, resource_type: str, resource_id: str, version_id: int) -> StoredResource | None:
         rows = self.execute(
-            f"SELECT {_COLUMNS} FROM resource_versions "
-            "WHERE resource_type = ? AND id = ? AND version_id = ?",
+            f"SELECT {_VERSION_COLUMNS} FROM {_VERSIONS} "
+            "WHERE v.resource_type = ? AND v.id = ? AND v.version_id = ?",
             (resource_type, resource_id, version_id),
         )
         return _row(rows[0]) if rows else None
@@ -144,7 +160,8 @@ class SQLSession:
     ) -> list[tuple[int, StoredResource]]:
         clause, params = _history_filter(resource_type, resource_id, since, before_seq)
         rows = self.execute(
-            f"SELECT {_COLUMNS}, seq FROM resource_versions {clause} ORDER BY seq DESC LIMIT ?",
+            f"SELECT {_VERSION_COLUMNS}, v.seq FROM {_VERSIONS} {clause} "
+            "ORDER BY v.seq DESC LIMIT ?",
             (*params, count),
         )
         return [(int(r[7]), _row(r)) for r in rows]
@@ -153,7 +170,8 @@ class SQLSession:
         self, resource_type: str | None, resource_id: str | None, since: str | None
     ) -> int:
         clause, params = _history_filter(resource_type, resource_id, since, None)
-        return int(self.execute(f"SELECT COUNT(*) FROM resource_versions {clause}", params)[0][0])
+        count = self.execute(f"SELECT COUNT(*) FROM resource_versions v {clause}", params)
+        return int(count[0][0])
 
     def _reserve_seq(self, count: int) -> int:
         """Reserve `count` write sequence numbers; returns the first."""
@@ -219,7 +237,7 @@ class SQLSession:
         first = self._reserve_seq(len(pending))
         rows = [_values(s, first + n) for n, (s, _) in enumerate(pending)]
         self._many(_INSERT_CURRENT, rows)
-        self._many(_INSERT_VERSION, rows)
+        self._many(_INSERT_VERSION, [_current_version(row) for row in rows])
         for table, (attr, to_values) in _INDEX_INSERTS.items():
             values = [
                 (s.resource_type, s.id, *to_values(r))
@@ -232,12 +250,19 @@ class SQLSession:
 
     def _write(self, stored: StoredResource) -> None:
         row = _values(stored, self._reserve_seq(1))
+        key = row[:2]
+        self._run(
+            "UPDATE resource_versions SET data = (SELECT data FROM resources "
+            "WHERE resource_type = ? AND id = ?) "
+            "WHERE resource_type = ? AND id = ? AND length(data) = 0",
+            (*key, *key),
+        )
         self._run(
             "UPDATE resources SET version_id = ?, last_updated = ?, deleted = ?, seq = ?, "
             "data = ?, method = ? WHERE resource_type = ? AND id = ?",
-            (*row[2:], *row[:2]),
+            (*row[2:], *key),
         )
-        self._run(_INSERT_VERSION, row)
+        self._run(_INSERT_VERSION, _current_version(row))
 
     def _reindex(self, resource_type: str, resource_id: str, rows: IndexRows | None) -> None:
         for table, (attr, to_values) in _INDEX_INSERTS.items():

@@ -401,50 +401,48 @@ class ProfileChecker:
         slice_fns = [self._value(s, label) for s in slices]
         closed, name, find = node.closed, node.name, slice_finder(node)
         bounds = [(i, s.min, s.max, s.id, slice_fns[i]) for i, s in enumerate(slices)]
-        empty: list[list[tuple[str, str, Any, Any]] | None] = [None] * len(slices)
+        zeros = [0] * len(slices)
         # An item that went to a slice and passed its checks goes there and passes again.
         memo = None if _reads_context(node) else Memo()
-        passed: Any = ()  # marks a member remembered as passing
+
+        def where(key: str, index: int | None, path: str) -> str:
+            return f"{path}.{key}" if index is None else f"{path}.{key}[{index}]"
 
         def slicer(values: list[Value], path: str, ctx: Context) -> None:
-            # Members are checked slice by slice; values keep their order within a slice.
-            members: list[Any] = empty.copy()
+            counts = zeros.copy()
+            # Members not remembered, checked slice by slice in their order within a slice.
+            unchecked: list[tuple[int, str, int | None, Any, bytes | None]] = []
             for key, index, value in values:
-                where = f"{path}.{key}" if index is None else f"{path}.{key}[{index}]"
-                remember: Any = memo.key(value) if memo is not None and value is not None else None
-                i = memo.get(remember) if remember is not None else None  # type: ignore[union-attr]
+                remember = memo.key(value) if memo is not None and value is not None else None
+                if remember is not None:
+                    i = memo.get(remember)  # type: ignore[union-attr]
+                    if i is not None:
+                        counts[i] += 1
+                        continue
+                i = find(value) if value is not None else None
                 if i is not None:
-                    remember = passed
-                elif value is not None:
-                    i = find(value)
-                if i is not None:
-                    found = members[i]
-                    if found is None:
-                        members[i] = [(where, key, value, remember)]
-                    else:
-                        found.append((where, key, value, remember))
+                    counts[i] += 1
+                    unchecked.append((i, key, index, value, remember))
                 elif closed:
                     text = f"does not match any slice of {node.id} (slicing is closed){label}"
-                    ctx.issues.append(Issue("error", "structure", text, where))
+                    ctx.issues.append(Issue("error", "structure", text, where(key, index, path)))
             issues = ctx.issues
-            for i, low, high, slice_id, fn in bounds:
-                found = members[i]
-                count = 0 if found is None else len(found)
+            for i, low, high, slice_id, _ in bounds:
+                count = counts[i]
                 if count < low:
                     text = f"slice {slice_id}: minimum required = {low}, but only found {count}"
                     issues.append(Issue("error", "required", text + label, f"{path}.{name}"))
-                if found is None:
-                    continue
-                if high is not None and count > high:
+                elif high is not None and count > high:
                     text = f"slice {slice_id}: maximum allowed = {high}, but found {count}"
-                    issues.append(Issue("error", "value", text + label, found[high][0]))
-                for where, key, value, remember in found:
-                    if remember is passed:
-                        continue
-                    before = len(issues)
-                    if fn is not None:
-                        fn(value, key, where, ctx)
-                    if remember is not None and len(issues) == before:
-                        memo.remember(remember, i)  # type: ignore[union-attr]
+                    extra = [(k, n) for k, n, v in values if v is not None and find(v) == i][high]
+                    issues.append(Issue("error", "value", text + label, where(*extra, path)))
+            unchecked.sort(key=lambda member: member[0])
+            for i, key, index, value, remember in unchecked:
+                fn = bounds[i][4]
+                before = len(issues)
+                if fn is not None:
+                    fn(value, key, where(key, index, path), ctx)
+                if remember is not None and len(issues) == before:
+                    memo.remember(remember, i)  # type: ignore[union-attr]
 
         return slicer

@@ -187,6 +187,7 @@ class Engine:
         handlers, slow, knowns = struct.handlers, self.unknown_key, struct.known
         required, choice_keys, rules = struct.required, struct.choice_keys, struct.rules
         choice_groups, run_rules = self.choice_groups, self.run_rules
+        choice_of = {key: base for base, keys in struct.choices.items() for key in keys}
         # A string or integer already found valid for its field needs no handler call (most
         # are); bools are never cached, so True cannot pass for a known 1.
         if not required and not choice_keys and not rules:
@@ -216,7 +217,7 @@ class Engine:
                     handler(value, obj, path, ctx)
                 else:
                     slow(obj, struct, key, value, path, ctx)
-            # The tail (see tail()), inline.
+            # After the keys: required elements, one type per choice, invariants.
             for name, keys in required:
                 for k in keys:
                     if k in obj:
@@ -224,8 +225,11 @@ class Engine:
                 else:
                     text = f"minimum required = 1, but only found 0 ({struct.key}.{name})"
                     ctx.issues.append(Issue("error", "required", text, f"{path}.{name}"))
-            if choice_keys and len(choice_keys.intersection(obj)) > 1:
-                choice_groups(obj, struct, path, ctx)
+            if choice_keys:
+                present = choice_keys.intersection(obj)
+                # several choice properties are fine when each is of another choice element
+                if len(present) > 1 and len({choice_of[k] for k in present}) < len(present):
+                    choice_groups(obj, struct, path, ctx)
             if rules:
                 run_rules(obj, rules, path, ctx)
 
@@ -240,20 +244,6 @@ class Engine:
         elif key != "resourceType" or not struct.is_resource:
             text = f"unknown element {key!r}"
             ctx.issues.append(Issue("error", "structure", text, f"{path}.{key}"))
-
-    def tail(self, obj: dict[str, Any], struct: Struct, path: str, ctx: Context) -> None:
-        """After the keys: required elements, one type per choice, invariants."""
-        for name, keys in struct.required:
-            for k in keys:
-                if k in obj:
-                    break
-            else:
-                text = f"minimum required = 1, but only found 0 ({struct.key}.{name})"
-                ctx.issues.append(Issue("error", "required", text, f"{path}.{name}"))
-        if struct.choice_keys and len(struct.choice_keys.intersection(obj)) > 1:
-            self.choice_groups(obj, struct, path, ctx)
-        if struct.rules:
-            self.run_rules(obj, struct.rules, path, ctx)
 
     def handler(self, f: Field, known: set[str | int] | None = None) -> Handler:
         """The closure that checks the value(s) of one field wherever it occurs; `known`

@@ -37,6 +37,26 @@ def test_read_returns_current_and_vread_each_version(store: SQLStore) -> None:
     assert missing is None
 
 
+def test_each_version_is_stored_once_and_served_by_vread_and_history(store: SQLStore) -> None:
+    with store.session(write=True) as session:
+        session.put(dict(PATIENT), "POST")
+        session.put({**PATIENT, "gender": "male"}, "PUT")
+        session.put({**PATIENT, "gender": "other"}, "PUT")
+    with store.session() as session:
+        sizes = session.execute(
+            "SELECT version_id, length(data) FROM resource_versions ORDER BY version_id"
+        )
+        genders = [
+            orjson.loads(stored.data)["gender"]
+            for _, stored in session.history("Patient", "p1", None, 10)
+        ]
+        v3 = session.vread("Patient", "p1", 3)
+    # the current version's JSON is in `resources` only; superseded ones moved here
+    assert [(int(v), int(n) > 0) for v, n in sizes] == [(1, True), (2, True), (3, False)]
+    assert genders == ["other", "male", "female"]
+    assert v3 is not None and orjson.loads(v3.data)["gender"] == "other"
+
+
 def test_delete_writes_a_deleted_version(store: SQLStore) -> None:
     with store.session(write=True) as session:
         session.put(dict(PATIENT), "POST")
