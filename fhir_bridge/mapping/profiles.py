@@ -86,7 +86,8 @@ def _total_invariant(spec: InstrumentSpec) -> dict[str, Any]:
     # spelled out because engines without a type model do not resolve value.ofType(...).
     if spec.total.rule == "sum":
         summed = [item for item in spec.items if item.summed]
-        items = _item_filter(summed)
+        # Component slicing is closed: when every item counts, every component is one.
+        items = "component" if len(summed) == len(spec.items) else _item_filter(summed)
         total = f"{items}.valueInteger.aggregate($this + $total, 0)"
         human = "total = sum of the items when all items are present"
     else:
