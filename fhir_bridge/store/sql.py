@@ -35,7 +35,6 @@ STATEMENT_TIMEOUT_MS = 60_000
 _COLUMNS = "resource_type, id, version_id, last_updated, deleted, data, method"
 _ROW = "(resource_type, id, version_id, last_updated, deleted, seq, data, method)"
 _INSERT_VERSION = f"INSERT INTO resource_versions {_ROW} VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-_INSERT_CURRENT = f"INSERT INTO resources {_ROW} VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 # A version with an empty `data` is the current one: its JSON is read from `resources`.
 _VERSION_COLUMNS = (
     "v.resource_type, v.id, v.version_id, v.last_updated, v.deleted, "
@@ -126,14 +125,19 @@ class SQLSession:
         cur = self._conn.execute(sql, tuple(params))
         return list(cur.fetchall()) if cur.description else []
 
-    def _many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+    def _many(self, table: str, rows: list[tuple[Any, ...]], columns: str = "") -> None:
+        """Insert rows (into `columns`, default all in table order): one executemany, or on
+        PostgreSQL one COPY (measured: several times faster than executemany for a Bundle)."""
         if not rows:
             return
         if self._pg:
             with self._conn.cursor() as cur:
-                cur.executemany(sql.replace("?", "%s"), rows)
+                with cur.copy(f"COPY {table} {columns} FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row(row)
         else:
-            self._conn.executemany(sql, rows)
+            marks = ", ".join("?" * len(rows[0]))
+            self._conn.executemany(f"INSERT INTO {table} {columns} VALUES ({marks})", rows)
 
     def read(self, resource_type: str, resource_id: str) -> StoredResource | None:
         rows = self.execute(
@@ -236,17 +240,15 @@ class SQLSession:
         pending, self._pending = self._pending, []
         first = self._reserve_seq(len(pending))
         rows = [_values(s, first + n) for n, (s, _) in enumerate(pending)]
-        self._many(_INSERT_CURRENT, rows)
-        self._many(_INSERT_VERSION, [_current_version(row) for row in rows])
+        self._many("resources", rows, _ROW)
+        self._many("resource_versions", [_current_version(row) for row in rows], _ROW)
         for table, (attr, to_values) in _INDEX_INSERTS.items():
             values = [
                 (s.resource_type, s.id, *to_values(r))
                 for s, index in pending
                 for r in getattr(index, attr)
             ]
-            if values:
-                marks = ", ".join("?" * len(values[0]))
-                self._many(f"INSERT INTO {table} VALUES ({marks})", values)
+            self._many(table, values)
 
     def _write(self, stored: StoredResource) -> None:
         row = _values(stored, self._reserve_seq(1))
@@ -273,9 +275,7 @@ class SQLSession:
             if rows is None:
                 continue
             values = [(resource_type, resource_id, *to_values(r)) for r in getattr(rows, attr)]
-            if values:
-                marks = ", ".join("?" * len(values[0]))
-                self._many(f"INSERT INTO {table} VALUES ({marks})", values)
+            self._many(table, values)
 
 
 class SQLStore:
