@@ -2,10 +2,10 @@
 
 Trial data repeats itself: the same codings, categories, units and item components arrive in
 every score Observation. A complex value serialised by orjson is a cheap, exact key: a value
-that passed a field's checks once passes them again (validation), a CodeableConcept gives the
-same index rows again (indexing). Callers only use a Memo where the work reads nothing outside
-the value; local `#` references (which read the enclosing resource's contained list) are never
-remembered.
+checked once gets the same verdict again (validation: the same issues, at its own path), a
+CodeableConcept gives the same index rows again (indexing). Callers only use a Memo where the
+work reads nothing outside the value; local `#` references (which read the enclosing resource's
+contained list) are never remembered.
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ import orjson
 
 
 class Memo:
-    """Keys of values with what was found out about each (True for checks passed, the slice
-    a value belongs to, index rows). A Memo whose values rarely repeat (identifiers,
-    references to single resources) stops looking after TRIAL look-ups."""
+    """Keys of values with what was found out about each (True for checks passed, the
+    issues a walk found, the slice a value belongs to, index rows). A Memo whose values
+    rarely repeat (identifiers, references to single resources) stops looking after TRIAL
+    look-ups."""
 
     TRIAL = 512
     SIZE = 4096
@@ -55,7 +56,8 @@ class Memo:
         return found
 
     def remember(self, key: Hashable, verdict: Any = True) -> None:
-        if len(self.passed) < self.SIZE:
+        """Remember `verdict` (None: nothing to remember) for `key`."""
+        if verdict is not None and len(self.passed) < self.SIZE:
             self.passed[key] = verdict
 
     def forget(self) -> None:

@@ -28,6 +28,17 @@ ELE_1 = "ele-1: All FHIR elements must have a @value or children"
 LOCAL_REFERENCE_RULE = "ref-1"
 
 
+def _relative(issues: list[Issue], where: str) -> tuple[tuple[str, str, str, str], ...] | None:
+    """Issues found under `where`, with their paths relative to it; None if one lies outside."""
+    relative = []
+    for issue in issues:
+        expression = issue.expression or ""
+        if not expression.startswith(where):
+            return None
+        relative.append((issue.severity, issue.code, issue.diagnostics, expression[len(where) :]))
+    return tuple(relative)
+
+
 class Context:
     """Per-call state: issues found, the current resource (%resource), %rootResource, and the
     top-level resource with the profiles asked for it."""
@@ -354,17 +365,22 @@ class Engine:
                 ctx.issues.append(Issue("error", "invariant", ELE_1, where))
 
         def check(item: dict[str, Any], where: str, ctx: Context) -> None:
-            # The usual item, a dict with content: skipped when it passed before.
-            key = memo.key(item) if memo is not None else None
-            if key is not None and memo.get(key) is not None:  # type: ignore[union-attr]
-                return
+            # The usual item, a dict with content. Seen before: its issues (most often none,
+            # often the same warning again) are replayed at this item's path.
             issues = ctx.issues
+            key = memo.key(item) if memo is not None else None
+            if key is not None:
+                known = memo.get(key)  # type: ignore[union-attr]
+                if known is not None:
+                    for severity, code, text, tail in known:
+                        issues.append(Issue(severity, code, text, where + tail))
+                    return
             found = len(issues)
             walk(item, where, ctx)
             if post is not None:
                 post(item, where, ctx)
-            if key is not None and len(issues) == found:
-                memo.remember(key)  # type: ignore[union-attr]
+            if key is not None:
+                memo.remember(key, _relative(issues[found:], where))  # type: ignore[union-attr]
 
         if not f.is_array:
 
