@@ -44,6 +44,11 @@ class Memo:
             return None
         return key
 
+    def lookup(self, value: Any) -> tuple[bytes | None, Any]:
+        """key(value) and get() of it in one call: (None, None) when it has no key."""
+        key = self.key(value)
+        return (None, None) if key is None else (key, self.get(key))
+
     def get(self, key: Hashable) -> Any:
         """What was remembered of `key` when it passed, or None; counts look-ups during
         the trial."""

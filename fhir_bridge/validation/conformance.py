@@ -413,12 +413,10 @@ class ProfileChecker:
             # Members not remembered, checked slice by slice in their order within a slice.
             unchecked: list[tuple[int, str, int | None, Any, bytes | None]] = []
             for key, index, value in values:
-                remember = memo.key(value) if memo is not None and value is not None else None
-                if remember is not None:
-                    i = memo.get(remember)  # type: ignore[union-attr]
-                    if i is not None:
-                        counts[i] += 1
-                        continue
+                remember, i = memo.lookup(value) if memo is not None else (None, None)
+                if i is not None:
+                    counts[i] += 1
+                    continue
                 i = find(value) if value is not None else None
                 if i is not None:
                     counts[i] += 1

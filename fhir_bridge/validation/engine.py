@@ -368,13 +368,11 @@ class Engine:
             # The usual item, a dict with content. Seen before: its issues (most often none,
             # often the same warning again) are replayed at this item's path.
             issues = ctx.issues
-            key = memo.key(item) if memo is not None else None
-            if key is not None:
-                known = memo.get(key)  # type: ignore[union-attr]
-                if known is not None:
-                    for severity, code, text, tail in known:
-                        issues.append(Issue(severity, code, text, where + tail))
-                    return
+            key, known = memo.lookup(item) if memo is not None else (None, None)
+            if known is not None:
+                for severity, code, text, tail in known:
+                    issues.append(Issue(severity, code, text, where + tail))
+                return
             found = len(issues)
             walk(item, where, ctx)
             if post is not None:
