@@ -91,10 +91,18 @@ def check_body(resource: Any, resource_type: str, resource_id: str | None = None
 def check(
     ctx: ServiceContext, resource: dict[str, Any], profiles: Sequence[str] = ()
 ) -> list[Issue]:
-    """Every issue the validator and the rules find; https://hl7.org/fhir/R4/validation.html."""
+    """Every issue the validator and the rules find; https://hl7.org/fhir/R4/validation.html.
+
+    The rules read resources of the right shape: on one the validator found malformed, a rule
+    that cannot read it adds nothing (the validator's errors already refuse it)."""
     issues = list(ctx.validator(resource, profiles))
+    malformed = any(issue.is_error for issue in issues)
     for rule in ctx.rules:
-        issues.extend(rule(resource))
+        try:
+            issues.extend(rule(resource))
+        except (AttributeError, KeyError, TypeError, ValueError):
+            if not malformed:
+                raise
     return issues
 
 

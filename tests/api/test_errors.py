@@ -259,6 +259,17 @@ CASES = [
         id="unknown-element",
     ),
     pytest.param(
+        "POST",
+        "/fhir/Observation",
+        FHIR,
+        b'{"resourceType": "Observation", "status": "final", "code": {"coding": [{"system": '
+        b'"https://fhir-bridge.org/fhir/CodeSystem/assessment", "code": "madrs-total"}]}, '
+        b'"component": ["x", 5]}',
+        422,
+        None,
+        id="score-components-not-objects",
+    ),
+    pytest.param(
         "GET",
         "/fhir/Patient/_history?_count=zero",
         {},
@@ -289,7 +300,9 @@ def test_bad_input_is_a_4xx_outcome_and_stores_nothing(
         assert payload == expected
     else:
         assert any(i["severity"] == "error" for i in payload["issue"])
-    assert client.get("/fhir/Patient/_history?_summary=count").json()["total"] == 0
+    for resource_type in ("Patient", "Observation"):
+        count = client.get(f"/fhir/{resource_type}/_history?_summary=count").json()["total"]
+        assert count == 0
 
 
 def test_unknown_element_names_its_path(client: TestClient) -> None:
