@@ -28,7 +28,7 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fhir_bridge.domain.search import parse_query_string, parse_search  # noqa: E402
-from fhir_bridge.store.indexing import extract_index  # noqa: E402
+from fhir_bridge.store.indexing import extract_index, last_updated_row  # noqa: E402
 from fhir_bridge.store.schema import ddl  # noqa: E402
 from fhir_bridge.store.search import run_search  # noqa: E402
 
@@ -127,6 +127,7 @@ def load(target: Target, count: int, patients: int, batch: int = 5000) -> tuple[
         for seq, resource in enumerate(resources, start=first + 1):
             t0 = time.perf_counter()
             index = extract_index(resource)
+            index.dates.append(last_updated_row(resource["meta"]["lastUpdated"]))  # the store's
             extract_seconds += time.perf_counter() - t0
             key = ("Observation", resource["id"])
             base.append(
