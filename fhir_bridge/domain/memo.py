@@ -20,16 +20,18 @@ class Memo:
     """Keys of values with what was found out about each (True for checks passed, the
     issues a walk found, the slice a value belongs to, index rows). A Memo whose values
     rarely repeat (identifiers, references to single resources) stops looking after TRIAL
-    look-ups."""
+    look-ups. All Memos of a process together keep at most BUDGET bytes of keys."""
 
     TRIAL = 512
     SIZE = 4096
     MAX_BYTES = 2048
-    __slots__ = ("passed", "lookups", "hits", "active")
+    BUDGET = 32 * 1024 * 1024
+    spent = 0  # bytes of keys kept by all Memos of the process
+    __slots__ = ("passed", "lookups", "hits", "active", "used")
 
     def __init__(self) -> None:
         self.passed: dict[Hashable, Any] = {}
-        self.lookups = self.hits = 0
+        self.lookups = self.hits = self.used = 0
         self.active = True
 
     def key(self, value: Any) -> bytes | None:
@@ -40,7 +42,8 @@ class Memo:
             key = orjson.dumps(value)
         except TypeError:  # integers beyond 64 bits, lone surrogates: checked every time
             return None
-        if len(key) > self.MAX_BYTES or b'"#' in key:
+        # orjson writes NaN and infinities as null: a null is never a key of its own
+        if len(key) > self.MAX_BYTES or b'"#' in key or b"null" in key:
             return None
         return key
 
@@ -60,12 +63,17 @@ class Memo:
                 self.active = False
         return found
 
-    def remember(self, key: Hashable, verdict: Any = True) -> None:
+    def remember(self, key: bytes | tuple[str, bytes], verdict: Any = True) -> None:
         """Remember `verdict` (None: nothing to remember) for `key`."""
-        if verdict is not None and len(self.passed) < self.SIZE:
-            self.passed[key] = verdict
+        size = len(key) if isinstance(key, bytes) else len(key[1])
+        if verdict is None or len(self.passed) >= self.SIZE or Memo.spent + size > self.BUDGET:
+            return
+        self.passed[key] = verdict
+        self.used += size
+        Memo.spent += size
 
     def forget(self) -> None:
+        Memo.spent -= self.used
         self.passed.clear()
-        self.lookups = self.hits = 0
+        self.lookups = self.hits = self.used = 0
         self.active = True

@@ -8,7 +8,9 @@ current, non-deleted resources only, so a search never has to filter versions.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 1
+# 2: a current version's JSON is in `resources` only (its resource_versions row holds b"");
+# schema 1 databases, with every version's JSON in resource_versions, are read as they are.
+SCHEMA_VERSION = 2
 
 INDEX_TABLES: dict[str, str] = {
     "idx_token": "param {text} NOT NULL, system {text}, code {text}, text {text}",

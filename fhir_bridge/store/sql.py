@@ -294,9 +294,17 @@ class SQLStore:
         self._pool: queue.LifoQueue[Any] = queue.LifoQueue()
         self._pool_size = pool_size
         self._write_lock = threading.Lock()
-        self._file_lock = _FileLock.for_url(database_url) if self.dialect == "sqlite" else None
+        try:
+            sqlite = self.dialect == "sqlite"
+            self._file_lock = _FileLock.for_url(database_url) if sqlite else None
+        except OSError as exc:
+            raise StoreError("Could not open the database") from exc
         self.cursor_key = b""  # read from the database by _migrate
-        self._migrate()
+        try:
+            self._migrate()
+        except Exception:
+            self.close()
+            raise
 
     def _connect(self) -> Any:
         try:
@@ -310,8 +318,16 @@ class SQLStore:
         with self.session(write=False, migrate=True) as session:
             for statement in ddl(self.dialect):
                 session.execute(statement)
-            if not session.execute("SELECT version FROM schema_info"):
+            found = session.execute("SELECT version FROM schema_info")
+            if not found:
                 session.execute("INSERT INTO schema_info (version) VALUES (?)", (SCHEMA_VERSION,))
+            elif int(found[0][0]) > SCHEMA_VERSION:
+                raise StoreError(
+                    f"The database has schema {found[0][0]}, newer than this server's "
+                    f"{SCHEMA_VERSION}: upgrade the server"
+                )
+            elif int(found[0][0]) < SCHEMA_VERSION:  # older schemas are read as they are
+                session.execute("UPDATE schema_info SET version = ?", (SCHEMA_VERSION,))
             session.execute(
                 "INSERT INTO write_seq (id, value) VALUES (1, 0) ON CONFLICT DO NOTHING"
             )

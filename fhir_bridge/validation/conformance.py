@@ -411,9 +411,12 @@ class ProfileChecker:
         def slicer(values: list[Value], path: str, ctx: Context) -> None:
             counts = zeros.copy()
             # Members not remembered, checked slice by slice in their order within a slice.
-            unchecked: list[tuple[int, str, int | None, Any, bytes | None]] = []
+            unchecked: list[tuple[int, str, int | None, Any, tuple[str, bytes] | None]] = []
             for key, index, value in values:
-                remember, i = memo.lookup(value) if memo is not None else (None, None)
+                # by JSON key and value: a choice's type (valueString, valueDateTime) matters
+                serialised = memo.key(value) if memo is not None else None
+                remember = None if serialised is None else (key, serialised)
+                i = None if remember is None else memo.get(remember)  # type: ignore[union-attr]
                 if i is not None:
                     counts[i] += 1
                     continue

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from fhir_bridge.domain.memo import Memo
 
 
@@ -35,5 +37,25 @@ def test_a_memo_without_repeats_stops_looking_and_forget_starts_over() -> None:
 def test_a_memo_keeps_at_most_size_entries() -> None:
     memo = Memo()
     for n in range(Memo.SIZE + 10):
-        memo.remember(n)
+        memo.remember(str(n).encode())
     assert len(memo.passed) == Memo.SIZE
+    memo.forget()
+
+
+def test_all_memos_together_keep_at_most_the_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Memo, "BUDGET", Memo.spent + 1000)
+    first, second = Memo(), Memo()
+    first.remember(b"a" * 600)
+    second.remember(b"b" * 600)  # over the shared budget: not kept
+    assert (len(first.passed), len(second.passed)) == (1, 0)
+    first.forget()  # gives its bytes back
+    second.remember(b"b" * 600)
+    assert len(second.passed) == 1
+    second.forget()
+
+
+def test_nan_and_infinity_get_no_key() -> None:
+    # orjson writes them as null: they would share a key with a null
+    memo = Memo()
+    assert memo.key({"value": float("nan")}) is None
+    assert memo.key({"value": float("inf")}) is None

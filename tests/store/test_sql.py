@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import orjson
 import pytest
 
 from fhir_bridge.errors import InvalidRequestError, StoreError
+from fhir_bridge.store.indexing import extract_index
+from fhir_bridge.store.schema import SCHEMA_VERSION
 from fhir_bridge.store.sql import SQLStore
 
 PATIENT = {"resourceType": "Patient", "id": "p1", "gender": "female"}
@@ -130,3 +133,15 @@ def test_export_rows_streams_live_resources_in_write_order(store: SQLStore) -> N
 def test_unknown_database_scheme_is_refused() -> None:
     with pytest.raises(StoreError):
         SQLStore("mysql://localhost/x", lambda resource: None)  # type: ignore[arg-type,return-value]
+
+
+def test_an_sqlite_file_that_cannot_be_opened_is_a_store_error(tmp_path: Path) -> None:
+    with pytest.raises(StoreError):
+        SQLStore(f"sqlite:///{tmp_path / 'missing-dir' / 'fhir.db'}", extract_index)
+
+
+def test_a_database_of_a_newer_schema_is_refused(store: SQLStore, database_url: str) -> None:
+    with store.session(write=True) as session:
+        session.execute("UPDATE schema_info SET version = ?", (SCHEMA_VERSION + 1,))
+    with pytest.raises(StoreError, match="newer"):
+        SQLStore(database_url, extract_index)
