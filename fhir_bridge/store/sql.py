@@ -315,30 +315,48 @@ class SQLStore:
             raise StoreError("Could not open the database") from exc
 
     def _migrate(self) -> None:
+        # A database already at this schema gets no DDL: DDL locks tables, and a node still
+        # starting would deadlock with one already writing (seen with two PostgreSQL nodes).
         with self.session(write=False, migrate=True) as session:
-            for statement in ddl(self.dialect):
-                session.execute(statement)
-            found = session.execute("SELECT version FROM schema_info")
-            if not found:
-                session.execute("INSERT INTO schema_info (version) VALUES (?)", (SCHEMA_VERSION,))
-            elif int(found[0][0]) > SCHEMA_VERSION:
+            version = self._schema_version(session)
+            if version is not None and version > SCHEMA_VERSION:
                 raise StoreError(
-                    f"The database has schema {found[0][0]}, newer than this server's "
+                    f"The database has schema {version}, newer than this server's "
                     f"{SCHEMA_VERSION}: upgrade the server"
                 )
-            elif int(found[0][0]) < SCHEMA_VERSION:  # older schemas are read as they are
-                session.execute("UPDATE schema_info SET version = ?", (SCHEMA_VERSION,))
-            session.execute(
-                "INSERT INTO write_seq (id, value) VALUES (1, 0) ON CONFLICT DO NOTHING"
-            )
-            session.execute(
-                "INSERT INTO server_secret (name, value) VALUES (?, ?) ON CONFLICT DO NOTHING",
-                ("cursor_key", os.urandom(32)),
-            )
+            if version != SCHEMA_VERSION:
+                self._create_schema(session, version)
             rows = session.execute(
                 "SELECT value FROM server_secret WHERE name = ?", ("cursor_key",)
             )
             self.cursor_key = bytes(rows[0][0])
+
+    def _schema_version(self, session: SQLSession) -> int | None:
+        """The database's schema version; None for a new database."""
+        exists = (
+            "SELECT to_regclass('schema_info') IS NOT NULL"
+            if self.dialect == "postgresql"
+            else "SELECT count(*) > 0 FROM sqlite_master WHERE name = 'schema_info'"
+        )
+        if not session.execute(exists)[0][0]:
+            return None
+        found = session.execute("SELECT version FROM schema_info")
+        return int(found[0][0]) if found else None
+
+    def _create_schema(self, session: SQLSession, version: int | None) -> None:
+        """Create what is missing; a schema 1 database is read as it is (see schema.py)."""
+        for statement in ddl(self.dialect):
+            session.execute(statement)
+        if version is None:
+            session.execute("DELETE FROM schema_info")
+            session.execute("INSERT INTO schema_info (version) VALUES (?)", (SCHEMA_VERSION,))
+        else:
+            session.execute("UPDATE schema_info SET version = ?", (SCHEMA_VERSION,))
+        session.execute("INSERT INTO write_seq (id, value) VALUES (1, 0) ON CONFLICT DO NOTHING")
+        session.execute(
+            "INSERT INTO server_secret (name, value) VALUES (?, ?) ON CONFLICT DO NOTHING",
+            ("cursor_key", os.urandom(32)),
+        )
 
     def index(self, resource: dict[str, Any]) -> IndexRows:
         return self._indexer(resource)

@@ -28,19 +28,20 @@ def server_url(database_url: str) -> Iterator[str]:
 
 
 @contextmanager
-def running_server(database_url: str, demo: bool = False) -> Iterator[str]:
+def running_server(database_url: str, demo: bool = False, workers: int = 1) -> Iterator[str]:
     """`fhir-bridge serve` in a subprocess; yields its FHIR base URL."""
     port = _free_port()
     env = {**os.environ, "FHIR_BRIDGE_DATABASE_URL": database_url, "FHIR_BRIDGE_DEMO": str(demo)}
+    command = ["serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
     process = subprocess.Popen(
-        [sys.executable, "-m", "fhir_bridge", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        [sys.executable, "-m", "fhir_bridge", *command],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
     url = f"http://127.0.0.1:{port}/fhir"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while True:
             try:
                 if httpx.get(f"{url}/metadata", timeout=1).status_code == 200:

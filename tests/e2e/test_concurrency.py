@@ -7,6 +7,8 @@ from typing import Any
 
 import httpx
 
+from tests.e2e.conftest import running_server
+
 FHIR = {"Content-Type": "application/fhir+json"}
 MRN = "http://hospital.example/mrn"
 
@@ -43,9 +45,9 @@ def bundle(n: int, shared: str) -> dict[str, Any]:
     }
 
 
-def test_concurrent_retries_create_one_participant_and_lose_no_observation(
-    server_url: str,
-) -> None:
+def race(server_url: str) -> None:
+    """24 retried transactions from 8 clients at once: one participant, 24 Observations."""
+
     def post(n: int) -> httpx.Response:
         return httpx.post(server_url, json=bundle(n, "MRN-RACE"), headers=FHIR, timeout=60)
 
@@ -60,3 +62,16 @@ def test_concurrent_retries_create_one_participant_and_lose_no_observation(
         params={"subject": f"Patient/{patient_id}", "_summary": "count"},
     ).json()
     assert observations["total"] == 24
+
+
+def test_concurrent_retries_create_one_participant_and_lose_no_observation(
+    server_url: str,
+) -> None:
+    race(server_url)
+
+
+def test_two_server_processes_on_one_database_lose_and_duplicate_nothing(
+    database_url: str,
+) -> None:
+    with running_server(database_url, workers=2) as url:
+        race(url)
