@@ -10,6 +10,7 @@ contained list) are never remembered.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Hashable
 from typing import Any
 
@@ -66,14 +67,21 @@ class Memo:
     def remember(self, key: bytes | tuple[str, bytes], verdict: Any = True) -> None:
         """Remember `verdict` (None: nothing to remember) for `key`."""
         size = len(key) if isinstance(key, bytes) else len(key[1])
-        if verdict is None or len(self.passed) >= self.SIZE or Memo.spent + size > self.BUDGET:
+        if verdict is None or len(self.passed) >= self.SIZE:
             return
+        with _SPENDING:  # server threads remember at once
+            if Memo.spent + size > self.BUDGET:
+                return
+            Memo.spent += size
         self.passed[key] = verdict
         self.used += size
-        Memo.spent += size
 
     def forget(self) -> None:
-        Memo.spent -= self.used
+        with _SPENDING:
+            Memo.spent -= self.used
         self.passed.clear()
         self.lookups = self.hits = self.used = 0
         self.active = True
+
+
+_SPENDING = threading.Lock()
