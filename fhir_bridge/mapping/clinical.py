@@ -6,12 +6,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from fhir_bridge.domain.issues import Issue
+from fhir_bridge.domain.memo import Memo
 from fhir_bridge.mapping.observations import RESEARCH_STUDY_EXT
 from fhir_bridge.mapping.scoring import QR, read_response
 from fhir_bridge.mapping.spec import SYSTEMS, UCUM, InstrumentSpec, split_code
 
 if TYPE_CHECKING:
     from fhir_bridge.mapping.loader import Mappings
+
+
+# Item components already found valid, by instrument: (link id, value).
+_ITEMS = Memo()
 
 
 def _codings(concept: Any) -> list[dict[str, Any]]:
@@ -36,44 +41,48 @@ def _check_components(
     components = obs.get("component", [])
     for index, component in enumerate(components if isinstance(components, list) else []):
         path = f"Observation.component[{index}]"
-        found = (
-            spec.item_for_code(c.get("system", ""), c.get("code", ""))
-            for c in _codings(component.get("code"))
-        )
-        item = next((i for i in found if i is not None), None)
-        if item is None:
-            issues.append(
-                Issue(
-                    "error",
-                    "code-invalid",
-                    f"component code is not an item of {spec.name}",
-                    f"{path}.code",
-                )
-            )
-            continue
-        value = component.get("valueInteger")
-        if isinstance(value, bool) or not isinstance(value, int):
-            issues.append(
-                Issue("error", "value", f"{spec.name} item {item.link_id} needs valueInteger", path)
-            )
-        elif not item.min <= value <= item.max:
-            issues.append(
-                Issue(
-                    "error",
-                    "business-rule",
-                    f"{spec.name} item {item.link_id}: {value} is outside {item.min}..{item.max}",
-                    f"{path}.valueInteger",
-                )
-            )
-        elif item.link_id in values:
-            issues.append(
-                Issue(
-                    "error", "business-rule", f"{spec.name} item {item.link_id} appears twice", path
-                )
-            )
+        # A component seen before as a valid item of this instrument: its item and value.
+        serialised = _ITEMS.key(component)
+        key = None if serialised is None else (spec.id, serialised)
+        known = None if key is None else _ITEMS.get(key)
+        if known is None:
+            known = _item_value(spec, component, path, issues)
+            if known is None:
+                continue
+            if key is not None:
+                _ITEMS.remember(key, known)
+        link_id, value = known
+        if link_id in values:
+            text = f"{spec.name} item {link_id} appears twice"
+            issues.append(Issue("error", "business-rule", text, path))
         else:
-            values[item.link_id] = value
+            values[link_id] = value
     return values, issues
+
+
+def _item_value(
+    spec: InstrumentSpec, component: Any, path: str, issues: list[Issue]
+) -> tuple[str, int] | None:
+    """(link id, value) of a component that is a valid item of `spec`; else None, with issues."""
+    found = (
+        spec.item_for_code(c.get("system", ""), c.get("code", ""))
+        for c in _codings(component.get("code"))
+    )
+    item = next((i for i in found if i is not None), None)
+    if item is None:
+        text = f"component code is not an item of {spec.name}"
+        issues.append(Issue("error", "code-invalid", text, f"{path}.code"))
+        return None
+    value = component.get("valueInteger")
+    if isinstance(value, bool) or not isinstance(value, int):
+        text = f"{spec.name} item {item.link_id} needs valueInteger"
+        issues.append(Issue("error", "value", text, path))
+        return None
+    if not item.min <= value <= item.max:
+        text = f"{spec.name} item {item.link_id}: {value} is outside {item.min}..{item.max}"
+        issues.append(Issue("error", "business-rule", text, f"{path}.valueInteger"))
+        return None
+    return item.link_id, value
 
 
 def check_observation(obs: dict[str, Any], m: Mappings) -> list[Issue]:

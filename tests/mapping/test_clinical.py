@@ -42,6 +42,17 @@ def test_item_out_of_range_is_named_by_component_path(m: Mappings) -> None:
     ]
 
 
+def test_an_item_sent_twice_is_reported_each_time_it_is_seen(m: Mappings) -> None:
+    # the second time the components are known valid items: the rule still counts them
+    for _ in range(2):
+        obs = _madrs(m, [3] * 10, 30)
+        obs["component"][1] = dict(obs["component"][0])
+        issues = [i for i in check_clinical(obs, m) if i.code == "business-rule"]
+        assert [(i.expression, i.diagnostics) for i in issues] == [
+            ("Observation.component[1]", "MADRS item 1 appears twice")
+        ]
+
+
 def test_total_out_of_range_is_rejected(m: Mappings) -> None:
     obs = _madrs(m, [3] * 10, 30)
     del obs["component"]
