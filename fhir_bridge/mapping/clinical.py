@@ -15,8 +15,16 @@ if TYPE_CHECKING:
     from fhir_bridge.mapping.loader import Mappings
 
 
-# Item components already found valid, by instrument: (link id, value).
-_ITEMS = Memo()
+# Per instrument spec (two mapping folders may define one instrument differently): the item
+# components already found valid, with their (link id, value).
+_ITEMS: dict[int, tuple[InstrumentSpec, Memo]] = {}
+
+
+def _items_memo(spec: InstrumentSpec) -> Memo:
+    entry = _ITEMS.get(id(spec))
+    if entry is None or entry[0] is not spec:
+        entry = _ITEMS[id(spec)] = (spec, Memo())
+    return entry[1]
 
 
 def _codings(concept: Any) -> list[dict[str, Any]]:
@@ -38,19 +46,18 @@ def _check_components(
 ) -> tuple[dict[str, int], list[Issue]]:
     values: dict[str, int] = {}
     issues: list[Issue] = []
+    memo = _items_memo(spec)
     components = obs.get("component", [])
     for index, component in enumerate(components if isinstance(components, list) else []):
         path = f"Observation.component[{index}]"
         # A component seen before as a valid item of this instrument: its item and value.
-        serialised = _ITEMS.key(component)
-        key = None if serialised is None else (spec.id, serialised)
-        known = None if key is None else _ITEMS.get(key)
+        key, known = memo.lookup(component)
         if known is None:
             known = _item_value(spec, component, path, issues)
             if known is None:
                 continue
             if key is not None:
-                _ITEMS.remember(key, known)
+                memo.remember(key, known)
         link_id, value = known
         if link_id in values:
             text = f"{spec.name} item {link_id} appears twice"
