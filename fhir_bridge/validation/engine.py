@@ -15,7 +15,7 @@ from fhir_bridge.domain.issues import Issue
 from fhir_bridge.domain.memo import Memo
 from fhir_bridge.validation.compiler import COMPLEX, PRIMITIVE, Compiler, Field, Struct
 from fhir_bridge.validation.definitions import load_definitions
-from fhir_bridge.validation.invariants import CONTEXT_RULES, HOLDS_WITHOUT, Rule, compile_rule
+from fhir_bridge.validation.invariants import HOLDS_WITHOUT, Rule, compile_rule, reads_resource
 from fhir_bridge.validation.references import check_bundle, check_extension, check_reference
 from fhir_bridge.validation.terminology import Terminology
 
@@ -24,8 +24,6 @@ ENGINE_RULES = frozenset({"bdl-3", "bdl-7"})
 # Per field, the distinct string values already found valid (format and binding).
 CACHE_SIZE = 2048
 ELE_1 = "ele-1: All FHIR elements must have a @value or children"
-# ref-1 reads the enclosing resource for local `#` references only, which memos never hold.
-LOCAL_REFERENCE_RULE = "ref-1"
 
 
 def _relative(issues: list[Issue], where: str) -> tuple[tuple[str, str, str, str], ...] | None:
@@ -115,10 +113,7 @@ class Engine:
             for key, s in self.structs.items()
             if s.is_resource
             or any(f.kind not in (PRIMITIVE, COMPLEX) for f in s.fields.values())
-            or any(
-                c.key in CONTEXT_RULES or (c.key != LOCAL_REFERENCE_RULE and "%r" in c.expression)
-                for c in s.constraints
-            )
+            or any(reads_resource(c.key, c.expression) for c in s.constraints)
         }
         changed = True
         while changed:

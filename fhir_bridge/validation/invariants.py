@@ -253,6 +253,16 @@ def que_7(node: dict[str, Any], ctx: InvariantContext) -> bool:
 # Hand-compiled invariants that read the enclosing resource (obs-7: %resource.code), not just
 # the element they sit on.
 CONTEXT_RULES = frozenset({"obs-7"})
+# ref-1 reads the enclosing resource for local `#` references only, which are never remembered
+# (see domain/memo.py).
+LOCAL_REFERENCE_RULE = "ref-1"
+
+
+def reads_resource(key: str, expression: str) -> bool:
+    """Whether an invariant reads more than its element: %resource, %rootResource, obs-7."""
+    if key in CONTEXT_RULES:
+        return True
+    return key != LOCAL_REFERENCE_RULE and "%r" in expression
 
 HAND_COMPILED: dict[str, Rule] = {
     "dom-2": dom_2,

@@ -13,7 +13,7 @@ from functools import lru_cache
 from typing import Any
 
 from fhir_bridge.validation.definitions import SD_BASE
-from fhir_bridge.validation.invariants import CONTEXT_RULES, Rule, compile_rule
+from fhir_bridge.validation.invariants import Rule, compile_rule, reads_resource
 from fhir_bridge.validation.snapshot import core_snapshot
 
 MISSING: Any = object()
@@ -205,7 +205,7 @@ class ProfileCompiler:
             rule = compile_rule(f"{node.id}#{key}", c["expression"], path)
             if rule is not None:
                 node.rules.append((key, c.get("severity", "error"), c.get("human", ""), rule))
-                node.reads_resource |= "%r" in c["expression"] or key in CONTEXT_RULES
+                node.reads_resource |= reads_resource(key, c["expression"])
         return node
 
     def _finish(self, node: PNode) -> bool:
