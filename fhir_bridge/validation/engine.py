@@ -37,6 +37,17 @@ def _relative(issues: list[Issue], where: str) -> tuple[tuple[str, str, str, str
     return tuple(relative)
 
 
+def _array_items(value: Any, where: str, ctx: Context) -> list[Any]:
+    """The items of an array element's value: a single value is reported and checked as the
+    one item, an empty array is reported and has none."""
+    if value.__class__ is list:
+        if not value:
+            ctx.issues.append(Issue("error", "structure", "arrays must not be empty", where))
+        return value
+    ctx.issues.append(Issue("error", "structure", "must be a JSON array", where))
+    return [value]
+
+
 class Context:
     """Per-call state: issues found, the current resource (%resource), %rootResource, and the
     top-level resource with the profiles asked for it."""
@@ -292,16 +303,7 @@ class Engine:
             return single
 
         def many(value: Any, obj: dict[str, Any], path: str, ctx: Context) -> None:
-            if value.__class__ is not list:
-                ctx.issues.append(
-                    Issue("error", "structure", "must be a JSON array", f"{path}.{name}")
-                )
-                value = [value]
-            elif not value:
-                text = "arrays must not be empty"
-                ctx.issues.append(Issue("error", "structure", text, f"{path}.{name}"))
-                return
-            for i, item in enumerate(value):
+            for i, item in enumerate(_array_items(value, f"{path}.{name}", ctx)):
                 if (item.__class__ is str or item.__class__ is int) and item in known:
                     continue
                 if item is None:
@@ -390,17 +392,8 @@ class Engine:
             return single
 
         def many(value: Any, obj: dict[str, Any], path: str, ctx: Context) -> None:
-            if value.__class__ is not list:
-                ctx.issues.append(
-                    Issue("error", "structure", "must be a JSON array", f"{path}.{name}")
-                )
-                value = [value]
-            elif not value:
-                text = "arrays must not be empty"
-                ctx.issues.append(Issue("error", "structure", text, f"{path}.{name}"))
-                return
             prefix = f"{path}.{name}["
-            for i, item in enumerate(value):
+            for i, item in enumerate(_array_items(value, f"{path}.{name}", ctx)):
                 where = f"{prefix}{i}]"
                 if item.__class__ is dict and item and (len(item) > 1 or "id" not in item):
                     check(item, where, ctx)
