@@ -14,6 +14,7 @@ from fhir_bridge.domain.issues import Issue
 from fhir_bridge.domain.memo import Memo
 from fhir_bridge.validation.definitions import PRIMITIVE_TYPES, choice_names
 from fhir_bridge.validation.engine import Context
+from fhir_bridge.validation.invariants import Rule
 from fhir_bridge.validation.profiles import MISSING, PNode, Profile
 from fhir_bridge.validation.slicing import compile_pattern, slice_finder
 from fhir_bridge.validation.terminology import Terminology
@@ -79,6 +80,19 @@ def _passed_of(value_fn: ValueFn | None) -> set[tuple[str, str | int]] | None:
     return value_fn.passed if isinstance(value_fn, _Remembering) else None
 
 
+def _invariants(
+    rules: list[tuple[str, str, str, Rule]],
+    value: dict[str, Any],
+    label: str,
+    path: str,
+    ctx: Context,
+) -> None:
+    for key, severity, human, rule in rules:
+        if not rule(value, ctx):
+            text = f"{key}: {human}{label}"
+            ctx.issues.append(Issue(severity, "invariant", text, path))  # type: ignore[arg-type]
+
+
 def _reads_context(node: PNode) -> bool:
     """Whether a check in `node` or below reads the enclosing resource (%resource)."""
     return (
@@ -115,10 +129,7 @@ class ProfileChecker:
         children = [self._element(c, label) for c in root.children if c.relevant]
 
         def check_root(resource: dict[str, Any], path: str, ctx: Context) -> None:
-            for key, severity, human, rule in rules:
-                if not rule(resource, ctx):
-                    text = f"{key}: {human}{label}"
-                    ctx.issues.append(Issue(severity, "invariant", text, path))  # type: ignore[arg-type]
+            _invariants(rules, resource, label, path, ctx)
             for child in children:
                 child(resource, path, ctx)
 
@@ -135,15 +146,12 @@ class ProfileChecker:
 
         def remembered(obj: dict[str, Any], path: str, ctx: Context) -> None:
             value = obj.get(name)
-            key = memo.key(value) if value is not None else None
-            if key is None:
-                element_fn(obj, path, ctx)
-                return
-            if memo.get(key) is not None:
+            key, passed = memo.lookup(value) if value is not None else (None, None)
+            if passed is not None:
                 return
             issues = len(ctx.issues)
             element_fn(obj, path, ctx)
-            if len(ctx.issues) == issues:
+            if key is not None and len(ctx.issues) == issues:
                 memo.remember(key)
 
         return remembered
@@ -295,10 +303,7 @@ class ProfileChecker:
                 check(value, key, path, ctx)
             if value.__class__ is not dict:
                 return
-            for rule_key, severity, human, rule in rules:
-                if not rule(value, ctx):
-                    text = f"{rule_key}: {human}{label}"
-                    ctx.issues.append(Issue(severity, "invariant", text, path))  # type: ignore[arg-type]
+            _invariants(rules, value, label, path, ctx)
             for child in children:
                 child(value, path, ctx)
 
