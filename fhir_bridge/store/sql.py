@@ -34,7 +34,6 @@ Indexer = Callable[[dict[str, Any]], IndexRows]
 STATEMENT_TIMEOUT_MS = 60_000
 _COLUMNS = "resource_type, id, version_id, last_updated, deleted, data, method"
 _ROW = "(resource_type, id, version_id, last_updated, deleted, seq, data, method)"
-_INSERT_VERSION = f"INSERT INTO resource_versions {_ROW} VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 # A version with an empty `data` is the current one: its JSON is read from `resources`.
 _VERSION_COLUMNS = (
     "v.resource_type, v.id, v.version_id, v.last_updated, v.deleted, "
@@ -264,7 +263,7 @@ class SQLSession:
             "data = ?, method = ? WHERE resource_type = ? AND id = ?",
             (*row[2:], *key),
         )
-        self._run(_INSERT_VERSION, _current_version(row))
+        self._many("resource_versions", [_current_version(row)], _ROW)
 
     def _reindex(self, resource_type: str, resource_id: str, rows: IndexRows | None) -> None:
         for table, (attr, to_values) in _INDEX_INSERTS.items():
@@ -294,11 +293,7 @@ class SQLStore:
         self._pool: queue.LifoQueue[Any] = queue.LifoQueue()
         self._pool_size = pool_size
         self._write_lock = threading.Lock()
-        try:
-            sqlite = self.dialect == "sqlite"
-            self._file_lock = _FileLock.for_url(database_url) if sqlite else None
-        except OSError as exc:
-            raise StoreError("Could not open the database") from exc
+        self._file_lock = _FileLock.for_url(database_url) if self.dialect == "sqlite" else None
         self.cursor_key = b""  # read from the database by _migrate
         try:
             self._migrate()
@@ -444,7 +439,10 @@ class _FileLock:
     """The writer lock of one SQLite file, shared by every process writing it (flock)."""
 
     def __init__(self, path: str) -> None:
-        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:  # e.g. the database's folder does not exist
+            raise StoreError("Could not open the database") from exc
 
     @classmethod
     def for_url(cls, url: str) -> _FileLock | None:

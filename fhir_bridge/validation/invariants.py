@@ -264,6 +264,7 @@ def reads_resource(key: str, expression: str) -> bool:
         return True
     return key != LOCAL_REFERENCE_RULE and "%r" in expression
 
+
 HAND_COMPILED: dict[str, Rule] = {
     "dom-2": dom_2,
     "dom-3": dom_3,
