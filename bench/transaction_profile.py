@@ -22,7 +22,6 @@ import orjson
 from ingest_bench import bundle
 
 from fhir_bridge.services import bundles, trial_rules
-from fhir_bridge.services.context import ServiceContext
 from fhir_bridge.store.base import StoreSession
 from fhir_bridge.store.indexing import extract_index
 from fhir_bridge.store.sql import SQLStore
@@ -50,14 +49,7 @@ def main() -> None:
     trial = trial_rules.load_trial()
     with tempfile.TemporaryDirectory() as tmp:
         store = TimedStore(f"sqlite:///{tmp}/t.db", extract_index)
-        ctx = ServiceContext(
-            store=store,
-            validator=trial.validator.validate,
-            transforms=trial_rules.transforms(trial.mappings),
-            rules=trial_rules.rules(trial.mappings),
-            derivations=trial_rules.derivations(trial.mappings),
-            transitions=trial_rules.transitions(),
-        )
+        ctx = trial_rules.trial_context(store, trial)
         gc.freeze()  # as the server does after loading
         rng = random.Random(11)
         bodies = [orjson.dumps(bundle(rng, args.size)) for _ in range(args.bundles)]

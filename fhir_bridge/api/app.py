@@ -21,7 +21,6 @@ from fhir_bridge.services.capability import (
     capability_statement,
     searchable_parameters,
 )
-from fhir_bridge.services.context import ServiceContext
 from fhir_bridge.store.indexing import extract_index
 from fhir_bridge.store.sql import SQLStore
 
@@ -39,13 +38,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = SQLStore(settings.database_url, extract_index)
-        context = ServiceContext(
-            store=store,
-            validator=trial.validator.validate,
-            transforms=trial_rules.transforms(trial.mappings),
-            rules=trial_rules.rules(trial.mappings),
-            derivations=trial_rules.derivations(trial.mappings),
-            transitions=trial_rules.transitions(),
+        context = trial_rules.trial_context(
+            store,
+            trial,
             default_page_size=settings.default_page_size,
             max_page_size=settings.max_page_size,
             max_bundle_entries=settings.max_bundle_entries,

@@ -22,7 +22,14 @@ from fhir_bridge.mapping import (
     score_response,
     translate_codes,
 )
-from fhir_bridge.services.context import Derivation, Transform, Transition, WriteCheck
+from fhir_bridge.services.context import (
+    Derivation,
+    ServiceContext,
+    Transform,
+    Transition,
+    WriteCheck,
+)
+from fhir_bridge.store.base import ResourceStore
 from fhir_bridge.validation import Validator
 
 SCORED_STATUSES = ("completed", "amended")
@@ -70,6 +77,20 @@ def score_id(response_id: str, n: int = 0) -> str:
     updates its score instead of adding a second one. A name-based uuid keeps it a valid id
     whatever the response's id (up to 64 characters) is."""
     return str(uuid.uuid5(SCORE_NAMESPACE, f"QuestionnaireResponse/{response_id}#{n}"))
+
+
+def trial_context(store: ResourceStore, trial: Trial, **limits: int) -> ServiceContext:
+    """The server's ServiceContext: `store` with the trial's write checks (and paging or
+    Bundle `limits` of ServiceContext)."""
+    return ServiceContext(
+        store=store,
+        validator=trial.validator.validate,
+        transforms=transforms(trial.mappings),
+        rules=rules(trial.mappings),
+        derivations=derivations(trial.mappings),
+        transitions=transitions(),
+        **limits,
+    )
 
 
 def transforms(m: Mappings) -> list[Transform]:
