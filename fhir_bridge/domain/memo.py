@@ -43,8 +43,13 @@ class Memo:
             key = orjson.dumps(value)
         except TypeError:  # integers beyond 64 bits, lone surrogates: checked every time
             return None
-        # orjson writes NaN and infinities as null: a null is never a key of its own
-        if len(key) > self.MAX_BYTES or b'"#' in key or b"null" in key:
+        # orjson writes NaN and infinities as null: a null is never a key of its own.
+        # find() of one byte first: `b'"#' in key` alone costs twice orjson.dumps.
+        if (
+            len(key) > self.MAX_BYTES
+            or (key.find(b"#") >= 0 and b'"#' in key)
+            or key.find(b"null") >= 0
+        ):
             return None
         return key
 
