@@ -62,7 +62,7 @@ def date_range(value: str) -> tuple[float, float]:
         if int(zone[1:3]) > 14 or int(zone[4:6]) > 59:
             raise ValueError("time zone offset out of range")
         sign = 1 if zone[0] == "+" else -1
-        offset = sign * (int(zone[1:3]) * 3600 + int(zone[4:6]) * 60)
+        offset = sign * (int(zone[1:3]) * 3600.0 + int(zone[4:6]) * 60.0)
     low = _epoch(y, m, d, int(hour), int(minute), int(second or 0)) - offset
     if second is None:
         return low, low + 60.0

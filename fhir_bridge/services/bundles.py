@@ -190,11 +190,11 @@ def _transaction(ctx: ServiceContext, requests: list[_Request], base: str, minim
             plan = _plan(ctx, session, requests)
         for request in sorted(requests, key=lambda r: (_ORDER[r.method], r.index)):
             try:
-                if request.index not in plan.prepared:
-                    _check_supplied(request, plan.expected)
                 results[request.index] = _run(
                     ctx, session, request, base, minimal, plan.supplied, plan.prepared
                 )
+                if request.index not in plan.prepared:  # checked by _run; all-or-nothing
+                    _check_supplied(request, plan.expected)
             except FHIRBridgeError as exc:
                 raise type(exc)(issues=_locate(exc.issues, request.index)) from exc
     return bundle_json.build("transaction-response", [results[i] for i in sorted(results)])
@@ -241,16 +241,22 @@ def _plan(ctx: ServiceContext, session: StoreSession, requests: list[_Request]) 
         if request.resource is not None:
             request.resource = _rewrite_references(reads, request, aliases)
     supplied = _derived_sources(requests)
-    expected = _expected_derivations(ctx, requests, supplied)
     prepared: dict[int, resources.Prepared] = {}
-    for request in requests:
-        if request.method != "POST" or request.if_none_exist or request.resource is None:
-            continue
+    creates = [
+        r for r in requests if r.method == "POST" and not r.if_none_exist and r.resource is not None
+    ]
+    for request in creates:
+        try:
+            source = f"{request.resource_type}/{request.resource_id}"
+            resource = {**request.resource, "id": request.resource_id}  # type: ignore[dict-item]
+            prepared[request.index] = resources.prepare(ctx, resource, source not in supplied)
+        except FHIRBridgeError as exc:
+            raise type(exc)(issues=_locate(exc.issues, request.index)) from exc
+    # Compared once every create passed its checks: derivations read well-formed sources.
+    expected = _expected_derivations(ctx, requests, supplied, prepared)
+    for request in creates:
         try:
             _check_supplied(request, expected)
-            source = f"{request.resource_type}/{request.resource_id}"
-            resource = {**request.resource, "id": request.resource_id}
-            prepared[request.index] = resources.prepare(ctx, resource, source not in supplied)
         except FHIRBridgeError as exc:
             raise type(exc)(issues=_locate(exc.issues, request.index)) from exc
     return _Plan(reads, supplied, expected, prepared)
@@ -407,16 +413,20 @@ def _derived_sources(requests: list[_Request]) -> set[str]:
     for request in requests:
         resource = request.resource or {}
         if resource.get("resourceType") == "Observation":
-            for ref in resource.get("derivedFrom") or []:
+            for ref in _list(resource.get("derivedFrom")):
                 if isinstance(ref, dict) and isinstance(ref.get("reference"), str):
                     sources.add(ref["reference"])
     return sources
 
 
 def _expected_derivations(
-    ctx: ServiceContext, requests: list[_Request], supplied: set[str]
+    ctx: ServiceContext,
+    requests: list[_Request],
+    supplied: set[str],
+    prepared: dict[int, resources.Prepared],
 ) -> dict[str, list[dict[str, Any]]]:
-    """What the server would derive from each source whose derived resources the client sent."""
+    """What the server would derive from each source whose derived resources the client sent;
+    a source not among the `prepared` creates is checked first (errors refuse it)."""
     expected: dict[str, list[dict[str, Any]]] = {}
     for request in requests:
         source = f"{request.resource_type}/{request.resource_id}"
@@ -424,6 +434,8 @@ def _expected_derivations(
             continue
         try:
             resource = {**request.resource, "id": request.resource_id}
+            if request.index not in prepared:  # an update: not checked yet
+                resources.validate_for_write(ctx, resource)
             expected[source] = [item for rule in ctx.derivations for item in rule(resource)]
         except FHIRBridgeError as exc:
             raise type(exc)(issues=_locate(exc.issues, request.index)) from exc
@@ -432,11 +444,12 @@ def _expected_derivations(
 
 def _check_supplied(request: _Request, expected: dict[str, list[dict[str, Any]]]) -> None:
     """A client-sent derived resource (e.g. a score) must agree with the server's derivation:
-    the same value, and the same component values when it carries components."""
+    the same value, and the same component values when it carries components. Reads resources
+    not checked yet (a conditional create that matched) without failing on their shape."""
     resource = request.resource or {}
-    for ref in resource.get("derivedFrom") or []:
+    for ref in _list(resource.get("derivedFrom")):
         source = ref.get("reference") if isinstance(ref, dict) else None
-        for derived in expected.get(source or "", []):
+        for derived in expected.get(source, []) if isinstance(source, str) else ():
             if not _same_code(derived, resource):
                 continue
             (want, want_items), (got, got_items) = _values(derived), _values(resource)
@@ -449,9 +462,14 @@ def _check_supplied(request: _Request, expected: dict[str, list[dict[str, Any]]]
 
 
 def _same_code(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    def codings(r: dict[str, Any]) -> set[tuple[Any, Any]]:
-        coding = (r.get("code") or {}).get("coding") or []
-        return {(c.get("system"), c.get("code")) for c in coding if isinstance(c, dict)}
+    def codings(r: dict[str, Any]) -> set[tuple[str, str]]:
+        code = r.get("code")
+        found = set()
+        for c in _list(code.get("coding") if isinstance(code, dict) else None):
+            if isinstance(c, dict) and isinstance(c.get("system"), str):
+                if isinstance(c.get("code"), str):
+                    found.add((c["system"], c["code"]))
+        return found
 
     return bool(codings(a) & codings(b))
 
@@ -465,8 +483,12 @@ def _values(resource: dict[str, Any]) -> tuple[Any, list[Any]]:
                 return item.get("value") if isinstance(item, dict) else item
         return None
 
-    components = resource.get("component") or []
+    components = _list(resource.get("component"))
     return value(resource), [value(c) for c in components if isinstance(c, dict)]
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def _run(

@@ -139,13 +139,13 @@ class Validator:
         meta = obj.get("meta")
         claimed = meta.get("profile") if isinstance(meta, dict) else None
         if isinstance(claimed, list):
-            for i, url in enumerate(claimed):
-                if not isinstance(url, str):
+            for i, claim in enumerate(claimed):
+                if not isinstance(claim, str):
                     continue
-                if url.split("|")[0] in self.profiles:
-                    urls.append(url.split("|")[0])
+                if claim.split("|")[0] in self.profiles:
+                    urls.append(claim.split("|")[0])
                 else:
-                    text = f"claimed profile {url} is not known; it was not checked"
+                    text = f"claimed profile {claim} is not known; it was not checked"
                     ctx.issues.append(
                         Issue("warning", "processing", text, f"{path}.meta.profile[{i}]")
                     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -271,13 +273,11 @@ def test_malformed_entry_fields_are_refused_naming_them(client: TestClient) -> N
         assert response.json()["issue"][0]["expression"] == [expression]
 
 
-def test_client_sent_score_must_match_the_response(client: TestClient) -> None:
-    import json
-    from pathlib import Path
-
+def response_with_client_score() -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
+    """The example MADRS QuestionnaireResponse and a score Observation the client derived
+    from it (value 5, not the sum), as transaction entries."""
     messages = Path(__file__).resolve().parents[2] / "examples" / "messages"
     response = json.loads((messages / "madrs-response.json").read_text())
-    items = [item["answer"][0]["valueInteger"] for item in response["item"]]
     score = {
         "resourceType": "Observation",
         "status": "final",
@@ -317,6 +317,12 @@ def test_client_sent_score_must_match_the_response(client: TestClient) -> None:
         },
         {"resource": score, "request": {"method": "POST", "url": "Observation"}},
     ]
+    return response, score, entries
+
+
+def test_client_sent_score_must_match_the_response(client: TestClient) -> None:
+    response, score, entries = response_with_client_score()
+    items = [item["answer"][0]["valueInteger"] for item in response["item"]]
     refused = client.post("/fhir", json=transaction(*entries))
     assert refused.status_code == 422
     assert refused.json()["issue"][0]["expression"] == ["Bundle.entry[1].resource.value"]
@@ -325,6 +331,18 @@ def test_client_sent_score_must_match_the_response(client: TestClient) -> None:
     assert accepted.status_code == 200, accepted.text
     # the client's score is kept and the server adds no second one
     assert client.get("/fhir/Observation?_summary=count").json()["total"] == 1
+
+
+def test_malformed_response_with_a_client_score_is_refused_not_scored(
+    client: TestClient,
+) -> None:
+    response, _, entries = response_with_client_score()
+    response["item"][0]["answer"] = {"valueInteger": 1}  # an object, not a list
+    refused = client.post("/fhir", json=transaction(*entries))
+    assert refused.status_code == 422, refused.text
+    expressions = [e for i in refused.json()["issue"] for e in i.get("expression", [])]
+    assert "Bundle.entry[0].resource.item[0].answer" in expressions
+    assert total(client) == 0
 
 
 def test_patch_entry_with_non_text_data_is_refused(client: TestClient) -> None:
