@@ -15,6 +15,7 @@ from fhir_bridge.api.app import create_app
 from fhir_bridge.config import Settings
 from fhir_bridge.store.indexing import extract_index
 from fhir_bridge.store.sql import SQLStore
+from tools.compiled import stale
 
 POSTGRES_URL = os.environ.get(
     "FHIR_BRIDGE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -33,6 +34,12 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     yield f"{POSTGRES_URL}?schema={schema}"
     with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
         conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A compiled module older than its source would be tested instead of the edited source.
+    if stale():
+        pytest.exit(f"compiled builds older than their sources: {stale()}; run ./dev build", 2)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
