@@ -12,28 +12,53 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Hashable
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
+
+
+class Budget:
+    """Bytes of keys that the Memos sharing it keep together; server threads remember at once."""
+
+    __slots__ = ("limit", "spent", "lock")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.spent = 0
+        self.lock = threading.Lock()
+
+    def take(self, size: int) -> bool:
+        with self.lock:
+            if self.spent + size > self.limit:
+                return False
+            self.spent += size
+            return True
+
+    def give_back(self, size: int) -> None:
+        with self.lock:
+            self.spent -= size
+
+
+# What all Memos of a process keep together, unless given a budget of their own.
+SHARED_BUDGET = Budget(32 * 1024 * 1024)
 
 
 class Memo:
     """Keys of values with what was found out about each (True for checks passed, the
     issues a walk found, the slice a value belongs to, index rows). A Memo whose values
     rarely repeat (identifiers, references to single resources) stops looking after TRIAL
-    look-ups. All Memos of a process together keep at most BUDGET bytes of keys."""
+    look-ups; its keys count against a Budget."""
 
-    TRIAL = 512
-    SIZE = 4096
-    MAX_BYTES = 2048
-    BUDGET = 32 * 1024 * 1024
-    spent = 0  # bytes of keys kept by all Memos of the process
-    __slots__ = ("passed", "lookups", "hits", "active", "used")
+    TRIAL: ClassVar[int] = 512
+    SIZE: ClassVar[int] = 4096
+    MAX_BYTES: ClassVar[int] = 2048
+    __slots__ = ("passed", "lookups", "hits", "active", "used", "budget")
 
-    def __init__(self) -> None:
+    def __init__(self, budget: Budget = SHARED_BUDGET) -> None:
         self.passed: dict[Hashable, Any] = {}
         self.lookups = self.hits = self.used = 0
         self.active = True
+        self.budget = budget
 
     def key(self, value: Any) -> bytes | None:
         """`value` serialised, when it may be looked up and remembered; else None."""
@@ -72,21 +97,13 @@ class Memo:
     def remember(self, key: bytes | tuple[str, bytes], verdict: Any = True) -> None:
         """Remember `verdict` (None: nothing to remember) for `key`."""
         size = len(key) if isinstance(key, bytes) else len(key[1])
-        if verdict is None or len(self.passed) >= self.SIZE:
+        if verdict is None or len(self.passed) >= self.SIZE or not self.budget.take(size):
             return
-        with _SPENDING:  # server threads remember at once
-            if Memo.spent + size > self.BUDGET:
-                return
-            Memo.spent += size
         self.passed[key] = verdict
         self.used += size
 
     def forget(self) -> None:
-        with _SPENDING:
-            Memo.spent -= self.used
+        self.budget.give_back(self.used)
         self.passed.clear()
         self.lookups = self.hits = self.used = 0
         self.active = True
-
-
-_SPENDING = threading.Lock()

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import pytest
-
-from fhir_bridge.domain.memo import Memo
+from fhir_bridge.domain.memo import Budget, Memo
 
 
 def test_equal_values_share_a_key_and_different_ones_do_not() -> None:
@@ -42,16 +40,16 @@ def test_a_memo_keeps_at_most_size_entries() -> None:
     memo.forget()
 
 
-def test_all_memos_together_keep_at_most_the_budget(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(Memo, "BUDGET", Memo.spent + 1000)
-    first, second = Memo(), Memo()
+def test_memos_sharing_a_budget_keep_at_most_it_together() -> None:
+    budget = Budget(1000)
+    first, second = Memo(budget), Memo(budget)
     first.remember(b"a" * 600)
     second.remember(b"b" * 600)  # over the shared budget: not kept
     assert (len(first.passed), len(second.passed)) == (1, 0)
     first.forget()  # gives its bytes back
     second.remember(b"b" * 600)
     assert len(second.passed) == 1
-    second.forget()
+    assert budget.spent == 600
 
 
 def test_nan_and_infinity_get_no_key() -> None:
