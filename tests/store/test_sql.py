@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import orjson
@@ -11,7 +13,7 @@ import pytest
 from fhir_bridge.errors import InvalidRequestError, StoreError
 from fhir_bridge.store.indexing import extract_index
 from fhir_bridge.store.schema import SCHEMA_VERSION
-from fhir_bridge.store.sql import SQLStore
+from fhir_bridge.store.sql import SQLStore, _Checkpointer, checkpoint
 
 PATIENT = {"resourceType": "Patient", "id": "p1", "gender": "female"}
 
@@ -145,3 +147,45 @@ def test_a_database_of_a_newer_schema_is_refused(store: SQLStore, database_url: 
         session.execute("UPDATE schema_info SET version = ?", (SCHEMA_VERSION + 1,))
     with pytest.raises(StoreError, match="newer"):
         SQLStore(database_url, extract_index)
+
+
+def test_a_checkpoint_copies_the_whole_log_into_the_database(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'fhir.db'}"
+    store = SQLStore(url, extract_index)
+    with store.session(write=True) as session:
+        session.put(PATIENT, "PUT")
+    conn = sqlite3.connect(tmp_path / "fhir.db")
+    logged, copied = checkpoint(conn)
+    assert logged > 0 and copied == logged
+    conn.close()
+    store.close()
+
+
+def test_closing_a_store_stops_its_background_checkpoints(tmp_path: Path) -> None:
+    def checkpointers() -> int:
+        return sum(t.name == "sqlite-checkpoint" for t in threading.enumerate())
+
+    before = checkpointers()
+    store = SQLStore(f"sqlite:///{tmp_path / 'fhir.db'}", extract_index)
+    assert checkpointers() == before + 1
+    store.close()
+    assert checkpointers() == before
+
+
+def test_the_log_reaches_the_database_file_without_a_writer_checkpointing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_Checkpointer, "INTERVAL", 0.01)
+    path = tmp_path / "fhir.db"
+    store = SQLStore(f"sqlite:///{path}", extract_index)
+    time.sleep(0.1)  # the schema's pages are checkpointed
+    size = path.stat().st_size
+    with store.session(write=True) as session:  # far below wal_autocheckpoint
+        for n in range(200):
+            session.put({**PATIENT, "id": f"p{n}", "name": [{"family": "x" * 500}]}, "PUT")
+    deadline = time.monotonic() + 5
+    while path.stat().st_size <= size and time.monotonic() < deadline:
+        time.sleep(0.01)
+    grown = path.stat().st_size > size  # read before close(): the last close checkpoints
+    store.close()
+    assert grown
