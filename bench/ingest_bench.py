@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import orjson
 from data import madrs_observation
-from server import running_server
+from server import fresh_database, running_server
 
 from fhir_bridge.domain.fhir import model_class
 
@@ -88,8 +88,7 @@ def main() -> None:
     engine = "PostgreSQL" if (args.database or "").startswith("postgres") else "SQLite"
     print(f"{cores} cores; transaction Bundles of {args.size} entries over HTTP, {engine}")
     for workers, clients in ((1, 1), (cores, args.clients)):
-        with tempfile.TemporaryDirectory() as tmp:
-            database = args.database or f"sqlite:///{tmp}/i.db"
+        with tempfile.TemporaryDirectory() as tmp, fresh_database(args.database, tmp) as database:
             elapsed = post_all(database, bundles, workers, clients)
         rate = (args.bundles - workers) * args.size / elapsed
         label = f"{workers} server process(es), {clients} client(s)"

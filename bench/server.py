@@ -7,10 +7,12 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import httpx
+import psycopg
 
 
 def free_port() -> int:
@@ -41,3 +43,18 @@ def running_server(database_url: str, workers: int = 1) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait()
+
+
+@contextmanager
+def fresh_database(url: str | None, folder: str) -> Iterator[str]:
+    """A new, empty database for one run: an SQLite file in `folder` without `url`, else a
+    new schema in the PostgreSQL database `url`, dropped afterwards."""
+    if not url:
+        yield f"sqlite:///{folder}/bench-{uuid.uuid4().hex[:8]}.db"
+        return
+    schema = f"bench_{uuid.uuid4().hex[:8]}"
+    try:
+        yield f"{url}?schema={schema}"
+    finally:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
