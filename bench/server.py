@@ -58,3 +58,12 @@ def fresh_database(url: str | None, folder: str) -> Iterator[str]:
     finally:
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+def machine_cpu_seconds() -> float:
+    """CPU time all processes of the machine have used since boot (Linux /proc/stat): the
+    difference over a run is what the server processes and the client cost together."""
+    with open("/proc/stat") as f:
+        fields = f.readline().split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq = (int(x) for x in fields[:7])
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
