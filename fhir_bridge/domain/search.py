@@ -8,7 +8,6 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from decimal import InvalidOperation
 from urllib.parse import parse_qsl
 
 from fhir_bridge.domain.fhir import SUPPORTED_TYPES, parse_uint
@@ -29,8 +28,11 @@ MAX_OFFSET = 10**9
 # Bounds on one search, so that no request can tie up the database (every criterion is a
 # subquery; OR values and chain levels multiply): beyond them a 400 too-costly.
 MAX_CRITERIA = 30
-MAX_VALUES = 200
+MAX_VALUES = 200  # in one criterion
+MAX_ALL_VALUES = 1000  # in all criteria together
 MAX_DEPTH = 3  # chain links plus _has levels in one parameter name
+MAX_SORT_KEYS = 8
+MAX_URI_LEVELS = 32  # `/` in a uri:above value: each parent path is an argument
 ID_PARAMETER = SearchParameter("Resource", "_id", "token", "Resource.id")
 SORTABLE = frozenset({"date", "string", "token", "number", "quantity", "uri"})
 MODIFIERS = {
@@ -192,6 +194,7 @@ def parse_search(resource_type: str, params: Sequence[tuple[str, str]]) -> Searc
     malformed values raise InvalidRequestError naming the parameter in `expression`.
     """
     request = SearchRequest(resource_type)
+    values = 0
     for name, value in params:
         if name in PASSTHROUGH:
             continue
@@ -206,8 +209,11 @@ def parse_search(resource_type: str, params: Sequence[tuple[str, str]]) -> Searc
             request.unknown.append((name, value))
         else:
             request.criteria.append(criterion)
+            values += value.count(",") + 1
             if len(request.criteria) > MAX_CRITERIA:
                 raise _too_costly(f"More than {MAX_CRITERIA} search criteria", name)
+            if values > MAX_ALL_VALUES:
+                raise _too_costly(f"More than {MAX_ALL_VALUES} values in all criteria", name)
     return request
 
 
@@ -236,6 +242,8 @@ def _result_parameter(request: SearchRequest, name: str, value: str) -> bool:
         request.elements.extend(v.strip() for v in value.split(",") if v.strip())
     elif base == "_sort":
         request.sort.extend(_sort_keys(request.resource_type, value, name))
+        if len(request.sort) > MAX_SORT_KEYS:
+            raise _too_costly(f"More than {MAX_SORT_KEYS} sort keys", name)
     elif base in ("_include", "_revinclude"):
         if modifier not in ("", "iterate", "recurse"):
             raise _not_supported(f"Unsupported modifier on {base}", name)
@@ -393,6 +401,8 @@ def _value(definition: SearchParameter, modifier: str | None, raw: str, name: st
     if kind == "string":
         return SearchValue(raw, text=normalize_string(raw))
     if kind == "uri":
+        if modifier == "above" and raw.count("/") > MAX_URI_LEVELS:
+            raise _too_costly(f"'{name}' has more than {MAX_URI_LEVELS} path levels", name)
         return SearchValue(raw, url=raw)
     if kind == "date":
         prefix, text = _prefixed(raw)
@@ -406,7 +416,7 @@ def _value(definition: SearchParameter, modifier: str | None, raw: str, name: st
         parts = split_escaped(text, "|", 2) if kind == "quantity" else [text]
         try:
             number, low, high = number_range(parts[0])
-        except (InvalidOperation, ValueError):
+        except (ArithmeticError, ValueError):  # InvalidOperation, Overflow
             raise _invalid(f"Invalid number '{raw}' for '{name}'", name) from None
         unit_system = (unescape(parts[1]) or None) if len(parts) > 1 else None
         unit = (unescape(parts[2]) or None) if len(parts) > 2 else None
@@ -423,8 +433,8 @@ def _reference_value(definition: SearchParameter, modifier: str | None, raw: str
     parts = raw.split("/")
     if len(parts) >= 2 and parts[-2] and parts[-2][0].isupper():
         return SearchValue(raw, target_type=parts[-2], target_id=parts[-1])
-    if "_history" in parts:
-        index = parts.index("_history")
+    if "_history" in parts[2:]:  # Type/id/_history/vid
+        index = parts.index("_history", 2)
         return SearchValue(raw, target_type=parts[index - 2], target_id=parts[index - 1])
     targets = _targets(definition)
     target_type = modifier or (targets[0] if len(targets) == 1 else None)

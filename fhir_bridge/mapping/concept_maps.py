@@ -74,7 +74,8 @@ def _mapped(node: Any, sources: set[str]) -> bool:
     if isinstance(node, list):
         return any(_mapped(child, sources) for child in node)
     if isinstance(node, dict):
-        if node.get("system") in sources:
+        system = node.get("system")
+        if isinstance(system, str) and system in sources:
             return True
         return any(_mapped(child, sources) for child in node.values())
     return False
@@ -89,11 +90,11 @@ def _translate(node: Any, table: Table) -> None:
         return
     codings = node.get("coding")
     if isinstance(codings, list):
-        present = {(c.get("system"), c.get("code")) for c in codings if isinstance(c, dict)}
-        for c in list(codings):
-            if not isinstance(c, dict):
-                continue
-            target = table.get((c.get("system", ""), c.get("code", "")))
+        # Translation runs before validation: codings of any shape pass through untouched.
+        keys = [_coding_key(c) for c in codings]
+        present = {k for k in keys if k is not None}
+        for k in keys:
+            target = table.get(k) if k is not None else None
             if target and target[:2] not in present:
                 added = {"system": target[0], "code": target[1]}
                 if target[2]:
@@ -103,6 +104,13 @@ def _translate(node: Any, table: Table) -> None:
     for key, child in node.items():
         if key != "coding":
             _translate(child, table)
+
+
+def _coding_key(coding: Any) -> tuple[str, str] | None:
+    if not isinstance(coding, dict):
+        return None
+    system, code = coding.get("system", ""), coding.get("code", "")
+    return (system, code) if isinstance(system, str) and isinstance(code, str) else None
 
 
 def translate_codes(resource: dict[str, Any], m: Mappings) -> dict[str, Any]:

@@ -147,6 +147,8 @@ def _parse_entry(index: int, entry: Any) -> _Request:
                 f"resourceType '{resource.get('resourceType')}' does not match the request url",
                 expression=f"{where}.resource.resourceType",
             )
+        if "id" in resource and not isinstance(resource["id"], str):
+            raise InvalidRequestError("id must be a string", expression=f"{where}.resource.id")
     return _Request(
         index=index,
         method=method,

@@ -70,7 +70,12 @@ def _arguments(body: Any, resource_type: str) -> tuple[dict[str, Any], str, list
         return body, "create", []
     resource: dict[str, Any] | None = None
     mode, profiles = "create", []
-    for index, parameter in enumerate(body.get("parameter") or []):
+    parameters = body.get("parameter") or []
+    if not isinstance(parameters, list):
+        raise InvalidRequestError(
+            "Parameters.parameter must be an array", expression="Parameters.parameter"
+        )
+    for index, parameter in enumerate(parameters):
         name = parameter.get("name") if isinstance(parameter, dict) else None
         where = f"Parameters.parameter[{index}]"
         if name == "resource":

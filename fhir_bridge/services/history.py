@@ -33,9 +33,10 @@ def _since(value: str | None) -> str | None:
         return None
     try:
         low, _ = date_range(value)
-    except ValueError as exc:
+        # 9999-12-31T23:59:59-14:00 is in the year 10000 in UTC: out of datetime's range
+        instant = datetime.fromtimestamp(low, UTC).isoformat(timespec="microseconds")
+    except (ValueError, OverflowError, OSError) as exc:
         raise InvalidRequestError(f"_since '{value}' is not a date", expression="_since") from exc
-    instant = datetime.fromtimestamp(low, UTC).isoformat(timespec="microseconds")
     return instant.replace("+00:00", "Z")
 
 

@@ -109,8 +109,8 @@ def _value_condition(sql: _SQL, c: ParamCriterion, v: SearchValue, a: str) -> st
         url = v.url or ""
         if c.modifier == "below":
             return _prefix(sql, f"{a}.value", url)
-        if c.modifier == "above":
-            prefixes = [url[:i] for i in range(1, len(url) + 1)]
+        if c.modifier == "above":  # the stored url is the value or a parent path of it
+            prefixes = [url[:i] for i, char in enumerate(url) if char == "/"] + [url]
             args.extend(prefixes)
             return f"{a}.value IN ({', '.join('?' * len(prefixes))})"
         args.append(url)

@@ -278,6 +278,45 @@ CASES = [
         None,
         id="bad-count",
     ),
+    pytest.param(
+        "GET",
+        "/fhir/_history?_since=9999-12-31T23:59:59-14:00",  # the year 10000 in UTC
+        {},
+        b"",
+        400,
+        None,
+        id="since-beyond-year-9999",
+    ),
+    pytest.param(
+        "POST",
+        "/fhir",
+        FHIR,
+        b'{"resourceType": "Bundle", "type": "transaction", "entry": [{"request": '
+        b'{"method": "PUT", "url": "Patient?identifier=x"}, '
+        b'"resource": {"resourceType": "Patient", "id": 5}}]}',
+        400,
+        outcome("invalid", "id must be a string", "Bundle.entry[0].resource.id"),
+        id="bundle-put-id-not-a-string",
+    ),
+    pytest.param(
+        "POST",
+        "/fhir/Observation",
+        FHIR,
+        b'{"resourceType": "Observation", "status": "final", "code": {"coding": [{"system": '
+        b'["http://ehr.example.org/fhir/CodeSystem/local-assessment"], "code": {}}]}}',
+        422,
+        None,
+        id="local-coding-of-wrong-types",
+    ),
+    pytest.param(
+        "POST",
+        "/fhir/Patient/$validate",
+        FHIR,
+        b'{"resourceType": "Parameters", "parameter": true}',
+        400,
+        outcome("invalid", "Parameters.parameter must be an array", "Parameters.parameter"),
+        id="validate-parameter-not-an-array",
+    ),
 ]
 
 

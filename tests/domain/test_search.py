@@ -117,6 +117,13 @@ def test_bad_prefix_is_an_invalid_value() -> None:
     assert caught.value.issues[0].expression == "value-quantity"
 
 
+@pytest.mark.parametrize("value", ["1e1000000", "1e400", "-1e400"])
+def test_numbers_beyond_a_double_are_invalid_values(value: str) -> None:
+    with pytest.raises(InvalidRequestError) as caught:
+        parse_search("Observation", [("value-quantity", value)])
+    assert caught.value.issues[0].expression == "value-quantity"
+
+
 def test_quantity_value_system_and_code() -> None:
     criterion = only(
         parse_search(
@@ -152,6 +159,10 @@ def test_reference_forms() -> None:
         (None, "p2", None),
         (None, None, "http://ehr.example/fhir/Patient/p3"),
     ]
+    versioned = only(parse_search("Observation", [("subject", "Patient/p1/_history/2")]).criteria)
+    assert (versioned.values[0].target_type, versioned.values[0].target_id) == ("Patient", "p1")
+    odd = only(parse_search("Observation", [("subject", "_history")]).criteria)
+    assert odd.values[0].target_id == "_history"  # an id like any other (and matches nothing)
     typed = only(parse_search("Observation", [("subject:Patient", "p1")]).criteria)
     assert typed.values[0].target_type == "Patient"
     single = only(parse_search("ResearchSubject", [("study", "s1")]).criteria)
@@ -303,8 +314,11 @@ HAS = "_has:Observation:subject:" * 4 + "status"
         ("Patient", [("gender", ",".join(["male"] * 201))]),
         ("Observation", [(CHAIN, "male")]),
         ("Patient", [(HAS, "final")]),
+        ("Patient", [("gender", ",".join(["male"] * 100))] * 11),
+        ("Patient", [("_sort", ",".join(["_id"] * 9))]),
+        ("ValueSet", [("url:above", "http://x" + "/a" * 33)]),
     ],
-    ids=["criteria", "values", "chain-depth", "has-depth"],
+    ids=["criteria", "values", "chain-depth", "has-depth", "all-values", "sort-keys", "uri-levels"],
 )
 def test_searches_too_costly_to_run_are_refused(
     resource_type: str, params: list[tuple[str, str]]

@@ -473,6 +473,8 @@ def test_uri_exact_below_and_above(trial: Database) -> None:
     assert trial.ids("Questionnaire", "url=https://fhir-bridge.org/fhir") == []
     assert trial.ids("Questionnaire", "url:below=https://fhir-bridge.org/fhir/") == ["q1"]
     assert trial.ids("Questionnaire", f"url:above={MADRS_URL}/v2") == ["q1"]
+    # parent paths only: the stored url is no parent of a longer last segment
+    assert trial.ids("Questionnaire", f"url:above={MADRS_URL}-v2") == []
 
 
 def test_address_matches_any_of_its_parts(db: Database) -> None:
