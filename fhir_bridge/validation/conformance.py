@@ -263,35 +263,6 @@ class ProfileChecker:
             return None
         allowed = ", ".join(sorted(types)) if types else ""
         allowed_keys = frozenset(node.name + t[0].upper() + t[1:] for t in types or ())
-        # The common shapes get closures without the loops they would run empty.
-        if types is None and not checks and not rules:
-            if len(children) == 1:
-                only = children[0]
-
-                def one_child(value: Any, key: str, path: str, ctx: Context) -> None:
-                    if value.__class__ is dict:
-                        only(value, path, ctx)
-
-                return one_child
-
-            def only_children(value: Any, key: str, path: str, ctx: Context) -> None:
-                if value.__class__ is dict:
-                    for child in children:
-                        child(value, path, ctx)
-
-            return only_children
-        if not rules and not children:
-
-            def only_checks(value: Any, key: str, path: str, ctx: Context) -> None:
-                if types is not None and key not in allowed_keys:
-                    shown = _type_of_key(key, node)
-                    text = f"type {shown} is not allowed (allowed: {allowed}){label}"
-                    ctx.issues.append(Issue("error", "structure", text, path))
-                    return
-                for check in checks:
-                    check(value, key, path, ctx)
-
-            return only_checks
 
         def value_fn(value: Any, key: str, path: str, ctx: Context) -> None:
             if types is not None and key not in allowed_keys:

@@ -199,31 +199,15 @@ class Engine:
         struct.walk(obj, path, ctx)
 
     def walker(self, struct: Struct) -> Callable[[dict[str, Any], str, Context], None]:
-        """The walk of one Struct as a closure: its tables are locals, its tail is skipped
-        when the Struct has no required elements, choices or invariants."""
+        """The walk of one Struct as a closure: its tables are locals."""
         handlers, slow, knowns = struct.handlers, self.unknown_key, struct.known
         required, choice_keys, rules = struct.required, struct.choice_keys, struct.rules
         choice_groups, run_rules = self.choice_groups, self.run_rules
         choice_of = {key: base for base, keys in struct.choices.items() for key in keys}
+
         # A string or integer already found valid for its field needs no handler call (most
         # are); bools are never cached, so True cannot pass for a known 1.
-        if not required and not choice_keys and not rules:
-
-            def walk_plain(obj: dict[str, Any], path: str, ctx: Context) -> None:
-                for key, value in obj.items():
-                    if value.__class__ is str or value.__class__ is int:
-                        known = knowns.get(key)
-                        if known is not None and value in known:
-                            continue
-                    handler = handlers.get(key)
-                    if handler is not None:
-                        handler(value, obj, path, ctx)
-                    else:
-                        slow(obj, struct, key, value, path, ctx)
-
-            return walk_plain
-
-        def walk_full(obj: dict[str, Any], path: str, ctx: Context) -> None:
+        def walk(obj: dict[str, Any], path: str, ctx: Context) -> None:
             for key, value in obj.items():
                 if value.__class__ is str or value.__class__ is int:
                     known = knowns.get(key)
@@ -250,7 +234,7 @@ class Engine:
             if rules:
                 run_rules(obj, rules, path, ctx)
 
-        return walk_full
+        return walk
 
     def unknown_key(
         self, obj: dict[str, Any], struct: Struct, key: Any, value: Any, path: str, ctx: Context
