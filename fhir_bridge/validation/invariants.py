@@ -324,24 +324,22 @@ def _quiet(*args: Any) -> None:
 class FHIRPathRule:
     """A constraint evaluated by fhirpathpy, compiled once per (expression, base path)."""
 
-    __slots__ = ("_fn", "_base", "broken")
+    __slots__ = ("_fn", "_base")
 
     def __init__(self, expression: str, base: str) -> None:
         # trace() in core expressions would print to stdout without a trace function.
         self._fn = fhirpathpy.compile(expression, models["r4"], {"traceFn": _quiet})
         self._base = base
-        self.broken = False
 
     def __call__(self, node: dict[str, Any], ctx: InvariantContext) -> bool:
-        if self.broken:
-            return True
         try:
             result = self._fn(
                 ResourceNode.create_node(node, self._base),  # type: ignore[no-untyped-call]
                 {"resource": ctx.resource, "rootResource": ctx.root},
             )
         except Exception:  # noqa: BLE001 - an engine failure must not fail the resource
-            self.broken = True
+            # This value only (the walk reports what is malformed in it): the rule still
+            # holds every other resource to account.
             return True
         return not (len(result) == 1 and result[0] is False)
 

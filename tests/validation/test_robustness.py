@@ -75,3 +75,21 @@ def test_engine_never_raises_on_mutated_resources(resource: Any) -> None:
 def test_validate_returns_an_error_for_non_resources(value: Any) -> None:
     issues = VALIDATOR.validate(value)
     assert any(issue.is_error for issue in issues)
+
+
+def test_a_rule_that_fails_on_one_resource_still_checks_the_next() -> None:
+    # que-2 (linkIds unique) runs on fhirpathpy; this value makes that engine raise
+    odd = {
+        "resourceType": "Questionnaire",
+        "status": "draft",
+        "item": [{"code": [{"system": {"a": [[{}]]}}]}],
+    }
+    twice = {
+        "resourceType": "Questionnaire",
+        "status": "draft",
+        "item": [{"linkId": "a", "type": "display"}, {"linkId": "a", "type": "display"}],
+    }
+    validator = Validator()
+    assert any("que-2" in i.diagnostics for i in validator.validate(twice))
+    validator.validate(odd)
+    assert any("que-2" in i.diagnostics for i in validator.validate(twice))
