@@ -8,7 +8,7 @@ from urllib.parse import parse_qsl
 import orjson
 from fastapi import Query, Request
 
-from fhir_bridge.domain.fhir import parse_uint
+from fhir_bridge.domain.fhir import parse_uint, too_deep
 from fhir_bridge.errors import (
     InvalidRequestError,
     NotAcceptableError,
@@ -126,11 +126,8 @@ async def _read_json(request: Request, accepted: tuple[str, ...]) -> Any:
         parsed = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise InvalidRequestError(f"The body is not valid JSON: {exc}", code="structure") from exc
-    try:
-        # orjson reads 1,024 levels but writes 255: refuse here what could never be stored
-        orjson.dumps(parsed)
-    except TypeError as exc:
+    if too_deep(parsed):  # refused here: it could never be stored
         raise InvalidRequestError(
             "The body is nested too deeply (more than 255 levels)", code="too-costly"
-        ) from exc
+        )
     return parsed

@@ -9,6 +9,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+import orjson
+
 FHIR_VERSION = "4.0.1"
 FHIR_JSON = "application/fhir+json"
 
@@ -64,3 +66,13 @@ def parse_uint(text: str, limit: int = MAX_UINT) -> int | None:
         return None
     value = int(text)
     return value if value <= limit else None
+
+
+def too_deep(value: Any) -> bool:
+    """Whether JSON `value` nests beyond what can be stored: orjson reads 1,024 levels but
+    writes 255."""
+    try:
+        orjson.dumps(value)
+    except TypeError:
+        return True
+    return False

@@ -156,7 +156,10 @@ def _parse_entry(index: int, entry: Any) -> _Request:
         resource_type=resource_type,
         resource_id=parts[1] if len(parts) > 1 and parts[1] else None,
         query=query or None,
-        resource=dict(resource) if isinstance(resource, dict) and method != "PATCH" else None,
+        # a resource sent with a GET or DELETE entry is ignored, as it is in a plain GET
+        resource=dict(resource)
+        if isinstance(resource, dict) and method in ("POST", "PUT")
+        else None,
         patch=resource if method == "PATCH" else None,
         full_url=entry.get("fullUrl"),
         if_none_exist=request.get("ifNoneExist"),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from fhir_bridge.domain.fhir import parse_uint
+from fhir_bridge.domain.fhir import parse_uint, too_deep
 from fhir_bridge.errors import InvalidRequestError, UnprocessableResourceError
 
 _OPS = ("add", "remove", "replace", "move", "copy", "test")
@@ -33,7 +33,7 @@ def apply_patch(document: dict[str, Any], operations: Any) -> dict[str, Any]:
             )
         try:
             result = _apply(result, op)
-        except (KeyError, IndexError, ValueError, TypeError) as exc:
+        except (KeyError, IndexError, ValueError, TypeError, RecursionError) as exc:
             raise UnprocessableResourceError(
                 f"Patch operation {index} ({op['op']} {op['path']}) failed: {exc}",
                 code="processing",
@@ -41,6 +41,10 @@ def apply_patch(document: dict[str, Any], operations: Any) -> dict[str, Any]:
             ) from exc
     if not isinstance(result, dict):
         raise UnprocessableResourceError("The patch did not leave a resource", code="processing")
+    if too_deep(result):
+        raise InvalidRequestError(
+            "The patched resource is nested too deeply (more than 255 levels)", code="too-costly"
+        )
     for key in ("resourceType", "id"):
         if result.get(key) != document.get(key):
             raise UnprocessableResourceError(f"A patch cannot change {key}", code="processing")
@@ -92,7 +96,7 @@ def _remove(doc: Any, path: str) -> Any:
 
 
 def _index(key: str, size: int) -> int:
-    index = parse_uint(key)
+    index = parse_uint(key) if key == "0" or not key.startswith("0") else None  # RFC 6901
     if index is None or index >= size:
         raise IndexError(f"index {key} is out of range")
     return index
@@ -110,7 +114,7 @@ def _apply(doc: Any, op: dict[str, Any]) -> Any:
         _get(doc, path)  # must exist
         return _add(_remove(doc, path), path, op["value"])
     if kind == "test":
-        if _get(doc, path) != op["value"]:
+        if not _json_equal(_get(doc, path), op["value"]):
             raise ValueError("the test value does not match")
         return doc
     source = op.get("from")
@@ -120,3 +124,16 @@ def _apply(doc: Any, op: dict[str, Any]) -> Any:
     if kind == "move":
         doc = _remove(doc, source)
     return _add(doc, path, value)
+
+
+def _json_equal(a: Any, b: Any) -> bool:
+    """JSON equality (RFC 6902 section 4.6): numbers by value, but true is not 1."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_json_equal(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_json_equal(a[k], b[k]) for k in a)
+    return type(a) is type(b) and bool(a == b)

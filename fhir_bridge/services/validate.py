@@ -29,7 +29,8 @@ PARALLEL_THRESHOLD = 4000
 PROGRESS_THRESHOLD = 2000
 SUFFIXES = (".json", ".ndjson")
 
-Record = tuple[str, int | None, bytes]
+# (file, line number or None, the record's bytes or why the file could not be read)
+Record = tuple[str, int | None, bytes | OSError]
 # (file, first line number or None for a whole JSON file, start offset, end offset)
 Part = tuple[str, int | None, int, int]
 Task = list[Part]
@@ -104,6 +105,10 @@ def validate_batch(batch: list[Record]) -> tuple[list[Finding], int]:
     validator = _worker_validator or get_validator()
     findings: list[Finding] = []
     for label, line, raw in batch:
+        if isinstance(raw, OSError):
+            text = f"cannot read the file: {raw.strerror or raw}"
+            findings.append((label, line, "error", "exception", None, text))
+            continue
         try:
             resource = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
@@ -177,7 +182,8 @@ def _plan(files: list[Path]) -> tuple[list[Task], int]:
     task: list[Part] = []
     size = total = 0
     for path in files:
-        if path.suffix != ".ndjson":
+        # A file that cannot be read is one record, whose reading reports why.
+        if path.suffix != ".ndjson" or not path.is_file() or not os.access(path, os.R_OK):
             task.append((str(path), None, 0, 0))
             size += 1
             total += 1
@@ -209,8 +215,8 @@ def _records(task: Task) -> Iterator[Record]:
         if first is None:
             try:
                 yield label, None, Path(label).read_bytes()
-            except OSError:
-                yield label, None, b""  # reported as an empty document
+            except OSError as exc:
+                yield label, None, exc
             continue
         with open(label, "rb") as f:
             f.seek(start)
@@ -230,7 +236,10 @@ def _json(findings: list[Finding], summary: Summary) -> dict[str, object]:
     return {
         "findings": [
             {
-                "file": label,
+                # a file name that is not UTF-8 keeps its bytes as \x escapes
+                "file": label.encode("utf-8", "surrogateescape").decode(
+                    "utf-8", "backslashreplace"
+                ),
                 "line": line,
                 "severity": severity,
                 "code": code,

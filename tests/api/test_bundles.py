@@ -180,6 +180,23 @@ def test_concurrent_transactions_lose_nothing(client: TestClient) -> None:
     assert total(client) == 60
 
 
+def test_batch_get_entry_with_a_resource_still_runs_a_search(client: TestClient) -> None:
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [
+            {
+                "request": {"method": "GET", "url": "Patient?_id=nomatch"},
+                "resource": {"resourceType": "Patient", "id": 5},
+            }
+        ],
+    }
+    response = client.post("/fhir", json=bundle)
+    assert response.status_code == 200, response.text
+    entry = response.json()["entry"][0]
+    assert (entry["response"]["status"], entry["resource"]["type"]) == ("200 OK", "searchset")
+
+
 def test_transaction_patch_entry_applies_a_json_patch(client: TestClient) -> None:
     import base64
     import json

@@ -54,6 +54,22 @@ def test_patch_cannot_change_the_id() -> None:
 
 
 def test_negative_and_non_ascii_indexes_are_refused() -> None:
-    for path in ("/name/-1/family", "/name/\u00b2/family"):
+    for path in ("/name/-1/family", "/name/\u00b2/family", "/name/00/family"):
         with pytest.raises(UnprocessableResourceError):
             apply_patch(PATIENT, [{"op": "test", "path": path, "value": "Hansen"}])
+
+
+def test_test_compares_json_values_true_is_not_one() -> None:
+    active = {**PATIENT, "active": True, "multipleBirthInteger": 2}
+    for path, value in (("/active", 1), ("/active", 1.0), ("/multipleBirthInteger", True)):
+        with pytest.raises(UnprocessableResourceError):
+            apply_patch(active, [{"op": "test", "path": path, "value": value}])
+    apply_patch(active, [{"op": "test", "path": "/multipleBirthInteger", "value": 2.0}])
+
+
+def test_a_patch_that_nests_too_deeply_to_store_is_refused() -> None:
+    value: dict[str, object] = {"url": "http://x"}
+    for _ in range(300):
+        value = {"url": "http://x", "extension": [value]}
+    with pytest.raises(InvalidRequestError, match="nested too deeply"):
+        apply_patch(PATIENT, [{"op": "add", "path": "/extension", "value": [value]}])

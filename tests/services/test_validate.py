@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from pathlib import Path
 
 import orjson
@@ -74,6 +75,22 @@ def test_invalid_json_is_an_error_finding(tmp_path: Path) -> None:
     code, out, _ = _run([path])
     assert code == 1
     assert out.startswith(f"{path} error -: invalid JSON")
+
+
+def test_a_missing_file_is_an_error_finding_naming_why(tmp_path: Path) -> None:
+    missing = [tmp_path / "gone.json", tmp_path / "gone.ndjson"]
+    code, out, _ = _run(missing)
+    assert code == 1
+    assert out.splitlines()[:2] == [
+        f"{path} error -: cannot read the file: No such file or directory" for path in missing
+    ]
+
+
+def test_json_format_keeps_a_file_name_that_is_not_utf8(tmp_path: Path) -> None:
+    path = _write(Path(os.fsdecode(bytes(tmp_path) + b"/bad\xff.json")), BROKEN)
+    code, out, _ = _run([path], "json")
+    assert code == 1
+    assert json.loads(out)["findings"][0]["file"] == f"{tmp_path}/bad\\xff.json"
 
 
 def test_json_format_lists_findings_and_summary(tmp_path: Path) -> None:
