@@ -8,7 +8,7 @@ from urllib.parse import parse_qsl
 import orjson
 from fastapi import Query, Request
 
-from fhir_bridge.domain.fhir import parse_uint, too_deep
+from fhir_bridge.domain.fhir import has_nul, parse_uint, too_deep
 from fhir_bridge.errors import (
     InvalidRequestError,
     NotAcceptableError,
@@ -118,9 +118,7 @@ async def _read_json(request: Request, accepted: tuple[str, ...]) -> Any:
     body = await _read_body(request, accepted)
     if not body:
         raise InvalidRequestError("The request body is empty", code="required")
-    if body.find(b"\\") >= 0 and b"\\u0000" in body:
-        # FHIR strings cannot hold NUL, and PostgreSQL text cannot store it. (A one-byte find
-        # first: the 6-byte search costs 0.6 ms per MB of body, memchr 0.01 ms.)
+    if has_nul(body):
         raise InvalidRequestError("Strings must not contain the NUL character", code="value")
     try:
         parsed = orjson.loads(body)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -18,6 +19,7 @@ from urllib.parse import parse_qsl
 
 import orjson
 
+from fhir_bridge.domain.fhir import has_nul
 from fhir_bridge.domain.issues import Issue, operation_outcome
 from fhir_bridge.errors import (
     FHIRBridgeError,
@@ -33,6 +35,7 @@ from fhir_bridge.store import search as store_search
 from fhir_bridge.store.base import StoredResource, StoreSession
 
 StatusFor = Callable[[FHIRBridgeError], int]
+log = logging.getLogger(__name__)
 _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3}
 _REFERENCE = re.compile(rb'"reference":"((?:[^"\\]|\\.)*)"')
 _STATUS_TEXT = {200: "200 OK", 201: "201 Created", 204: "204 No Content"}
@@ -279,9 +282,13 @@ def _batch(
                 _resolve_identities(reads, [request])
                 if request.resource is not None:
                     request.resource = _rewrite_references(reads, request, {})
-                results.append(_run(ctx, session, request, base, minimal))
+                done = _run(ctx, session, request, base, minimal)
+            results.append(done)  # only once committed: the commit itself may fail
         except FHIRBridgeError as exc:
-            response = {"status": str(status_for(exc)), "outcome": operation_outcome(exc.issues)}
+            status = status_for(exc)
+            if status >= 500:
+                log.error("batch entry %d failed", index, exc_info=exc)
+            response = {"status": str(status), "outcome": operation_outcome(exc.issues)}
             results.append(bundle_json.Entry(None, extra={"response": response}))
     return bundle_json.build("batch-response", results)
 
@@ -300,7 +307,14 @@ def _patch_operations(resource: Any, where: str) -> Any:
             expression=f"{where}.resource.contentType",
         )
     try:
-        return orjson.loads(base64.b64decode(resource.get("data", ""), validate=True))
+        data = base64.b64decode(resource.get("data", ""), validate=True)
+        if has_nul(data):
+            raise InvalidRequestError(
+                "Strings must not contain the NUL character",
+                code="value",
+                expression=f"{where}.resource.data",
+            )
+        return orjson.loads(data)
     except (binascii.Error, ValueError, TypeError) as exc:
         raise InvalidRequestError(
             "The Binary's data is not a base64 JSON Patch", expression=f"{where}.resource.data"

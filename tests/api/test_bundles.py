@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 from typing import Any
@@ -360,6 +361,21 @@ def test_malformed_response_with_a_client_score_is_refused_not_scored(
     expressions = [e for i in refused.json()["issue"] for e in i.get("expression", [])]
     assert "Bundle.entry[0].resource.item[0].answer" in expressions
     assert total(client) == 0
+
+
+def test_patch_entry_adding_a_nul_character_is_refused(client: TestClient) -> None:
+    patch = b'[{"op": "add", "path": "/name", "value": [{"family": "a\\u0000b"}]}]'
+    entry = {
+        "resource": {
+            "resourceType": "Binary",
+            "contentType": "application/json-patch+json",
+            "data": base64.b64encode(patch).decode(),
+        },
+        "request": {"method": "PATCH", "url": "Patient/x"},
+    }
+    response = client.post("/fhir", json=transaction(entry))
+    assert response.status_code == 400
+    assert response.json()["issue"][0]["expression"] == ["Bundle.entry[0].resource.data"]
 
 
 def test_patch_entry_with_non_text_data_is_refused(client: TestClient) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 
+from fhir_bridge.errors import StoreError
 from fhir_bridge.services import bundles
 from fhir_bridge.services.context import ServiceContext
 from fhir_bridge.store.base import StoreSession
@@ -110,3 +111,37 @@ def test_references_are_rewritten_wherever_they_are_and_only_there(store: SQLSto
     assert observation["code"] == {"text": tricky}
     assert observation["note"] == [{"text": patient}]
     assert observation["hasMember"] == [{"reference": "Observation/other"}]
+
+
+class FailingCommit:
+    """A store whose write sessions fail when they commit, after all their work was done."""
+
+    def __init__(self, store: SQLStore) -> None:
+        self.store = store
+        self.dialect = store.dialect
+
+    def index(self, resource: dict[str, Any]) -> IndexRows:
+        return self.store.index(resource)
+
+    @contextmanager
+    def session(self, write: bool = False) -> Iterator[StoreSession]:
+        with self.store.session() as session:
+            yield session
+        if write:
+            raise StoreError("The database failed to complete the request")
+
+
+def test_a_batch_entry_whose_commit_fails_is_reported_once_as_failed(store: SQLStore) -> None:
+    ctx = ServiceContext(store=FailingCommit(store), validator=lambda resource, profiles: [])
+    batch = {
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [
+            {
+                "resource": {"resourceType": "Patient"},
+                "request": {"method": "POST", "url": "Patient"},
+            }
+        ],
+    }
+    response = orjson.loads(bundles.process(ctx, batch, "http://x/fhir", lambda exc: 500))
+    assert [e["response"]["status"] for e in response["entry"]] == ["500"]
