@@ -8,6 +8,7 @@ without a zone are read as UTC.
 from __future__ import annotations
 
 import calendar
+import hashlib
 import math
 import re
 import unicodedata
@@ -22,6 +23,27 @@ _DATE = re.compile(
     r"(\d{4})(?:-(\d{2})(?:-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(\.\d+)?)?"
     r"(Z|[+-]\d{2}:\d{2})?)?)?)?"
 )
+
+
+# The longest text an index column keeps whole. PostgreSQL refuses B-tree entries over 2,704
+# bytes (a character takes up to 4, a token entry holds system and code). A longer value is
+# kept as its first characters and a hash of the whole: equality stays exact, while a prefix
+# search sees only the first characters, as with HAPI's 200-character index columns.
+INDEXED_CHARS = 200
+_KEPT_CHARS = INDEXED_CHARS - 17  # room for "#" and 16 hex digits
+
+
+def indexed(text: str | None) -> str | None:
+    """`text` as index columns store it (see INDEXED_CHARS); None stays None."""
+    if text is None or len(text) <= INDEXED_CHARS:
+        return text
+    whole = text.encode("utf-8", "surrogatepass")
+    return f"{text[:_KEPT_CHARS]}#{hashlib.blake2b(whole, digest_size=8).hexdigest()}"
+
+
+def indexed_prefix(text: str) -> str:
+    """The part of a starts-with search value that stored index columns can match."""
+    return text if len(text) <= _KEPT_CHARS else text[:_KEPT_CHARS]
 
 
 @lru_cache(maxsize=65536)

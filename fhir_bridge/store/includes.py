@@ -14,6 +14,7 @@ import orjson
 from fhir_bridge.domain.fhir import SUPPORTED_TYPES
 from fhir_bridge.domain.search import Include, SearchRequest
 from fhir_bridge.domain.search_parameters import search_parameters
+from fhir_bridge.domain.search_values import indexed
 
 Execute = Callable[[str, Sequence[object]], list[tuple[Any, ...]]]
 Row = tuple[str, str, bytes]
@@ -63,7 +64,7 @@ def _revinclude_rows(execute: Execute, spec: Include, pool: list[Row]) -> list[R
     for row in targets:
         url = orjson.loads(row[2]).get("url")
         if isinstance(url, str):
-            urls.append(url)
+            urls.append(indexed(url))  # as reference rows store it
     params = _reference_params(spec.source_type, spec.param)
     pmarks = ", ".join("?" * len(params))
     ids = sorted({row[1] for row in targets})

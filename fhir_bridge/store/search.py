@@ -30,6 +30,7 @@ from fhir_bridge.domain.search import (
     parse_search,
 )
 from fhir_bridge.domain.search_parameters import index_params
+from fhir_bridge.domain.search_values import indexed, indexed_prefix
 from fhir_bridge.errors import InvalidRequestError
 from fhir_bridge.store.cursors import seal, unseal
 from fhir_bridge.store.includes import Execute, Row, included_rows
@@ -92,28 +93,28 @@ def _value_condition(sql: _SQL, c: ParamCriterion, v: SearchValue, a: str) -> st
             parts.append(f"{a}.system IS NULL")
         elif v.system is not None:
             parts.append(f"{a}.system = ?")
-            args.append(v.system)
+            args.append(indexed(v.system))
         if v.code is not None:
             parts.append(f"{a}.code = ?")
-            args.append(v.code)
+            args.append(indexed(v.code))
         return "(" + " AND ".join(parts or ["1 = 1"]) + ")"
     if kind == "string":
         if c.modifier == "exact":
-            args.append(v.raw)
+            args.append(indexed(v.raw))
             return f"{a}.value = ?"
         if c.modifier == "contains":
             args.append("%" + _like(v.text or "") + "%")
             return f"{a}.value LIKE ? ESCAPE '\\'"
-        return _prefix(sql, f"{a}.value", v.text or "")
+        return _prefix(sql, f"{a}.value", indexed_prefix(v.text or ""))
     if kind == "uri":
         url = v.url or ""
         if c.modifier == "below":
-            return _prefix(sql, f"{a}.value", url)
+            return _prefix(sql, f"{a}.value", indexed_prefix(url))
         if c.modifier == "above":  # the stored url is the value or a parent path of it
             prefixes = [url[:i] for i, char in enumerate(url) if char == "/"] + [url]
-            args.extend(prefixes)
+            args.extend(indexed(p) for p in prefixes)
             return f"{a}.value IN ({', '.join('?' * len(prefixes))})"
-        args.append(url)
+        args.append(indexed(url))
         return f"{a}.value = ?"
     if kind == "date":
         return _date_condition(sql, v, a)
@@ -127,13 +128,13 @@ def _value_condition(sql: _SQL, c: ParamCriterion, v: SearchValue, a: str) -> st
             args.append(v.code)
         return f"({condition})"
     if v.url is not None:
-        args.append(v.url if v.version is None else f"{v.url}|{v.version}")
+        args.append(indexed(v.url if v.version is None else f"{v.url}|{v.version}"))
         return f"{a}.url = ?"
     target_type = c.modifier or v.target_type
     if target_type:
-        args.extend([v.target_id, target_type])
+        args.extend([indexed(v.target_id), indexed(target_type)])
         return f"({a}.target_id = ? AND {a}.target_type = ?)"
-    args.append(v.target_id)
+    args.append(indexed(v.target_id))
     return f"{a}.target_id = ?"
 
 

@@ -23,6 +23,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
+from fhir_bridge.domain.search_values import indexed
 from fhir_bridge.errors import FHIRBridgeError, StoreError
 from fhir_bridge.store.base import StoredResource
 from fhir_bridge.store.index_rows import IndexRows
@@ -43,13 +44,18 @@ _VERSIONS = (
     "resource_versions v LEFT JOIN resources r ON length(v.data) = 0 "
     "AND r.resource_type = v.resource_type AND r.id = v.id"
 )
+# Text that index B-trees hold, or that is compared with it (a reference's url with uri values),
+# is stored `indexed()`, bounded; store/search.py looks it up alike.
 _INDEX_INSERTS: dict[str, tuple[str, Callable[[Any], tuple[Any, ...]]]] = {
-    "idx_token": ("tokens", lambda r: (r.param, r.system, r.code, r.text)),
-    "idx_string": ("strings", lambda r: (r.param, r.value)),
+    "idx_token": ("tokens", lambda r: (r.param, indexed(r.system), indexed(r.code), r.text)),
+    "idx_string": ("strings", lambda r: (r.param, indexed(r.value))),
     "idx_date": ("dates", lambda r: (r.param, r.low, r.high)),
     "idx_number": ("numbers", lambda r: (r.param, r.value, r.low, r.high, r.system, r.code)),
-    "idx_reference": ("references", lambda r: (r.param, r.target_type, r.target_id, r.url)),
-    "idx_uri": ("uris", lambda r: (r.param, r.value)),
+    "idx_reference": (
+        "references",
+        lambda r: (r.param, indexed(r.target_type), indexed(r.target_id), indexed(r.url)),
+    ),
+    "idx_uri": ("uris", lambda r: (r.param, indexed(r.value))),
 }
 
 

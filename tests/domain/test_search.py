@@ -15,7 +15,14 @@ from fhir_bridge.domain.search import (
     parse_search,
 )
 from fhir_bridge.domain.search_parameters import parse_expression, search_parameter
-from fhir_bridge.domain.search_values import date_range, normalize_string, number_range
+from fhir_bridge.domain.search_values import (
+    INDEXED_CHARS,
+    date_range,
+    indexed,
+    indexed_prefix,
+    normalize_string,
+    number_range,
+)
 from fhir_bridge.errors import InvalidRequestError
 
 MARCH_2025 = (1740787200.0, 1743465600.0)
@@ -334,3 +341,11 @@ def test_searches_too_costly_to_run_are_refused(
 def test_impossible_times_are_not_dates(value: str) -> None:
     with pytest.raises(ValueError):
         date_range(value)
+
+
+def test_indexed_text_is_bounded_and_keeps_long_values_apart() -> None:
+    short, long = "x" * INDEXED_CHARS, "y" * 5000
+    assert indexed(short) == short
+    assert len(indexed(long) or "") == INDEXED_CHARS
+    assert indexed(long) == indexed("y" * 5000) != indexed("y" * 4999 + "z")
+    assert (indexed(long) or "").startswith(indexed_prefix(long))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import random
 import sqlite3
+import string
 import threading
 import time
 from pathlib import Path
@@ -13,6 +15,7 @@ import pytest
 from fhir_bridge.errors import InvalidRequestError, StoreError
 from fhir_bridge.store.indexing import extract_index
 from fhir_bridge.store.schema import SCHEMA_VERSION
+from fhir_bridge.store.search import find_ids
 from fhir_bridge.store.sql import SQLStore, _Checkpointer, checkpoint
 
 PATIENT = {"resourceType": "Patient", "id": "p1", "gender": "female"}
@@ -189,3 +192,30 @@ def test_the_log_reaches_the_database_file_without_a_writer_checkpointing(
     grown = path.stat().st_size > size  # read before close(): the last close checkpoints
     store.close()
     assert grown
+
+
+def test_values_too_long_for_an_index_entry_are_stored_and_found_exactly(
+    store: SQLStore,
+) -> None:
+    # PostgreSQL refuses B-tree entries over 2,704 bytes; random text does not compress
+    rng = random.Random(5)
+    long = "".join(rng.choice(string.ascii_letters) for _ in range(3000))
+    twin = long[:2000] + "x" * 1000  # the same first 2,000 characters
+    patient = {
+        "resourceType": "Patient",
+        "id": "long",
+        "identifier": [{"system": "https://site.example/mrn", "value": long}],
+        "name": [{"family": long}],
+    }
+    with store.session(write=True) as session:
+        session.put(patient, "PUT")
+    with store.session() as session:
+
+        def ids(query: str) -> list[str]:
+            return find_ids(session.execute, store.dialect, "Patient", query)
+
+        assert ids(f"identifier={long}") == ["long"]
+        assert ids(f"identifier={twin}") == []
+        assert ids(f"family={long[:50]}") == ["long"]
+        assert ids(f"family:exact={long}") == ["long"]
+        assert ids(f"family:exact={twin}") == []
