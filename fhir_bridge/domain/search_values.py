@@ -110,7 +110,8 @@ def number_range(text: str) -> tuple[float, float, float]:
     https://hl7.org/fhir/R4/search.html#number — `100` matches [99.5, 100.5).
     """
     number = Decimal(text)
-    if not number.is_finite() or not math.isfinite(float(number)):  # beyond a double: 1e400
+    value = float(number)
+    if not number.is_finite() or not math.isfinite(value):  # beyond a double: 1e400
         raise InvalidOperation(text)
     half = Decimal(5).scaleb(number.as_tuple().exponent - 1)  # type: ignore[operator]
-    return float(number), float(number - half), float(number + half)
+    return value, float(number - half), float(number + half)

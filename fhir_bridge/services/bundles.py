@@ -250,19 +250,20 @@ def _plan(ctx: ServiceContext, session: StoreSession, requests: list[_Request]) 
             request.resource = _rewrite_references(reads, request, aliases)
     supplied = _derived_sources(requests)
     prepared: dict[int, resources.Prepared] = {}
-    creates = [
-        r for r in requests if r.method == "POST" and not r.if_none_exist and r.resource is not None
-    ]
-    for request in creates:
+    for request in requests:
+        if request.method != "POST" or request.if_none_exist or request.resource is None:
+            continue
         try:
             source = f"{request.resource_type}/{request.resource_id}"
-            resource = {**request.resource, "id": request.resource_id}  # type: ignore[dict-item]
+            resource = {**request.resource, "id": request.resource_id}
             prepared[request.index] = resources.prepare(ctx, resource, source not in supplied)
         except FHIRBridgeError as exc:
             raise type(exc)(issues=_locate(exc.issues, request.index)) from exc
     # Compared once every create passed its checks: derivations read well-formed sources.
     expected = _expected_derivations(ctx, requests, supplied, prepared)
-    for request in creates:
+    for request in requests:
+        if request.index not in prepared:
+            continue
         try:
             _check_supplied(request, expected)
         except FHIRBridgeError as exc:
@@ -483,12 +484,9 @@ def _check_supplied(request: _Request, expected: dict[str, list[dict[str, Any]]]
 def _same_code(a: dict[str, Any], b: dict[str, Any]) -> bool:
     def codings(r: dict[str, Any]) -> set[tuple[str, str]]:
         code = r.get("code")
-        found = set()
-        for c in _list(code.get("coding") if isinstance(code, dict) else None):
-            if isinstance(c, dict) and isinstance(c.get("system"), str):
-                if isinstance(c.get("code"), str):
-                    found.add((c["system"], c["code"]))
-        return found
+        found = _list(code.get("coding") if isinstance(code, dict) else None)
+        pairs = [(c.get("system"), c.get("code")) for c in found if isinstance(c, dict)]
+        return {(s, c) for s, c in pairs if isinstance(s, str) and isinstance(c, str)}
 
     return bool(codings(a) & codings(b))
 

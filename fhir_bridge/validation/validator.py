@@ -142,8 +142,8 @@ class Validator:
             for i, claim in enumerate(claimed):
                 if not isinstance(claim, str):
                     continue
-                if claim.split("|")[0] in self.profiles:
-                    urls.append(claim.split("|")[0])
+                if (canonical := claim.split("|")[0]) in self.profiles:
+                    urls.append(canonical)
                 else:
                     text = f"claimed profile {claim} is not known; it was not checked"
                     ctx.issues.append(
