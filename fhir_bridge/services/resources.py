@@ -29,8 +29,7 @@ from fhir_bridge.errors import (
 from fhir_bridge.services.context import ServiceContext
 from fhir_bridge.services.patch import apply_patch
 from fhir_bridge.store import search as store_search
-from fhir_bridge.store.base import StoredResource, StoreSession
-from fhir_bridge.store.index_rows import IndexRows
+from fhir_bridge.store.base import Staged, StoredResource, StoreSession
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
@@ -129,8 +128,8 @@ class Prepared:
     index rows; no database touched."""
 
     resource: dict[str, Any]
-    index: IndexRows
-    derived: list[tuple[dict[str, Any], IndexRows]]
+    staged: Staged
+    derived: list[tuple[dict[str, Any], Staged]]
 
 
 def prepare(ctx: ServiceContext, resource: dict[str, Any], derive: bool = True) -> Prepared:
@@ -142,8 +141,8 @@ def prepare(ctx: ServiceContext, resource: dict[str, Any], derive: bool = True) 
     derived = [item for rule in ctx.derivations if derive for item in rule(resource)]
     for item in derived:
         validate_for_write(ctx, item)
-    index = ctx.store.index
-    return Prepared(resource, index(resource), [(item, index(item)) for item in derived])
+    stage = ctx.store.stage
+    return Prepared(resource, stage(resource), [(item, stage(item)) for item in derived])
 
 
 def commit(
@@ -151,18 +150,18 @@ def commit(
 ) -> StoredResource:
     """Store a prepared resource and its derived resources in the caller's session;
     `new` when the resource's id is a fresh uuid."""
-    stored = session.put(prepared.resource, method, new, prepared.index)
+    stored = session.put(prepared.resource, method, new, prepared.staged)
     source = f"{stored.resource_type}/{stored.id}"
-    for item, index in prepared.derived:
+    for item, staged in prepared.derived:
         existing = session.read(item["resourceType"], item["id"])
         if existing is None or existing.deleted:
-            session.put(item, "POST", index=index)
+            session.put(item, "POST", staged=staged)
             continue
         if not _derives_from(orjson.loads(existing.data), source):
             raise VersionConflictError(
                 f"{item['resourceType']}/{item['id']} exists and is not derived from {source}"
             )
-        session.put(item, "PUT", index=index)
+        session.put(item, "PUT", staged=staged)
     return stored
 
 

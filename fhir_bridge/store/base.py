@@ -11,7 +11,18 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from fhir_bridge.store.index_rows import IndexRows
+
+@dataclass(frozen=True, slots=True)
+class Staged:
+    """A write made ready before the write lock: the resource's JSON around the version stamp
+    (`meta.versionId`, `meta.lastUpdated`, known only under the lock) and its search index
+    rows as the database stores them. Opaque to services: made by ResourceStore.stage."""
+
+    resource_type: str
+    id: str
+    head: bytes  # the JSON up to the version stamp, inside `meta`
+    tail: bytes  # the JSON after it
+    rows: dict[str, list[tuple[Any, ...]]]  # index table -> rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,12 +70,13 @@ class StoreSession(Protocol):
         resource: dict[str, Any],
         method: str,
         new: bool = False,
-        index: IndexRows | None = None,
+        staged: Staged | None = None,
     ) -> StoredResource:
         """Write the next version of resource (resourceType and id set); meta is assigned here.
 
         `new=True` promises the id is unused (a fresh uuid), which lets the write be batched;
-        `index` is the resource's ResourceStore.index, when computed beforehand."""
+        `staged` is the resource's ResourceStore.stage, when made beforehand. Every version
+        written in one session gets the same `meta.lastUpdated`: the transaction's instant."""
 
     def flush(self) -> None:
         """Send batched writes to the database (reads and commit do this themselves)."""
@@ -82,9 +94,9 @@ class ResourceStore(Protocol):
     def session(self, write: bool = False) -> AbstractContextManager[StoreSession]:
         """A transaction; write sessions serialise writers so versions stay ordered."""
 
-    def index(self, resource: dict[str, Any]) -> IndexRows:
-        """The search index rows of a resource's content: CPU work that a writer does before
-        taking the write lock and hands to StoreSession.put."""
+    def stage(self, resource: dict[str, Any]) -> Staged:
+        """The resource's JSON and search index rows, ready to store: CPU work that a writer
+        does before taking the write lock and hands to StoreSession.put."""
 
     def close(self) -> None: ...
 

@@ -16,7 +16,6 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -25,12 +24,14 @@ import orjson
 
 from fhir_bridge.domain.search_values import indexed
 from fhir_bridge.errors import FHIRBridgeError, StoreError
-from fhir_bridge.store.base import StoredResource
+from fhir_bridge.store.base import Staged, StoredResource
 from fhir_bridge.store.index_rows import IndexRows
 from fhir_bridge.store.indexing import last_updated_row
 from fhir_bridge.store.schema import SCHEMA_VERSION, ddl
 
 Indexer = Callable[[dict[str, Any]], IndexRows]
+# A version's index rows by table, and its `_lastUpdated` row
+_Index = tuple[dict[str, list[tuple[Any, ...]]], tuple[Any, ...]]
 
 STATEMENT_TIMEOUT_MS = 60_000
 _COLUMNS = "resource_type, id, version_id, last_updated, deleted, data, method"
@@ -118,7 +119,8 @@ class SQLSession:
         self.cursor_key = cursor_key
         self._indexer = indexer
         self._pg = dialect == "postgresql"
-        self._pending: list[tuple[StoredResource, IndexRows]] = []
+        self._pending: list[tuple[StoredResource, _Index | None]] = []
+        self._instant: tuple[str, tuple[Any, ...]] | None = None
 
     def execute(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
         self.flush()
@@ -190,29 +192,41 @@ class SQLSession:
         )
         return int(rows[0][0]) - count + 1
 
+    def _stamp(self) -> tuple[str, tuple[Any, ...]]:
+        """The session's instant (meta.lastUpdated of every version it writes) and its
+        `_lastUpdated` index values (param, low, high)."""
+        if self._instant is None:
+            instant = now_instant()
+            row = last_updated_row(instant)
+            self._instant = instant, (row.param, row.low, row.high)
+        return self._instant
+
     def put(
         self,
         resource: dict[str, Any],
         method: str,
         new: bool = False,
-        index: IndexRows | None = None,
+        staged: Staged | None = None,
     ) -> StoredResource:
         """`new=True` promises the id was never used (a fresh uuid): no look-up, buffered insert."""
-        resource_type, resource_id = resource["resourceType"], resource["id"]
+        staged = staged or stage(resource, self._indexer)
+        resource_type, resource_id = staged.resource_type, staged.id
         current = None if new else self.read(resource_type, resource_id)
         version_id = current.version_id + 1 if current else 1
-        last_updated = now_instant()
-        meta = dict(resource.get("meta") or {})
-        meta["versionId"] = str(version_id)
-        meta["lastUpdated"] = last_updated
-        # resourceType, id, meta first: the order readers expect when they skim a resource
-        body = {"resourceType": resource_type, "id": resource_id, "meta": meta}
-        body.update((k, v) for k, v in resource.items() if k not in body)
-        stored = StoredResource(
-            resource_type, resource_id, version_id, last_updated, False, orjson.dumps(body), method
+        instant, updated = self._stamp()
+        data = b"".join(
+            (
+                staged.head,
+                b'"versionId":"%d","lastUpdated":"' % version_id,
+                instant.encode(),
+                b'"',
+                staged.tail,
+            )
         )
-        rows = index if index is not None else self._indexer(body)
-        rows = replace(rows, dates=[*rows.dates, last_updated_row(last_updated)])
+        stored = StoredResource(
+            resource_type, resource_id, version_id, instant, False, data, method
+        )
+        rows = staged.rows, (resource_type, resource_id, *updated)
         if current is None:
             self._pending.append((stored, rows))
         else:
@@ -223,17 +237,17 @@ class SQLSession:
     def delete(self, resource_type: str, resource_id: str) -> StoredResource:
         current = self.read(resource_type, resource_id)
         version_id = current.version_id + 1 if current else 1
-        last_updated = now_instant()
+        instant, _ = self._stamp()
         stub = {
             "resourceType": resource_type,
             "id": resource_id,
-            "meta": {"versionId": str(version_id), "lastUpdated": last_updated},
+            "meta": {"versionId": str(version_id), "lastUpdated": instant},
         }
         stored = StoredResource(
-            resource_type, resource_id, version_id, last_updated, True, orjson.dumps(stub), "DELETE"
+            resource_type, resource_id, version_id, instant, True, orjson.dumps(stub), "DELETE"
         )
         if current is None:
-            self._pending.append((stored, IndexRows()))
+            self._pending.append((stored, None))
         else:
             self._write(stored)
             self._reindex(resource_type, resource_id, None)
@@ -248,12 +262,11 @@ class SQLSession:
         rows = [_values(s, first + n) for n, (s, _) in enumerate(pending)]
         self._many("resources", rows, _ROW)
         self._many("resource_versions", [_current_version(row) for row in rows], _ROW)
-        for table, (attr, to_values) in _INDEX_INSERTS.items():
-            values = [
-                (s.resource_type, s.id, *to_values(r))
-                for s, index in pending
-                for r in getattr(index, attr)
-            ]
+        indexed = [index for _, index in pending if index is not None]
+        for table in _INDEX_INSERTS:
+            values = [row for by_table, _ in indexed for row in by_table.get(table, ())]
+            if table == "idx_date":
+                values.extend(updated for _, updated in indexed)
             self._many(table, values)
 
     def _write(self, stored: StoredResource) -> None:
@@ -272,16 +285,36 @@ class SQLSession:
         )
         self._many("resource_versions", [_current_version(row)], _ROW)
 
-    def _reindex(self, resource_type: str, resource_id: str, rows: IndexRows | None) -> None:
-        for table, (attr, to_values) in _INDEX_INSERTS.items():
+    def _reindex(self, resource_type: str, resource_id: str, index: _Index | None) -> None:
+        for table in _INDEX_INSERTS:
             self._run(
                 f"DELETE FROM {table} WHERE resource_type = ? AND id = ?",
                 (resource_type, resource_id),
             )
-            if rows is None:
-                continue
-            values = [(resource_type, resource_id, *to_values(r)) for r in getattr(rows, attr)]
-            self._many(table, values)
+            if index is not None:
+                by_table, updated = index
+                values = list(by_table.get(table, ()))
+                self._many(table, [*values, updated] if table == "idx_date" else values)
+
+
+def stage(resource: dict[str, Any], indexer: Indexer) -> Staged:
+    """Serialise `resource` around its version stamp and turn its index rows into the index
+    tables' rows: all a write needs but the stamp, made before the write lock."""
+    resource_type, resource_id = resource["resourceType"], resource["id"]
+    meta = resource.get("meta") or {}
+    kept = {k: v for k, v in meta.items() if k not in ("versionId", "lastUpdated")}
+    # resourceType, id, meta first: the order readers expect when they skim a resource
+    head = orjson.dumps({"resourceType": resource_type, "id": resource_id, "meta": kept})
+    head = head[:-2] + (b"," if kept else b"")  # open inside meta
+    rest = {k: v for k, v in resource.items() if k not in ("resourceType", "id", "meta")}
+    tail = b"}," + orjson.dumps(rest)[1:] if rest else b"}}"
+    index = indexer(resource)
+    rows = {}
+    for table, (attr, to_values) in _INDEX_INSERTS.items():
+        found = getattr(index, attr)
+        if found:
+            rows[table] = [(resource_type, resource_id, *to_values(r)) for r in found]
+    return Staged(resource_type, resource_id, head, tail, rows)
 
 
 class SQLStore:
@@ -363,8 +396,8 @@ class SQLStore:
             ("cursor_key", os.urandom(32)),
         )
 
-    def index(self, resource: dict[str, Any]) -> IndexRows:
-        return self._indexer(resource)
+    def stage(self, resource: dict[str, Any]) -> Staged:
+        return stage(resource, self._indexer)
 
     @contextmanager
     def session(self, write: bool = False, migrate: bool = False) -> Iterator[SQLSession]:

@@ -11,8 +11,7 @@ import orjson
 from fhir_bridge.errors import StoreError
 from fhir_bridge.services import bundles
 from fhir_bridge.services.context import ServiceContext
-from fhir_bridge.store.base import StoreSession
-from fhir_bridge.store.index_rows import IndexRows
+from fhir_bridge.store.base import Staged, StoreSession
 from fhir_bridge.store.sql import SQLStore
 
 MRN = "http://hospital.example/mrn"
@@ -26,8 +25,8 @@ class Interleaved:
         self.dialect = store.dialect
         self.intruder: dict[str, Any] | None = intruder
 
-    def index(self, resource: dict[str, Any]) -> IndexRows:
-        return self.store.index(resource)
+    def stage(self, resource: dict[str, Any]) -> Staged:
+        return self.store.stage(resource)
 
     @contextmanager
     def session(self, write: bool = False) -> Iterator[StoreSession]:
@@ -120,8 +119,8 @@ class FailingCommit:
         self.store = store
         self.dialect = store.dialect
 
-    def index(self, resource: dict[str, Any]) -> IndexRows:
-        return self.store.index(resource)
+    def stage(self, resource: dict[str, Any]) -> Staged:
+        return self.store.stage(resource)
 
     @contextmanager
     def session(self, write: bool = False) -> Iterator[StoreSession]:
