@@ -31,6 +31,7 @@ from fhir_bridge.domain.search import parse_query_string, parse_search  # noqa: 
 from fhir_bridge.store.indexing import extract_index, last_updated_row  # noqa: E402
 from fhir_bridge.store.schema import ddl  # noqa: E402
 from fhir_bridge.store.search import run_search  # noqa: E402
+from fhir_bridge.store.sql import INDEX_TABLES, stage  # noqa: E402
 
 ASSESSMENT = "https://fhir-bridge.org/fhir/CodeSystem/assessment"
 LOINC = "http://loinc.org"
@@ -40,14 +41,6 @@ CODES = [
     (LOINC, "44261-6"),
     (LOINC, "70274-6"),
 ]
-FIELDS = {
-    "idx_token": ("tokens", ("param", "system", "code", "text")),
-    "idx_string": ("strings", ("param", "value")),
-    "idx_date": ("dates", ("param", "low", "high")),
-    "idx_number": ("numbers", ("param", "value", "low", "high", "system", "code")),
-    "idx_reference": ("references", ("param", "target_type", "target_id", "url")),
-    "idx_uri": ("uris", ("param", "value")),
-}
 
 
 def observation(index: int, patients: int, rng: random.Random) -> dict[str, Any]:
@@ -100,20 +93,20 @@ class Target:
         cursor = self.conn.execute(sql, tuple(args))
         return list(cursor.fetchall()) if cursor.description else []
 
-    def many(self, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
+    def many(self, table: str, rows: list[tuple[Any, ...]], columns: Sequence[str] = ()) -> None:
+        """Insert rows into `columns` (default: all, in table order)."""
         if not rows:
             return
+        names = f"({', '.join(columns)})" if columns else ""
         if self.dialect == "postgresql":
             # COPY: executemany would make bulk loading the bottleneck of the benchmark
             with self.conn.cursor() as cursor:
-                with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+                with cursor.copy(f"COPY {table} {names} FROM STDIN") as copy:
                     for row in rows:
                         copy.write_row(row)
         else:
-            marks = ", ".join("?" * len(columns))
-            self.conn.executemany(
-                f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows
-            )
+            marks = ", ".join("?" * len(rows[0]))
+            self.conn.executemany(f"INSERT INTO {table} {names} VALUES ({marks})", rows)
 
 
 def load(target: Target, count: int, patients: int, batch: int = 5000) -> tuple[float, float]:
@@ -122,14 +115,19 @@ def load(target: Target, count: int, patients: int, batch: int = 5000) -> tuple[
     extract_seconds, started = 0.0, time.perf_counter()
     for first in range(0, count, batch):
         resources = [observation(i, patients, rng) for i in range(first, min(count, first + batch))]
-        rows: dict[str, list[tuple[Any, ...]]] = {table: [] for table in FIELDS}
+        rows: dict[str, list[tuple[Any, ...]]] = {table: [] for table in INDEX_TABLES}
+        members: dict[int, list[tuple[Any, ...]]] = {}
         base: list[tuple[Any, ...]] = []
         for seq, resource in enumerate(resources, start=first + 1):
             t0 = time.perf_counter()
-            index = extract_index(resource)
-            index.dates.append(last_updated_row(resource["meta"]["lastUpdated"]))  # the store's
+            staged = stage(resource, extract_index)
             extract_seconds += time.perf_counter() - t0
             key = ("Observation", resource["id"])
+            updated = last_updated_row(resource["meta"]["lastUpdated"])  # the store's
+            rows["idx_date"].append((*key, updated.param, updated.low, updated.high))
+            for table, staged_rows in staged.rows.items():
+                rows[table].extend(staged_rows)
+            members.update(staged.sets)
             base.append(
                 (
                     *key,
@@ -141,10 +139,6 @@ def load(target: Target, count: int, patients: int, batch: int = 5000) -> tuple[
                     "POST",
                 )
             )
-            for table, (attr, fields) in FIELDS.items():
-                rows[table].extend(
-                    (*key, *(getattr(r, f) for f in fields)) for r in getattr(index, attr)
-                )
         columns = [c[0] for c in target.conn.execute("SELECT * FROM resources LIMIT 0").description]
         names = (
             "resource_type",
@@ -159,11 +153,19 @@ def load(target: Target, count: int, patients: int, batch: int = 5000) -> tuple[
         keep = [i for i, n in enumerate(names) if n in columns]
         target.many(
             "resources",
-            [names[i] for i in keep],
             [tuple(row[i] for i in keep) for row in base],
+            [names[i] for i in keep],
         )
-        for table, (_, fields) in FIELDS.items():
-            target.many(table, ("resource_type", "id", *fields), rows[table])
+        for table in INDEX_TABLES:
+            target.many(table, rows[table])
+        # token sets shared with earlier batches are skipped
+        statement = "INSERT INTO token_set_member VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+        member_rows = [row for rows_of_set in members.values() for row in rows_of_set]
+        if target.dialect == "postgresql":
+            with target.conn.cursor() as cursor:
+                cursor.executemany(statement.replace("?", "%s"), member_rows)
+        else:
+            target.conn.executemany(statement, member_rows)
         target.conn.commit()
         print(f"  loaded {min(count, first + batch)}", file=sys.stderr, end="\r")
     target.execute("ANALYZE")
@@ -279,7 +281,7 @@ def main() -> None:
             extract, total = load(target, args.observations, patients)
             print(
                 f"{args.dialect}: loaded {args.observations} Observations "
-                f"({patients} patients) in {total:.1f} s; extract_index "
+                f"({patients} patients) in {total:.1f} s; staging (index extraction) "
                 f"{extract / args.observations * 1000:.3f} ms per Observation"
             )
         for name, query in workload(patients, args.observations, args.seed).items():

@@ -23,6 +23,7 @@ class Staged:
     head: bytes  # the JSON up to the version stamp, inside `meta`
     tail: bytes  # the JSON after it
     rows: dict[str, list[tuple[Any, ...]]]  # index table -> rows
+    sets: dict[int, list[tuple[Any, ...]]]  # token sets referenced by the rows -> members
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 # 2: a current version's JSON is in `resources` only (its resource_versions row holds b"");
 # schema 1 databases, with every version's JSON in resource_versions, are read as they are.
-SCHEMA_VERSION = 2
+# 3: token values are stored once per distinct set (token_set_member); a resource has one
+# idx_token_set row per token parameter. Older `idx_token` rows are converted (sql.py).
+SCHEMA_VERSION = 3
 
 INDEX_TABLES: dict[str, str] = {
-    "idx_token": "param {text} NOT NULL, system {text}, code {text}, text {text}",
+    # set_id: the token values of one parameter of one resource, as a set shared by every
+    # resource with the same values (trial data repeats its codes: 13 rows -> 4 per MADRS score)
+    "idx_token_set": "param {text} NOT NULL, set_id {big} NOT NULL",
     "idx_string": "param {text} NOT NULL, value {text} NOT NULL",
     "idx_date": "param {text} NOT NULL, low {real} NOT NULL, high {real} NOT NULL",
     "idx_number": (
@@ -26,7 +30,7 @@ INDEX_TABLES: dict[str, str] = {
 
 # Index look-ups go from (type, param, value) to ids; `_probe` indexes lead with (type, id).
 INDEX_LOOKUPS: dict[str, str] = {
-    "idx_token": "resource_type, param, code, system",
+    "idx_token_set": "resource_type, param, set_id",
     "idx_string": "resource_type, param, value",
     "idx_date": "resource_type, param, low, high",
     "idx_number": "resource_type, param, value",
@@ -60,9 +64,16 @@ def ddl(dialect: str) -> list[str]:
         "DROP INDEX IF EXISTS resources_type_updated",  # no query reads it: one B-tree less
         "CREATE INDEX IF NOT EXISTS versions_seq ON resource_versions (seq)",
         "CREATE INDEX IF NOT EXISTS versions_type_seq ON resource_versions (resource_type, seq)",
+        # The members of each token set: set_id is a 64-bit hash of the members (as HAPI's
+        # hashed token columns), n their position; searches go from a value to its sets.
+        f"""CREATE TABLE IF NOT EXISTS token_set_member (
+            set_id {big} NOT NULL, n INTEGER NOT NULL, system {text}, code {text}, text {text},
+            PRIMARY KEY (set_id, n))""",
+        "CREATE INDEX IF NOT EXISTS token_set_member_code ON token_set_member "
+        "(code, system, set_id)",
     ]
     for table, columns in INDEX_TABLES.items():
-        cols = columns.format(text=text, real=real)
+        cols = columns.format(text=text, real=real, big=big)
         statements.append(
             f"CREATE TABLE IF NOT EXISTS {table} "
             f"(resource_type {text} NOT NULL, id {text} NOT NULL, {cols})"

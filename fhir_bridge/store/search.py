@@ -37,7 +37,7 @@ from fhir_bridge.store.includes import Execute, Row, included_rows
 from fhir_bridge.store.indexing import EXACT_SUFFIX
 
 TABLES = {
-    "token": "idx_token",
+    "token": "idx_token_set",
     "string": "idx_string",
     "date": "idx_date",
     "number": "idx_number",
@@ -46,6 +46,8 @@ TABLES = {
     "uri": "idx_uri",
 }
 SORT_COLUMNS = {"date": ("low", "high"), "string": ("value",) * 2, "token": ("code",) * 2}
+# Token values live in their sets' members (store/schema.py)
+MEMBERS = "token_set_member"
 TOP = "\U0010ffff"  # sorts after every other character: upper bound of a prefix range
 DEFAULT_COUNT = 20
 BROAD_MATCHES = 2000  # SQLite: above this many driver matches, walk ids in order instead
@@ -188,8 +190,13 @@ def _param_match(sql: _SQL, c: ParamCriterion, a: str) -> str:
     in_params = f"{a}.param = ?" if len(params) == 1 else f"{a}.param IN (?, ?)"
     if c.missing is not None:
         return in_params
-    alternatives = [_value_condition(sql, c, v, a) for v in c.values]
-    return f"{in_params} AND ({' OR '.join(alternatives)})"
+    if c.type == "token":
+        m = sql.alias()
+        alternatives = " OR ".join(_value_condition(sql, c, v, m) for v in c.values)
+        members = f"SELECT {m}.set_id FROM {MEMBERS} {m} WHERE {alternatives}"
+        return f"{in_params} AND {a}.set_id IN ({members})"
+    alternatives = " OR ".join(_value_condition(sql, c, v, a) for v in c.values)
+    return f"{in_params} AND ({alternatives})"
 
 
 def _is_negative(c: Criterion) -> bool:
@@ -308,13 +315,19 @@ def _sort_expressions(sql: _SQL, request: SearchRequest) -> list[tuple[str, bool
             continue
         table = TABLES[key.type]
         low, high = SORT_COLUMNS.get(key.type, ("value", "value"))
-        aggregate = f"MAX(s.{high})" if key.descending else f"MIN(s.{low})"
+        values = "s"
+        if key.type == "token":
+            table += f" s JOIN {MEMBERS} m ON m.set_id = s.set_id"
+            values = "m"
+        else:
+            table += " s"
+        aggregate = f"MAX({values}.{high})" if key.descending else f"MIN({values}.{low})"
         params = index_params(request.resource_type, key.name)
         sql.args.extend([request.resource_type, *params])
         marks = ", ".join("?" * len(params))
         keys.append(
             (
-                f"(SELECT {aggregate} FROM {table} s WHERE s.resource_type = ? "
+                f"(SELECT {aggregate} FROM {table} WHERE s.resource_type = ? "
                 f"AND s.id = r.id AND s.param IN ({marks}))",
                 key.descending,
             )

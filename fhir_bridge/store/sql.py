@@ -9,6 +9,7 @@ process lock; PostgreSQL: a row lock on the write sequence) so that version numb
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import queue
 import re
@@ -30,8 +31,9 @@ from fhir_bridge.store.indexing import last_updated_row
 from fhir_bridge.store.schema import SCHEMA_VERSION, ddl
 
 Indexer = Callable[[dict[str, Any]], IndexRows]
-# A version's index rows by table, and its `_lastUpdated` row
-_Index = tuple[dict[str, list[tuple[Any, ...]]], tuple[Any, ...]]
+# A buffered new version: its stored form, what was staged (None: a deletion), its
+# `_lastUpdated` index row
+_Pending = tuple[StoredResource, Staged | None, tuple[Any, ...]]
 
 STATEMENT_TIMEOUT_MS = 60_000
 _COLUMNS = "resource_type, id, version_id, last_updated, deleted, data, method"
@@ -48,7 +50,6 @@ _VERSIONS = (
 # Text that index B-trees hold, or that is compared with it (a reference's url with uri values),
 # is stored `indexed()`, bounded; store/search.py looks it up alike.
 _INDEX_INSERTS: dict[str, tuple[str, Callable[[Any], tuple[Any, ...]]]] = {
-    "idx_token": ("tokens", lambda r: (r.param, indexed(r.system), indexed(r.code), r.text)),
     "idx_string": ("strings", lambda r: (r.param, indexed(r.value))),
     "idx_date": ("dates", lambda r: (r.param, r.low, r.high)),
     "idx_number": ("numbers", lambda r: (r.param, r.value, r.low, r.high, r.system, r.code)),
@@ -58,6 +59,12 @@ _INDEX_INSERTS: dict[str, tuple[str, Callable[[Any], tuple[Any, ...]]]] = {
     ),
     "idx_uri": ("uris", lambda r: (r.param, indexed(r.value))),
 }
+TOKEN_SETS = "idx_token_set"  # tokens: one row per parameter, its values in token_set_member
+INDEX_TABLES = (TOKEN_SETS, *_INDEX_INSERTS)
+_MEMBER = tuple[str | None, str | None, str | None]  # system, code, text as stored
+# Token sets already hashed in this process, by their members (trial data repeats them)
+_SETS: dict[tuple[_MEMBER, ...], tuple[int, list[tuple[Any, ...]]]] = {}
+_SETS_LIMIT = 65536
 
 
 def now_instant() -> str:
@@ -113,14 +120,18 @@ class SQLSession:
     next read and at commit: a transaction Bundle of 500 creates costs a handful of statements.
     """
 
-    def __init__(self, conn: Any, dialect: str, indexer: Indexer, cursor_key: bytes) -> None:
+    def __init__(
+        self, conn: Any, dialect: str, indexer: Indexer, cursor_key: bytes, known_sets: set[int]
+    ) -> None:
         self._conn = conn
         self.dialect = dialect
         self.cursor_key = cursor_key
         self._indexer = indexer
         self._pg = dialect == "postgresql"
-        self._pending: list[tuple[StoredResource, _Index | None]] = []
+        self._pending: list[_Pending] = []
         self._instant: tuple[str, tuple[Any, ...]] | None = None
+        self._known_sets = known_sets  # token sets stored by committed sessions
+        self.new_sets: set[int] = set()  # token sets this session stores
 
     def execute(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
         self.flush()
@@ -132,13 +143,24 @@ class SQLSession:
         cur = self._conn.execute(sql, tuple(params))
         return list(cur.fetchall()) if cur.description else []
 
-    def _many(self, table: str, rows: list[tuple[Any, ...]], columns: str = "") -> None:
+    def _many(
+        self, table: str, rows: list[tuple[Any, ...]], columns: str = "", upsert: bool = False
+    ) -> None:
         """Insert rows (into `columns`, default all in table order): one executemany, or on
         PostgreSQL one COPY (bench/ingest_bench.py on PostgreSQL: 1,526 -> 1,951 resources/s
-        over executemany)."""
+        over executemany). `upsert`: rows whose key exists are skipped (no COPY then)."""
         if not rows:
             return
-        if self._pg:
+        if upsert:
+            marks = ", ".join("?" * len(rows[0]))
+            statement = f"INSERT INTO {table} VALUES ({marks}) ON CONFLICT DO NOTHING"
+            if self._pg:
+                statement = statement.replace("?", "%s")
+                with self._conn.cursor() as cur:
+                    cur.executemany(statement, rows)
+            else:
+                self._conn.executemany(statement, rows)
+        elif self._pg:
             with self._conn.cursor() as cur:
                 with cur.copy(f"COPY {table} {columns} FROM STDIN") as copy:
                     for row in rows:
@@ -226,12 +248,12 @@ class SQLSession:
         stored = StoredResource(
             resource_type, resource_id, version_id, instant, False, data, method
         )
-        rows = staged.rows, (resource_type, resource_id, *updated)
+        row = (resource_type, resource_id, *updated)
         if current is None:
-            self._pending.append((stored, rows))
+            self._pending.append((stored, staged, row))
         else:
             self._write(stored)
-            self._reindex(resource_type, resource_id, rows)
+            self._reindex(resource_type, resource_id, staged, row)
         return stored
 
     def delete(self, resource_type: str, resource_id: str) -> StoredResource:
@@ -247,10 +269,10 @@ class SQLSession:
             resource_type, resource_id, version_id, instant, True, orjson.dumps(stub), "DELETE"
         )
         if current is None:
-            self._pending.append((stored, None))
+            self._pending.append((stored, None, ()))
         else:
             self._write(stored)
-            self._reindex(resource_type, resource_id, None)
+            self._reindex(resource_type, resource_id, None, ())
         return stored
 
     def flush(self) -> None:
@@ -259,15 +281,25 @@ class SQLSession:
             return
         pending, self._pending = self._pending, []
         first = self._reserve_seq(len(pending))
-        rows = [_values(s, first + n) for n, (s, _) in enumerate(pending)]
+        rows = [_values(s, first + n) for n, (s, _, _) in enumerate(pending)]
         self._many("resources", rows, _ROW)
         self._many("resource_versions", [_current_version(row) for row in rows], _ROW)
-        indexed = [index for _, index in pending if index is not None]
-        for table in _INDEX_INSERTS:
-            values = [row for by_table, _ in indexed for row in by_table.get(table, ())]
-            if table == "idx_date":
-                values.extend(updated for _, updated in indexed)
-            self._many(table, values)
+        staged = [(item, updated) for _, item, updated in pending if item is not None]
+        self._insert_index([item for item, _ in staged], [updated for _, updated in staged])
+
+    def _insert_index(self, staged: list[Staged], updated: list[tuple[Any, ...]]) -> None:
+        """Index rows of staged versions, with their `_lastUpdated` rows; token sets not
+        stored yet get their members."""
+        members = []
+        for item in staged:
+            for set_id, rows in item.sets.items():
+                if set_id not in self._known_sets and set_id not in self.new_sets:
+                    self.new_sets.add(set_id)
+                    members.extend(rows)
+        self._many("token_set_member", members, upsert=True)
+        for table in INDEX_TABLES:
+            values = [row for item in staged for row in item.rows.get(table, ())]
+            self._many(table, [*values, *updated] if table == "idx_date" else values)
 
     def _write(self, stored: StoredResource) -> None:
         row = _values(stored, self._reserve_seq(1))
@@ -285,16 +317,20 @@ class SQLSession:
         )
         self._many("resource_versions", [_current_version(row)], _ROW)
 
-    def _reindex(self, resource_type: str, resource_id: str, index: _Index | None) -> None:
-        for table in _INDEX_INSERTS:
+    def _reindex(
+        self,
+        resource_type: str,
+        resource_id: str,
+        staged: Staged | None,
+        updated: tuple[Any, ...],
+    ) -> None:
+        for table in INDEX_TABLES:
             self._run(
                 f"DELETE FROM {table} WHERE resource_type = ? AND id = ?",
                 (resource_type, resource_id),
             )
-            if index is not None:
-                by_table, updated = index
-                values = list(by_table.get(table, ()))
-                self._many(table, [*values, updated] if table == "idx_date" else values)
+        if staged is not None:
+            self._insert_index([staged], [updated])
 
 
 def stage(resource: dict[str, Any], indexer: Indexer) -> Staged:
@@ -309,12 +345,45 @@ def stage(resource: dict[str, Any], indexer: Indexer) -> Staged:
     rest = {k: v for k, v in resource.items() if k not in ("resourceType", "id", "meta")}
     tail = b"}," + orjson.dumps(rest)[1:] if rest else b"}}"
     index = indexer(resource)
-    rows = {}
+    rows: dict[str, list[tuple[Any, ...]]] = {}
     for table, (attr, to_values) in _INDEX_INSERTS.items():
         found = getattr(index, attr)
         if found:
             rows[table] = [(resource_type, resource_id, *to_values(r)) for r in found]
-    return Staged(resource_type, resource_id, head, tail, rows)
+    by_param: dict[str, dict[_MEMBER, None]] = {}
+    for token in index.tokens:
+        member = (indexed(token.system), indexed(token.code), token.text)
+        by_param.setdefault(token.param, {})[member] = None
+    tokens = _token_stage(resource_type, resource_id, by_param)
+    rows.update(tokens.rows)
+    return Staged(resource_type, resource_id, head, tail, rows, tokens.sets)
+
+
+def _token_stage(
+    resource_type: str, resource_id: str, by_param: dict[str, dict[_MEMBER, None]]
+) -> Staged:
+    """The token set rows of a resource, from its token values by parameter (in order)."""
+    rows: list[tuple[Any, ...]] = []
+    sets: dict[int, list[tuple[Any, ...]]] = {}
+    for param, members in by_param.items():
+        set_id, member_rows = token_set(tuple(members))
+        rows.append((resource_type, resource_id, param, set_id))
+        sets[set_id] = member_rows
+    return Staged(resource_type, resource_id, b"", b"", {TOKEN_SETS: rows} if rows else {}, sets)
+
+
+def token_set(members: tuple[_MEMBER, ...]) -> tuple[int, list[tuple[Any, ...]]]:
+    """The id of a set of token values (a signed 64-bit hash of its members, in order) and its
+    token_set_member rows."""
+    known = _SETS.get(members)
+    if known is None:
+        digest = hashlib.blake2b(orjson.dumps(members), digest_size=8).digest()
+        set_id = int.from_bytes(digest, "big", signed=True)
+        known = set_id, [(set_id, n, *member) for n, member in enumerate(members)]
+        if len(_SETS) >= _SETS_LIMIT:
+            _SETS.clear()
+        _SETS[members] = known
+    return known
 
 
 class SQLStore:
@@ -333,6 +402,7 @@ class SQLStore:
         self._pool: queue.LifoQueue[Any] = queue.LifoQueue()
         self._pool_size = pool_size
         self._write_lock = threading.Lock()
+        self._known_sets: set[int] = set()
         self._file_lock = _FileLock.for_url(database_url) if self.dialect == "sqlite" else None
         self.cursor_key = b""  # read from the database by _migrate
         self._checkpointer: _Checkpointer | None = None
@@ -382,9 +452,12 @@ class SQLStore:
         return int(found[0][0]) if found else None
 
     def _create_schema(self, session: SQLSession, version: int | None) -> None:
-        """Create what is missing; a schema 1 database is read as it is (see schema.py)."""
+        """Create what is missing; a schema 1 database is read as it is, token rows of schema
+        1 and 2 are converted into token sets (see schema.py)."""
         for statement in ddl(self.dialect):
             session.execute(statement)
+        if version is not None and version < 3:
+            _convert_token_rows(session)
         if version is None:
             session.execute("DELETE FROM schema_info")
             session.execute("INSERT INTO schema_info (version) VALUES (?)", (SCHEMA_VERSION,))
@@ -421,7 +494,7 @@ class SQLStore:
             conn = self._pool.get_nowait()
         except queue.Empty:
             conn = self._connect()
-        session = SQLSession(conn, self.dialect, self._indexer, self.cursor_key)
+        session = SQLSession(conn, self.dialect, self._indexer, self.cursor_key, self._known_sets)
         try:
             if self.dialect == "sqlite":
                 conn.execute("BEGIN IMMEDIATE" if write or migrate else "BEGIN")
@@ -433,6 +506,7 @@ class SQLStore:
             yield session
             session.flush()
             conn.commit() if self.dialect == "postgresql" else conn.execute("COMMIT")
+            self._known_sets.update(session.new_sets)
         except FHIRBridgeError:
             self._release(conn, rollback=True)
             raise
@@ -480,6 +554,37 @@ class SQLStore:
             self._file_lock.close()
 
 
+def _convert_token_rows(session: SQLSession, batch: int = 1000) -> None:
+    """Schema 1 and 2 `idx_token` rows (one per value) into token sets, `batch` resources at
+    a time; the old table is dropped."""
+    after: tuple[str, str] = ("", "")
+    while True:
+        owners = session.execute(
+            "SELECT DISTINCT resource_type, id FROM idx_token WHERE resource_type > ? "
+            "OR (resource_type = ? AND id > ?) ORDER BY resource_type, id LIMIT ?",
+            (after[0], after[0], after[1], batch),
+        )
+        if not owners:
+            break
+        last = owners[-1]
+        rows = session.execute(
+            "SELECT resource_type, id, param, system, code, text FROM idx_token "
+            "WHERE (resource_type > ? OR (resource_type = ? AND id > ?)) "
+            "AND (resource_type < ? OR (resource_type = ? AND id <= ?)) "
+            "ORDER BY resource_type, id, param",
+            (after[0], after[0], after[1], last[0], last[0], last[1]),
+        )
+        staged: dict[tuple[str, str], dict[str, dict[_MEMBER, None]]] = {}
+        for resource_type, resource_id, param, system, code, text in rows:
+            by_param = staged.setdefault((resource_type, resource_id), {})
+            by_param.setdefault(param, {})[(system, code, text)] = None
+        session._insert_index(
+            [_token_stage(*key, by_param) for key, by_param in staged.items()], []
+        )
+        after = (str(last[0]), str(last[1]))
+    session.execute("DROP TABLE idx_token")
+
+
 class _FileLock:
     """The writer lock of one SQLite file, shared by every process writing it (flock)."""
 
@@ -501,7 +606,9 @@ class _FileLock:
         fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     def close(self) -> None:
-        os.close(self._fd)
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
 
 class _Checkpointer:

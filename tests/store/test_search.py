@@ -6,6 +6,7 @@ import os
 import sqlite3
 import uuid
 from collections.abc import Iterator, Sequence
+from dataclasses import astuple
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from fhir_bridge.errors import InvalidRequestError
 from fhir_bridge.store.indexing import extract_index, last_updated_row
 from fhir_bridge.store.schema import ddl
 from fhir_bridge.store.search import SearchResult, count, find_ids, run_search
+from fhir_bridge.store.sql import stage
 
 POSTGRES_URL = os.environ.get(
     "FHIR_BRIDGE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -25,7 +27,8 @@ POSTGRES_URL = os.environ.get(
 BACKENDS = ["sqlite", "postgres"]
 TABLES = (
     "resources",
-    "idx_token",
+    "token_set_member",
+    "idx_token_set",
     "idx_string",
     "idx_date",
     "idx_number",
@@ -80,27 +83,22 @@ class Database:
                 f"INSERT INTO resources ({', '.join(names)}) VALUES ({marks})",
                 [values[n] for n in names],
             )
-            rows = extract_index(resource)
-            rows.dates.append(last_updated_row(resource["meta"]["lastUpdated"]))
-            key = (rtype, rid)
-            for table, items, fields in (
-                ("idx_token", rows.tokens, ("param", "system", "code", "text")),
-                ("idx_string", rows.strings, ("param", "value")),
-                ("idx_date", rows.dates, ("param", "low", "high")),
-                ("idx_number", rows.numbers, ("param", "value", "low", "high", "system", "code")),
-                ("idx_reference", rows.references, ("param", "target_type", "target_id", "url")),
-                ("idx_uri", rows.uris, ("param", "value")),
-            ):
-                for item in items:
-                    marks = ", ".join("?" * (len(fields) + 2))
+            staged = stage(resource, extract_index)
+            updated = last_updated_row(resource["meta"]["lastUpdated"])
+            tables = {
+                **staged.rows,
+                "token_set_member": [r for m in staged.sets.values() for r in m],
+            }
+            tables.setdefault("idx_date", []).append((rtype, rid, *astuple(updated)))
+            for table, rows in tables.items():
+                for row in rows:
+                    marks = ", ".join("?" * len(row))
                     self.execute(
-                        f"INSERT INTO {table} (resource_type, id, {', '.join(fields)}) "
-                        f"VALUES ({marks})",
-                        [*key, *(getattr(item, f) for f in fields)],
+                        f"INSERT INTO {table} VALUES ({marks}) ON CONFLICT DO NOTHING", row
                     )
 
     def remove_index(self, rtype: str, rid: str) -> None:
-        for table in TABLES[1:]:
+        for table in TABLES[2:]:
             self.execute(f"DELETE FROM {table} WHERE resource_type = ? AND id = ?", (rtype, rid))
 
     def delete(self, rtype: str, rid: str) -> None:
@@ -680,6 +678,6 @@ def test_sqlite_plan_drives_from_the_reference_index_without_analyze(tmp_path: P
     sql, args = captured[-1]
     plan = " | ".join(row[-1] for row in conn.execute("EXPLAIN QUERY PLAN " + sql, list(args)))
     assert "SEARCH x1 USING COVERING INDEX idx_reference_match" in plan
-    assert "SEARCH x2 USING COVERING INDEX idx_token_probe" in plan
+    assert "SEARCH x2 USING COVERING INDEX idx_token_set_probe" in plan
     assert "SCAN" not in plan
     conn.close()

@@ -219,3 +219,79 @@ def test_values_too_long_for_an_index_entry_are_stored_and_found_exactly(
         assert ids(f"family={long[:50]}") == ["long"]
         assert ids(f"family:exact={long}") == ["long"]
         assert ids(f"family:exact={twin}") == []
+
+
+ASSESSMENT = "https://fhir-bridge.org/fhir/CodeSystem/assessment"
+
+
+def madrs(oid: str) -> dict[str, object]:
+    """A score with the 10 item codes every MADRS score carries."""
+    items = [
+        {"code": {"coding": [{"system": ASSESSMENT, "code": f"madrs-{n}"}]}} for n in range(1, 11)
+    ]
+    return {
+        "resourceType": "Observation",
+        "id": oid,
+        "status": "final",
+        "code": {"coding": [{"system": ASSESSMENT, "code": "madrs-total"}]},
+        "component": items,
+    }
+
+
+def item_search(store: SQLStore) -> list[str]:
+    with store.session() as session:
+        return find_ids(
+            session.execute, session.dialect, "Observation", f"component-code={ASSESSMENT}|madrs-7"
+        )
+
+
+def test_equal_token_values_are_stored_once_as_a_set_shared_by_resources(store: SQLStore) -> None:
+    for oid in ("o1", "o2"):
+        with store.session(write=True) as session:
+            session.put(madrs(oid), "POST")
+    with store.session() as session:
+        members = session.execute("SELECT count(*) FROM token_set_member")[0][0]
+        sets = session.execute("SELECT count(*) FROM idx_token_set")[0][0]
+    assert members == 12  # status, code and the 10 item codes, once
+    assert sets == 6  # status, code, component-code: one row each per resource
+    assert item_search(store) == ["o1", "o2"]
+
+
+def test_token_sets_of_a_rolled_back_session_are_stored_by_the_next(store: SQLStore) -> None:
+    with pytest.raises(RuntimeError):
+        with store.session(write=True) as session:
+            session.put(madrs("o1"), "POST")
+            session.flush()
+            raise RuntimeError("the transaction fails after its sets were written")
+    with store.session(write=True) as session:
+        session.put(madrs("o2"), "POST")
+    assert item_search(store) == ["o2"]
+
+
+def test_token_rows_of_a_schema_2_database_are_converted_into_sets(
+    store: SQLStore, database_url: str
+) -> None:
+    for oid in ("o1", "o2"):
+        with store.session(write=True) as session:
+            session.put(madrs(oid), "POST")
+    with store.session(write=True) as session:  # back to schema 2: one row per token value
+        session.execute(
+            "CREATE TABLE idx_token (resource_type TEXT NOT NULL, id TEXT NOT NULL, "
+            "param TEXT NOT NULL, system TEXT, code TEXT, text TEXT)"
+        )
+        session.execute(
+            "INSERT INTO idx_token SELECT s.resource_type, s.id, s.param, m.system, m.code, m.text "
+            "FROM idx_token_set s JOIN token_set_member m ON m.set_id = s.set_id"
+        )
+        session.execute("DELETE FROM idx_token_set")
+        session.execute("DELETE FROM token_set_member")
+        session.execute("UPDATE schema_info SET version = 2")
+    store.close()
+    upgraded = SQLStore(database_url, extract_index)
+    assert item_search(upgraded) == ["o1", "o2"]
+    with upgraded.session() as session:
+        assert session.execute("SELECT count(*) FROM token_set_member")[0][0] == 12
+        assert session.execute("SELECT version FROM schema_info")[0][0] == SCHEMA_VERSION
+    with pytest.raises(StoreError), upgraded.session() as session:
+        session.execute("SELECT count(*) FROM idx_token")  # dropped
+    upgraded.close()
