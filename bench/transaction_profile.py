@@ -48,9 +48,9 @@ class TimedStore(SQLStore):
 def _timed_inserts() -> None:
     many = sql.SQLSession._many
 
-    def timed(session: sql.SQLSession, *args: Any) -> None:
+    def timed(session: sql.SQLSession, *args: Any, **kwargs: Any) -> None:
         started = time.perf_counter()
-        many(session, *args)
+        many(session, *args, **kwargs)
         TimedStore.inserting += time.perf_counter() - started
 
     sql.SQLSession._many = timed  # type: ignore[method-assign]
