@@ -60,10 +60,13 @@ def fresh_database(url: str | None, folder: str) -> Iterator[str]:
             conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
-def machine_cpu_seconds() -> float:
-    """CPU time all processes of the machine have used since boot (Linux /proc/stat): the
-    difference over a run is what the server processes and the client cost together."""
+def machine_cpu_seconds() -> tuple[float, float]:
+    """CPU time all processes of the machine have used since boot, and the time the
+    hypervisor took from this virtual machine's cores (Linux /proc/stat: used, steal): the
+    difference over a run is what the server processes and the client cost together, and
+    how much of the machine was not there."""
     with open("/proc/stat") as f:
         fields = f.readline().split()[1:]
-    user, nice, system, _idle, _iowait, irq, softirq = (int(x) for x in fields[:7])
-    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+    tick = os.sysconf("SC_CLK_TCK")
+    return (user + nice + system + irq + softirq) / tick, steal / tick
