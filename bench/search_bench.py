@@ -31,7 +31,7 @@ from fhir_bridge.domain.search import parse_query_string, parse_search  # noqa: 
 from fhir_bridge.store.indexing import extract_index, last_updated_row  # noqa: E402
 from fhir_bridge.store.schema import ddl  # noqa: E402
 from fhir_bridge.store.search import run_search  # noqa: E402
-from fhir_bridge.store.sql import INDEX_TABLES, stage  # noqa: E402
+from fhir_bridge.store.staging import INDEX_TABLES, stage  # noqa: E402
 
 ASSESSMENT = "https://fhir-bridge.org/fhir/CodeSystem/assessment"
 LOINC = "http://loinc.org"

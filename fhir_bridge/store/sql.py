@@ -9,13 +9,12 @@ process lock; PostgreSQL: a row lock on the write sequence) so that version numb
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import os
 import queue
 import re
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -23,14 +22,12 @@ from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
-from fhir_bridge.domain.search_values import indexed
 from fhir_bridge.errors import FHIRBridgeError, StoreError
 from fhir_bridge.store.base import Staged, StoredResource
-from fhir_bridge.store.index_rows import IndexRows
 from fhir_bridge.store.indexing import last_updated_row
 from fhir_bridge.store.schema import SCHEMA_VERSION, ddl
+from fhir_bridge.store.staging import INDEX_TABLES, Indexer, Member, stage, token_stage
 
-Indexer = Callable[[dict[str, Any]], IndexRows]
 # A buffered new version: its stored form, what was staged (None: a deletion), its
 # `_lastUpdated` index row
 _Pending = tuple[StoredResource, Staged | None, tuple[Any, ...]]
@@ -47,24 +44,6 @@ _VERSIONS = (
     "resource_versions v LEFT JOIN resources r ON length(v.data) = 0 "
     "AND r.resource_type = v.resource_type AND r.id = v.id"
 )
-# Text that index B-trees hold, or that is compared with it (a reference's url with uri values),
-# is stored `indexed()`, bounded; store/search.py looks it up alike.
-_INDEX_INSERTS: dict[str, tuple[str, Callable[[Any], tuple[Any, ...]]]] = {
-    "idx_string": ("strings", lambda r: (r.param, indexed(r.value))),
-    "idx_date": ("dates", lambda r: (r.param, r.low, r.high)),
-    "idx_number": ("numbers", lambda r: (r.param, r.value, r.low, r.high, r.system, r.code)),
-    "idx_reference": (
-        "references",
-        lambda r: (r.param, indexed(r.target_type), indexed(r.target_id), indexed(r.url)),
-    ),
-    "idx_uri": ("uris", lambda r: (r.param, indexed(r.value))),
-}
-TOKEN_SETS = "idx_token_set"  # tokens: one row per parameter, its values in token_set_member
-INDEX_TABLES = (TOKEN_SETS, *_INDEX_INSERTS)
-_MEMBER = tuple[str | None, str | None, str | None]  # system, code, text as stored
-# Token sets already hashed in this process, by their members (trial data repeats them)
-_SETS: dict[tuple[_MEMBER, ...], tuple[int, list[tuple[Any, ...]]]] = {}
-_SETS_LIMIT = 65536
 
 
 def now_instant() -> str:
@@ -333,59 +312,6 @@ class SQLSession:
             self._insert_index([staged], [updated])
 
 
-def stage(resource: dict[str, Any], indexer: Indexer) -> Staged:
-    """Serialise `resource` around its version stamp and turn its index rows into the index
-    tables' rows: all a write needs but the stamp, made before the write lock."""
-    resource_type, resource_id = resource["resourceType"], resource["id"]
-    meta = resource.get("meta") or {}
-    kept = {k: v for k, v in meta.items() if k not in ("versionId", "lastUpdated")}
-    # resourceType, id, meta first: the order readers expect when they skim a resource
-    head = orjson.dumps({"resourceType": resource_type, "id": resource_id, "meta": kept})
-    head = head[:-2] + (b"," if kept else b"")  # open inside meta
-    rest = {k: v for k, v in resource.items() if k not in ("resourceType", "id", "meta")}
-    tail = b"}," + orjson.dumps(rest)[1:] if rest else b"}}"
-    index = indexer(resource)
-    rows: dict[str, list[tuple[Any, ...]]] = {}
-    for table, (attr, to_values) in _INDEX_INSERTS.items():
-        found = getattr(index, attr)
-        if found:
-            rows[table] = [(resource_type, resource_id, *to_values(r)) for r in found]
-    by_param: dict[str, dict[_MEMBER, None]] = {}
-    for token in index.tokens:
-        member = (indexed(token.system), indexed(token.code), token.text)
-        by_param.setdefault(token.param, {})[member] = None
-    tokens = _token_stage(resource_type, resource_id, by_param)
-    rows.update(tokens.rows)
-    return Staged(resource_type, resource_id, head, tail, rows, tokens.sets)
-
-
-def _token_stage(
-    resource_type: str, resource_id: str, by_param: dict[str, dict[_MEMBER, None]]
-) -> Staged:
-    """The token set rows of a resource, from its token values by parameter (in order)."""
-    rows: list[tuple[Any, ...]] = []
-    sets: dict[int, list[tuple[Any, ...]]] = {}
-    for param, members in by_param.items():
-        set_id, member_rows = token_set(tuple(members))
-        rows.append((resource_type, resource_id, param, set_id))
-        sets[set_id] = member_rows
-    return Staged(resource_type, resource_id, b"", b"", {TOKEN_SETS: rows} if rows else {}, sets)
-
-
-def token_set(members: tuple[_MEMBER, ...]) -> tuple[int, list[tuple[Any, ...]]]:
-    """The id of a set of token values (a signed 64-bit hash of its members, in order) and its
-    token_set_member rows."""
-    known = _SETS.get(members)
-    if known is None:
-        digest = hashlib.blake2b(orjson.dumps(members), digest_size=8).digest()
-        set_id = int.from_bytes(digest, "big", signed=True)
-        known = set_id, [(set_id, n, *member) for n, member in enumerate(members)]
-        if len(_SETS) >= _SETS_LIMIT:
-            _SETS.clear()
-        _SETS[members] = known
-    return known
-
-
 class SQLStore:
     """ResourceStore over SQLite or PostgreSQL, chosen by the database URL."""
 
@@ -574,13 +500,11 @@ def _convert_token_rows(session: SQLSession, batch: int = 1000) -> None:
             "ORDER BY resource_type, id, param",
             (after[0], after[0], after[1], last[0], last[0], last[1]),
         )
-        staged: dict[tuple[str, str], dict[str, dict[_MEMBER, None]]] = {}
+        staged: dict[tuple[str, str], dict[str, dict[Member, None]]] = {}
         for resource_type, resource_id, param, system, code, text in rows:
             by_param = staged.setdefault((resource_type, resource_id), {})
             by_param.setdefault(param, {})[(system, code, text)] = None
-        session._insert_index(
-            [_token_stage(*key, by_param) for key, by_param in staged.items()], []
-        )
+        session._insert_index([token_stage(*key, by_param) for key, by_param in staged.items()], [])
         after = (str(last[0]), str(last[1]))
     session.execute("DROP TABLE idx_token")
 

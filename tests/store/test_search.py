@@ -19,7 +19,7 @@ from fhir_bridge.errors import InvalidRequestError
 from fhir_bridge.store.indexing import extract_index, last_updated_row
 from fhir_bridge.store.schema import ddl
 from fhir_bridge.store.search import SearchResult, count, find_ids, run_search
-from fhir_bridge.store.sql import stage
+from fhir_bridge.store.staging import stage
 
 POSTGRES_URL = os.environ.get(
     "FHIR_BRIDGE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
