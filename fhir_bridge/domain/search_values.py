@@ -7,12 +7,10 @@ without a zone are read as UTC.
 
 from __future__ import annotations
 
-import calendar
 import hashlib
 import math
 import re
 import unicodedata
-from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 
@@ -94,14 +92,35 @@ def date_range(value: str) -> tuple[float, float]:
     return low, low + 1.0
 
 
+_MONTH_DAYS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
 def _epoch(year: int, month: int, day: int, hour: int = 0, minute: int = 0, sec: int = 0) -> float:
     if year > 9999:
         return MAX_TIME
-    if not 1 <= month <= 12 or not 1 <= day <= calendar.monthrange(year, month)[1]:
+    if year < 1 or not 1 <= month <= 12:
+        raise ValueError("date out of range")
+    leap = month == 2 and year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+    if not 1 <= day <= _MONTH_DAYS[month - 1] + leap:
         raise ValueError("date out of range")
     if hour > 23 or minute > 59 or sec > 60:
         raise ValueError("time out of range")
-    return datetime(year, month, day, tzinfo=UTC).timestamp() + hour * 3600 + minute * 60 + sec
+    return _days_since_1970(year, month, day) * 86400.0 + hour * 3600 + minute * 60 + sec
+
+
+def _days_since_1970(year: int, month: int, day: int) -> int:
+    """Days from 1970-01-01 to a proleptic Gregorian date: H. Hinnant's days_from_civil
+    (https://howardhinnant.github.io/date_algorithms.html), integer arithmetic only: the
+    index rows of every date go through here."""
+    y = year - (month <= 2)
+    era = y // 400
+    year_of_era = y - era * 400
+    day_of_year = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
+    day_of_era = year_of_era * 365 + year_of_era // 4 - year_of_era // 100 + day_of_year
+    return era * 146097 + day_of_era - 719468
+
+
+_SHORT_INTEGER = re.compile(r"-?[0-9]{1,15}")
 
 
 def number_range(text: str) -> tuple[float, float, float]:
@@ -109,6 +128,9 @@ def number_range(text: str) -> tuple[float, float, float]:
 
     https://hl7.org/fhir/R4/search.html#number — `100` matches [99.5, 100.5).
     """
+    if _SHORT_INTEGER.fullmatch(text):  # exact in a double, as are its bounds: no Decimal
+        value = float(text)
+        return value, value - 0.5, value + 0.5
     number = Decimal(text)
     value = float(number)
     if not number.is_finite() or not math.isfinite(value):  # beyond a double: 1e400

@@ -199,20 +199,49 @@ def extract_index(resource: dict[str, Any]) -> IndexRows:
     rest can be extracted before the write lock.
     """
     rows = IndexRows()
-    for parameter in compiled_parameters(resource["resourceType"]):
+    by_key, others = _paths_by_first_key(resource["resourceType"])
+    for parameter, path in others:
+        if path is not None:
+            _add_values(rows, parameter, path, resource)
+        elif parameter.fallback is not None:
+            _add(rows, parameter, _guess_typed(parameter.fallback(resource)))
+    # most parameters' elements are absent: only the paths of the elements present are walked
+    for key in resource:
+        for parameter, path in by_key.get(key, ()):
+            _add_values(rows, parameter, path, resource)
+    return rows
+
+
+def _add_values(
+    rows: IndexRows, parameter: CompiledParameter, path: CompiledPath, resource: dict[str, Any]
+) -> None:
+    values = _walk(resource, path.ops)
+    if values:
+        _add(rows, parameter, ((v, path.fhir_type) for v in values))
+
+
+@cache
+def _paths_by_first_key(
+    resource_type: str,
+) -> tuple[
+    dict[str, list[tuple[CompiledParameter, CompiledPath]]],
+    list[tuple[CompiledParameter, CompiledPath | None]],
+]:
+    """The compiled paths of a resource type by the element they start at, and the others:
+    paths that start elsewhere, and parameters evaluated by fhirpathpy (path None)."""
+    by_key: dict[str, list[tuple[CompiledParameter, CompiledPath]]] = {}
+    others: list[tuple[CompiledParameter, CompiledPath | None]] = []
+    for parameter in compiled_parameters(resource_type):
         if parameter.code == LAST_UPDATED:
             continue
         if parameter.fallback is not None:
-            _add(rows, parameter, _guess_typed(parameter.fallback(resource)))
-            continue
+            others.append((parameter, None))
         for path in parameter.paths:
-            ops = path.ops
-            if ops and ops[0][0] == "key" and ops[0][1] not in resource:
-                continue  # most parameters' elements are absent: no walk
-            values = _walk(resource, ops)
-            if values:
-                _add(rows, parameter, ((v, path.fhir_type) for v in values))
-    return rows
+            if path.ops and path.ops[0][0] == "key":
+                by_key.setdefault(path.ops[0][1], []).append((parameter, path))
+            else:
+                others.append((parameter, path))
+    return by_key, others
 
 
 def last_updated_row(instant: str) -> DateRow:

@@ -78,14 +78,19 @@ def token_stage(
 
 
 def token_set(members: tuple[Member, ...]) -> tuple[int, list[tuple[Any, ...]]]:
-    """The id of a set of token values (a signed 64-bit hash of its members, in order) and its
-    token_set_member rows."""
+    """The id of a set of token values (a signed 64-bit hash of its members in a canonical
+    order, whatever order they came in) and its token_set_member rows."""
     known = _SETS.get(members)
     if known is None:
-        digest = hashlib.blake2b(orjson.dumps(members), digest_size=8).digest()
+        canonical = sorted(members, key=_member_order)
+        digest = hashlib.blake2b(orjson.dumps(canonical), digest_size=8).digest()
         set_id = int.from_bytes(digest, "big", signed=True)
-        known = set_id, [(set_id, n, *member) for n, member in enumerate(members)]
+        known = set_id, [(set_id, n, *member) for n, member in enumerate(canonical)]
         if len(_SETS) >= _SETS_LIMIT:
             _SETS.clear()
         _SETS[members] = known
     return known
+
+
+def _member_order(member: Member) -> tuple[tuple[bool, str], ...]:
+    return tuple((part is not None, part or "") for part in member)

@@ -17,6 +17,8 @@ from fhir_bridge.domain.search import (
 from fhir_bridge.domain.search_parameters import parse_expression, search_parameter
 from fhir_bridge.domain.search_values import (
     INDEXED_CHARS,
+    MAX_TIME,
+    MIN_TIME,
     date_range,
     indexed,
     indexed_prefix,
@@ -69,9 +71,28 @@ def test_impossible_dates_are_rejected() -> None:
             date_range(text)
 
 
+def test_dates_follow_the_gregorian_leap_years_from_year_1_to_9999() -> None:
+    assert date_range("2000-02-29")[0] == 951782400.0
+    assert date_range("2024-02-29")[0] == 1709164800.0
+    assert date_range("1969-12-31") == (-86400.0, 0.0)
+    assert date_range("0001-01-01")[0] == MIN_TIME
+    assert date_range("9999-12-31")[1] == MAX_TIME
+    for text in ("1900-02-29", "2023-02-29", "0000-01-01"):
+        with pytest.raises(ValueError):
+            date_range(text)
+
+
 def test_number_range_follows_significant_digits() -> None:
     assert number_range("100") == (100.0, 99.5, 100.5)
     assert number_range("2.50") == (2.5, 2.495, 2.505)
+    assert number_range("-7") == (-7.0, -7.5, -6.5)
+    assert number_range("123456789012345") == (
+        123456789012345.0,
+        123456789012344.5,
+        123456789012345.5,
+    )
+    big = 1.2345678901234568e18  # beyond a double's integers: the bounds round to the value
+    assert number_range("1234567890123456789") == (big, big, big)
 
 
 def test_strings_are_case_and_accent_insensitive() -> None:

@@ -40,3 +40,15 @@ def test_equal_token_values_stage_the_same_set_and_other_values_another() -> Non
 
     assert code_set(observation("44261-6")) == code_set({**observation("44261-6"), "id": "o2"})
     assert code_set(observation("44261-6")) != code_set(observation("70274-6"))
+
+
+def test_the_same_token_values_in_another_order_are_the_same_set() -> None:
+    loinc = {"system": "http://loinc.org", "code": "44261-6"}
+    local = {"system": "https://fhir-bridge.org/fhir/CodeSystem/assessment", "code": "madrs-total"}
+
+    def code_set(codings: list[dict[str, str]]) -> int:
+        resource = {**observation("x"), "code": {"coding": codings}}
+        rows = stage(resource, extract_index).rows[TOKEN_SETS]
+        return next(row[3] for row in rows if row[2] == "code")
+
+    assert code_set([loinc, local]) == code_set([local, loinc])
