@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -37,7 +36,6 @@ from fhir_bridge.store.base import StoredResource, StoreSession
 StatusFor = Callable[[FHIRBridgeError], int]
 log = logging.getLogger(__name__)
 _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3}
-_REFERENCE = re.compile(rb'"reference":"((?:[^"\\]|\\.)*)"')
 _STATUS_TEXT = {200: "200 OK", 201: "201 Created", 204: "204 No Content"}
 
 
@@ -385,31 +383,49 @@ def _single_match(session: StoreSession, request: _Request, query: str | None) -
 def _rewrite_references(
     reads: _Reads, request: _Request, aliases: dict[str, str]
 ) -> dict[str, Any]:
-    """The entry's resource with `urn:uuid:` and conditional references resolved.
-
-    Rewritten on the serialised form: `"reference":"` can only be a key and its value there
-    (a quote inside a JSON string is escaped), and one scan costs less than a walk."""
+    """The entry's resource with `urn:uuid:` and conditional references resolved: every
+    `"reference": "<string>"` pair, wherever it nests. Containers on the way to a changed
+    reference are copied; the rest is shared with the posted resource, which stays as posted
+    (a plan made again starts from it)."""
     assert request.resource is not None
-    try:
-        raw = orjson.dumps(request.resource)
-    except TypeError:  # not serialisable: refused by the checks that follow
-        return request.resource
-    changed = False
 
-    def rewrite(match: re.Match[bytes]) -> bytes:
-        nonlocal changed
-        ref = orjson.loads(b'"' + match.group(1) + b'"')
+    def target(ref: str) -> str:
         if ref in aliases:
-            target = aliases[ref]
-        elif "?" in ref and not ref.startswith(("http://", "https://", "urn:")):
-            target = reads.reference(request, ref)
-        else:
-            return match.group(0)
-        changed = True
-        return b'"reference":' + orjson.dumps(target)
+            return aliases[ref]
+        if "?" in ref and not ref.startswith(("http://", "https://", "urn:")):
+            return reads.reference(request, ref)
+        return ref
 
-    rewritten = _REFERENCE.sub(rewrite, raw)
-    return orjson.loads(rewritten) if changed else request.resource
+    rewritten: dict[str, Any] = _rewritten(request.resource, target)
+    return rewritten
+
+
+def _rewritten(value: Any, target: Callable[[str], str]) -> Any:
+    """`value` with each reference string `r` replaced by `target(r)`; `value` itself when
+    nothing changes."""
+    if isinstance(value, dict):
+        copy: dict[str, Any] | None = None
+        new: Any  # a string, or a container
+        for key, item in value.items():
+            if key == "reference" and isinstance(item, str):
+                new = target(item)
+            elif isinstance(item, dict | list):
+                new = _rewritten(item, target)
+            else:
+                continue
+            if new is not item:
+                copy = dict(value) if copy is None else copy
+                copy[key] = new
+        return value if copy is None else copy
+    if isinstance(value, list):
+        items: list[Any] | None = None
+        for index, item in enumerate(value):
+            new = _rewritten(item, target) if isinstance(item, dict | list) else item
+            if new is not item:
+                items = list(value) if items is None else items
+                items[index] = new
+        return value if items is None else items
+    return value
 
 
 def _conditional_reference(session: StoreSession, request: _Request, ref: str) -> str:
