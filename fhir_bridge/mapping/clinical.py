@@ -117,7 +117,7 @@ def check_observation(obs: dict[str, Any], m: Mappings) -> list[Issue]:
         issues.append(
             Issue("warning", "business-rule", "score totals use UCUM code {score}", f"{path}.code")
         )
-    if isinstance(total, bool) or not isinstance(total, int | float) or total != int(total):
+    if isinstance(total, bool) or not isinstance(total, (int, float)) or total != int(total):
         issues.append(
             Issue("error", "value", f"{spec.name} total must be a whole number", f"{path}.value")
         )
@@ -196,7 +196,7 @@ def check_administration(admin: dict[str, Any], m: Mappings) -> list[Issue]:
             Issue("error", "business-rule", "MDMA dose must be in mg (UCUM)", f"{path}.code")
         )
     value = dose.get("value")
-    if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
         issues.append(
             Issue("error", "value", "MDMA dose must be a positive number", f"{path}.value")
         )

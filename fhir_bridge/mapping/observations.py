@@ -103,6 +103,6 @@ def component_values(spec: InstrumentSpec, obs: dict[str, Any]) -> dict[str, int
 def total_value(obs: dict[str, Any]) -> int | None:
     """The total of a score Observation as an int, None when absent."""
     value = obs.get("valueQuantity", {}).get("value")
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return int(value) if float(value).is_integer() else None

@@ -409,7 +409,7 @@ def _rewritten(value: Any, target: Callable[[str], str]) -> Any:
         for key, item in value.items():
             if key == "reference" and isinstance(item, str):
                 new = target(item)
-            elif isinstance(item, dict | list):
+            elif isinstance(item, (dict, list)):
                 new = _rewritten(item, target)
             else:
                 continue
@@ -420,7 +420,7 @@ def _rewritten(value: Any, target: Callable[[str], str]) -> Any:
     if isinstance(value, list):
         items: list[Any] | None = None
         for index, item in enumerate(value):
-            new = _rewritten(item, target) if isinstance(item, dict | list) else item
+            new = _rewritten(item, target) if isinstance(item, (dict, list)) else item
             if new is not item:
                 items = list(value) if items is None else items
                 items[index] = new

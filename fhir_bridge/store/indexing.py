@@ -257,7 +257,7 @@ def _guess_typed(values: list[Any]) -> list[tuple[Any, str]]:
             typed.append((value, "boolean"))
         elif isinstance(value, str):
             typed.append((value, "string"))
-        elif isinstance(value, int | float):
+        elif isinstance(value, (int, float)):
             typed.append((value, "decimal"))
     return typed
 
@@ -364,7 +364,7 @@ def _add_number(rows: IndexRows, param: str, value: Any, fhir_type: str) -> None
         system, code = value.get("system"), value.get("code") or value.get("unit")
     else:
         number, system, code = value, None, None
-    if isinstance(number, bool) or not isinstance(number, int | float):
+    if isinstance(number, bool) or not isinstance(number, (int, float)):
         return
     exact, low, high = number_range(repr(number) if isinstance(number, float) else str(number))
     rows.numbers.append(NumberRow(param, exact, low, high, system, code))
