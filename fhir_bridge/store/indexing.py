@@ -8,7 +8,7 @@ https://hl7.org/fhir/R4/search.html#ptypes
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -204,7 +204,8 @@ def extract_index(resource: dict[str, Any]) -> IndexRows:
         if path is not None:
             _add_values(rows, parameter, path, resource)
         elif parameter.fallback is not None:
-            _add(rows, parameter, _guess_typed(parameter.fallback(resource)))
+            for value, fhir_type in _guess_typed(parameter.fallback(resource)):
+                _add(rows, parameter, value, fhir_type)
     # most parameters' elements are absent: only the paths of the elements present are walked
     for key in resource:
         for parameter, path in by_key.get(key, ()):
@@ -217,7 +218,8 @@ def _add_values(
 ) -> None:
     values = _walk(resource, path.ops)
     if values:
-        _add(rows, parameter, ((v, path.fhir_type) for v in values))
+        for value in values:
+            _add(rows, parameter, value, path.fhir_type)
 
 
 @cache
@@ -262,12 +264,20 @@ def _guess_typed(values: list[Any]) -> list[tuple[Any, str]]:
     return typed
 
 
-def _add(rows: IndexRows, parameter: CompiledParameter, typed: Iterable[tuple[Any, str]]) -> None:
-    add = _ADDERS.get(parameter.type)
-    if add is None:
-        return
-    for value, fhir_type in typed:
-        add(rows, parameter.code, value, fhir_type)
+def _add(rows: IndexRows, parameter: CompiledParameter, value: Any, fhir_type: str) -> None:
+    kind, code = parameter.type, parameter.code
+    if kind == "token":
+        _add_token(rows, code, value, fhir_type)
+    elif kind == "reference":
+        _add_reference(rows, code, value, fhir_type)
+    elif kind == "date":
+        _add_date(rows, code, value, fhir_type)
+    elif kind in ("number", "quantity"):
+        _add_number(rows, code, value, fhir_type)
+    elif kind == "string":
+        _add_string(rows, code, value, fhir_type)
+    elif kind == "uri":
+        _add_uri(rows, code, value, fhir_type)
 
 
 def _add_token(rows: IndexRows, param: str, value: Any, fhir_type: str) -> None:
@@ -405,14 +415,3 @@ def parse_reference(reference: str) -> tuple[str | None, str | None, str | None]
 def _add_uri(rows: IndexRows, param: str, value: Any, fhir_type: str) -> None:
     if isinstance(value, str):
         rows.uris.append(URIRow(param, value))
-
-
-_ADDERS: dict[str, Callable[[IndexRows, str, Any, str], None]] = {
-    "token": _add_token,
-    "string": _add_string,
-    "date": _add_date,
-    "number": _add_number,
-    "quantity": _add_number,
-    "reference": _add_reference,
-    "uri": _add_uri,
-}

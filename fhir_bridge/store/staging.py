@@ -20,18 +20,8 @@ from fhir_bridge.store.index_rows import IndexRows
 
 Indexer = Callable[[dict[str, Any]], IndexRows]
 
-INDEX_VALUES: dict[str, tuple[str, Callable[[Any], tuple[Any, ...]]]] = {
-    "idx_string": ("strings", lambda r: (r.param, indexed(r.value))),
-    "idx_date": ("dates", lambda r: (r.param, r.low, r.high)),
-    "idx_number": ("numbers", lambda r: (r.param, r.value, r.low, r.high, r.system, r.code)),
-    "idx_reference": (
-        "references",
-        lambda r: (r.param, indexed(r.target_type), indexed(r.target_id), indexed(r.url)),
-    ),
-    "idx_uri": ("uris", lambda r: (r.param, indexed(r.value))),
-}
 TOKEN_SETS = "idx_token_set"  # tokens: one row per parameter, its values in token_set_member
-INDEX_TABLES = (TOKEN_SETS, *INDEX_VALUES)
+INDEX_TABLES = (TOKEN_SETS, "idx_string", "idx_date", "idx_number", "idx_reference", "idx_uri")
 Member = tuple[str | None, str | None, str | None]  # system, code, text as stored
 # Token sets already hashed in this process, by their members (trial data repeats them)
 _SETS: dict[tuple[Member, ...], tuple[int, list[tuple[Any, ...]]]] = {}
@@ -50,11 +40,7 @@ def stage(resource: dict[str, Any], indexer: Indexer) -> Staged:
     rest = {k: v for k, v in resource.items() if k not in ("resourceType", "id", "meta")}
     tail = b"}," + orjson.dumps(rest)[1:] if rest else b"}}"
     index = indexer(resource)
-    rows: dict[str, list[tuple[Any, ...]]] = {}
-    for table, (attr, to_values) in INDEX_VALUES.items():
-        found = getattr(index, attr)
-        if found:
-            rows[table] = [(resource_type, resource_id, *to_values(r)) for r in found]
+    rows = _value_rows(resource_type, resource_id, index)
     by_param: dict[str, dict[Member, None]] = {}
     for token in index.tokens:
         member = (indexed(token.system), indexed(token.code), token.text)
@@ -62,6 +48,30 @@ def stage(resource: dict[str, Any], indexer: Indexer) -> Staged:
     tokens = token_stage(resource_type, resource_id, by_param)
     rows.update(tokens.rows)
     return Staged(resource_type, resource_id, head, tail, rows, tokens.sets)
+
+
+def _value_rows(
+    resource_type: str, resource_id: str, index: IndexRows
+) -> dict[str, list[tuple[Any, ...]]]:
+    """The rows of every index table but the token sets, by table."""
+    rt, rid = resource_type, resource_id
+    rows: dict[str, list[tuple[Any, ...]]] = {}
+    if index.strings:
+        rows["idx_string"] = [(rt, rid, r.param, indexed(r.value)) for r in index.strings]
+    if index.dates:
+        rows["idx_date"] = [(rt, rid, r.param, r.low, r.high) for r in index.dates]
+    if index.numbers:
+        rows["idx_number"] = [
+            (rt, rid, r.param, r.value, r.low, r.high, r.system, r.code) for r in index.numbers
+        ]
+    if index.references:
+        rows["idx_reference"] = [
+            (rt, rid, r.param, indexed(r.target_type), indexed(r.target_id), indexed(r.url))
+            for r in index.references
+        ]
+    if index.uris:
+        rows["idx_uri"] = [(rt, rid, r.param, indexed(r.value)) for r in index.uris]
+    return rows
 
 
 def token_stage(
