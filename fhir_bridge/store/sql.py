@@ -33,6 +33,8 @@ from fhir_bridge.store.staging import INDEX_TABLES, Indexer, Member, stage, toke
 _Pending = tuple[StoredResource, Staged | None, tuple[Any, ...]]
 
 STATEMENT_TIMEOUT_MS = 60_000
+# Token sets a store remembers as stored (a forgotten one is inserted again, and skipped)
+KNOWN_SETS_LIMIT = 65_536
 _COLUMNS = "resource_type, id, version_id, last_updated, deleted, data, method"
 _ROW = "(resource_type, id, version_id, last_updated, deleted, seq, data, method)"
 # A version with an empty `data` is the current one: its JSON is read from `resources`.
@@ -432,6 +434,8 @@ class SQLStore:
             yield session
             session.flush()
             conn.commit() if self.dialect == "postgresql" else conn.execute("COMMIT")
+            if len(self._known_sets) > KNOWN_SETS_LIMIT:  # identifiers make sets of their own
+                self._known_sets.clear()
             self._known_sets.update(session.new_sets)
         except FHIRBridgeError:
             self._release(conn, rollback=True)

@@ -295,3 +295,14 @@ def test_token_rows_of_a_schema_2_database_are_converted_into_sets(
     with pytest.raises(StoreError), upgraded.session() as session:
         session.execute("SELECT count(*) FROM idx_token")  # dropped
     upgraded.close()
+
+
+def test_a_token_set_stored_before_but_not_remembered_is_skipped(store: SQLStore) -> None:
+    with store.session(write=True) as session:
+        session.put(madrs("o1"), "POST")
+    store._known_sets.clear()  # as after the store's bound on remembered sets
+    with store.session(write=True) as session:
+        session.put(madrs("o2"), "POST")
+    with store.session() as session:
+        assert session.execute("SELECT count(*) FROM token_set_member")[0][0] == 12
+    assert item_search(store) == ["o1", "o2"]
