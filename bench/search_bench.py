@@ -5,8 +5,9 @@ Usage:
   python bench/search_bench.py --dialect postgresql --observations 100000 \
       [--url postgresql://postgres@127.0.0.1:5432/test]
 
-Prints p50, p95 and p99 latencies per query. Synthetic trial data: patients with MADRS/SDS/PHQ-9/GAD-7 score Observations (the MADRS
-total with its 10 item components), written with the same index rows the store writes.
+Prints p50, p95 and p99 latencies per query. Synthetic trial data: patients with
+MADRS/SDS/PHQ-9/GAD-7 score Observations (the MADRS total with its 10 item components),
+written with the same index rows the store writes.
 PostgreSQL runs in a fresh schema that is dropped at the end unless --keep is given.
 """
 
