@@ -3,7 +3,7 @@
 https://hl7.org/fhir/R4/search.html. The same SQL on both dialects (`?` placeholders; the engine
 rewrites them for PostgreSQL). The most selective positive criterion drives the query as
 `r.id IN (...)`; the others are correlated EXISTS probes, answered from the covering `_probe`
-indexes. On SQLite a bounded count first decides whether walking ids in order is cheaper
+indexes. A bounded count first decides whether walking ids in order is cheaper
 (see `_broad`).
 
 Paging is keyset paging: results are ordered by the `_sort` keys and then by id, and the cursor
@@ -263,9 +263,10 @@ def _correlated(sql: _SQL, c: Criterion) -> str:
         if c.modifier == "not":
             c = ParamCriterion(c.resource_type, c.name, c.type, None, c.values, c.missing)
         match = _param_match(sql, c, a)
+        # OFFSET 0 keeps PostgreSQL from turning the probe into a join over all matches
         exists = (
             f"EXISTS (SELECT 1 FROM {TABLES[c.type]} {a} WHERE {a}.resource_type = ? "
-            f"AND {a}.id = r.id AND {match})"
+            f"AND {a}.id = r.id AND {match} LIMIT 1 OFFSET 0)"
         )
         return f"NOT {exists}" if negate else exists
     return f"r.id IN ({ids_sql(sql, c)})"
@@ -389,7 +390,7 @@ def run_search(
     sort = _sort_expressions(select, request)
     columns = [*sort, ("r.id", False)]
     where = _SQL(aliases=select.aliases)
-    drive = not (dialect == "sqlite" and not sort and _broad(execute, request))
+    drive = bool(sort) or not _broad(execute, request)
     condition = where_sql(where, request, drive)
     names = [f"k{i}" for i in range(len(columns))]
     keys = ", ".join(f"{expr} AS {name}" for (expr, _), name in zip(columns, names, strict=True))
@@ -422,8 +423,9 @@ def _broad(execute: Execute, request: SearchRequest) -> bool:
     """Whether every positive criterion matches so many rows that walking ids in order (and
     probing each row) beats listing the matches of the best one and sorting them.
 
-    SQLite cannot weigh the two plans itself: it would materialise and sort every match of
-    e.g. `code=X` to return the first page. PostgreSQL's planner makes this choice from stats.
+    The databases cannot weigh the two plans themselves: SQLite has no statistics, and a token
+    value reaches its rows through its set, which PostgreSQL's statistics cannot see through;
+    either would materialise and sort every match of e.g. `code=X` to return the first page.
     """
     drivers = [c for c in request.criteria if not _is_negative(c)]
     if not drivers:
