@@ -30,9 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fhir_bridge.domain.search import parse_query_string, parse_search  # noqa: E402
 from fhir_bridge.store.indexing import extract_index, last_updated_row  # noqa: E402
-from fhir_bridge.store.schema import ddl  # noqa: E402
+from fhir_bridge.store.schema import INDEX_TABLES, ddl  # noqa: E402
 from fhir_bridge.store.search import run_search  # noqa: E402
-from fhir_bridge.store.staging import INDEX_TABLES, stage  # noqa: E402
+from fhir_bridge.store.staging import stage  # noqa: E402
 
 ASSESSMENT = "https://fhir-bridge.org/fhir/CodeSystem/assessment"
 LOINC = "http://loinc.org"
@@ -183,7 +183,7 @@ def timed(
     for run in range(runs):
         request = parse_search("Observation", parse_query_string(query(run)))
         t0 = time.perf_counter()
-        result = run_search(target.execute, target.dialect, request)
+        result = run_search(target.execute, request)
         latencies.append((time.perf_counter() - t0) * 1000)
         found += len(result.matches)
         if target.dialect == "postgresql":
@@ -206,7 +206,7 @@ def explain(target: Target, query: str) -> list[str]:
         captured.append((sql, args))
         return []
 
-    run_search(capture, target.dialect, parse_search("Observation", parse_query_string(query)))
+    run_search(capture, parse_search("Observation", parse_query_string(query)))
     sql, args = captured[-1]
     prefix = "EXPLAIN QUERY PLAN " if target.dialect == "sqlite" else "EXPLAIN "
     rows = target.execute(prefix + sql, args)

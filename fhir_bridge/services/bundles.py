@@ -431,7 +431,7 @@ def _rewritten(value: Any, target: Callable[[str], str]) -> Any:
 def _conditional_reference(session: StoreSession, request: _Request, ref: str) -> str:
     resource_type, _, query = ref.partition("?")
     resources.check_type(resource_type)
-    matches = store_search.find_ids(session.execute, session.dialect, resource_type, query)
+    matches = store_search.find_ids(session.execute, resource_type, query)
     if len(matches) != 1:
         raise PreconditionFailedError(
             f"Conditional reference '{ref}' matched {len(matches)} resources, not one",

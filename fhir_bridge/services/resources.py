@@ -176,7 +176,7 @@ def single_match(
     """The id of the one resource a condition matches, None for none; several are a 412.
 
     https://hl7.org/fhir/R4/http.html#ccreate — the rule of every conditional interaction."""
-    matches = store_search.find_ids(session.execute, session.dialect, resource_type, query)
+    matches = store_search.find_ids(session.execute, resource_type, query)
     if len(matches) > 1:
         raise PreconditionFailedError(
             f"The condition '{query}' matched {len(matches)} resources",

@@ -75,11 +75,10 @@ def _searchset(
     page_url = f"{base}/{request.resource_type}"
     self_url = _url(page_url, used, request.cursor)
     if request.summary == "count":
-        total = store_search.count(session.execute, session.dialect, request)
+        total = store_search.count(session.execute, request)
         return bundle_json.build("searchset", [], total=total, links={"self": self_url})
     result = store_search.run_search(
         session.execute,
-        session.dialect,
         request,
         default_count=ctx.default_page_size,
         max_count=ctx.max_page_size,

@@ -216,10 +216,8 @@ def extract_index(resource: dict[str, Any]) -> IndexRows:
 def _add_values(
     rows: IndexRows, parameter: CompiledParameter, path: CompiledPath, resource: dict[str, Any]
 ) -> None:
-    values = _walk(resource, path.ops)
-    if values:
-        for value in values:
-            _add(rows, parameter, value, path.fhir_type)
+    for value in _walk(resource, path.ops):
+        _add(rows, parameter, value, path.fhir_type)
 
 
 @cache

@@ -50,7 +50,7 @@ SORT_COLUMNS = {"date": ("low", "high"), "string": ("value",) * 2, "token": ("co
 MEMBERS = "token_set_member"
 TOP = "\U0010ffff"  # sorts after every other character: upper bound of a prefix range
 DEFAULT_COUNT = 20
-BROAD_MATCHES = 2000  # SQLite: above this many driver matches, walk ids in order instead
+BROAD_MATCHES = 2000  # above this many driver matches, walk ids in order instead
 
 
 @dataclass(slots=True)
@@ -369,7 +369,6 @@ def _sort_signature(request: SearchRequest) -> str:
 
 def run_search(
     execute: Execute,
-    dialect: str,
     request: SearchRequest,
     *,
     default_count: int = DEFAULT_COUNT,
@@ -378,12 +377,12 @@ def run_search(
 ) -> SearchResult:
     """One page of a type-level search, with _include/_revinclude and _total.
 
-    https://hl7.org/fhir/R4/search.html; `dialect` is "sqlite" or "postgresql" (same SQL).
+    https://hl7.org/fhir/R4/search.html; the same SQL on SQLite and PostgreSQL.
     """
     limit = _page_limit(request, default_count, max_count)
     result = SearchResult()
     if request.total in ("accurate", "estimate"):
-        result.total = count(execute, dialect, request)
+        result.total = count(execute, request)
     if limit == 0:
         return result
     select = _SQL()
@@ -441,7 +440,7 @@ def _broad(execute: Execute, request: SearchRequest) -> bool:
     return True
 
 
-def count(execute: Execute, dialect: str, request: SearchRequest) -> int:
+def count(execute: Execute, request: SearchRequest) -> int:
     """Number of matches of the request's criteria (for _summary=count and _total)."""
     sql = _SQL()
     condition = where_sql(sql, request)
@@ -449,7 +448,7 @@ def count(execute: Execute, dialect: str, request: SearchRequest) -> int:
     return int(rows[0][0])
 
 
-def find_ids(execute: Execute, dialect: str, resource_type: str, query: str) -> list[str]:
+def find_ids(execute: Execute, resource_type: str, query: str) -> list[str]:
     """Ids of live resources matching `query` (`identifier=sys|123&...`), for conditional
     create/update/delete and conditional references; https://hl7.org/fhir/R4/http.html#ccreate.
 

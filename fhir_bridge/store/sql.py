@@ -25,8 +25,8 @@ import orjson
 from fhir_bridge.errors import FHIRBridgeError, StoreError
 from fhir_bridge.store.base import Staged, StoredResource
 from fhir_bridge.store.indexing import last_updated_row
-from fhir_bridge.store.schema import SCHEMA_VERSION, ddl
-from fhir_bridge.store.staging import INDEX_TABLES, Indexer, Member, stage, token_stage
+from fhir_bridge.store.schema import INDEX_TABLES, SCHEMA_VERSION, ddl
+from fhir_bridge.store.staging import Indexer, Member, stage, token_stage
 
 # A buffered new version: its stored form, what was staged (None: a deletion), its
 # `_lastUpdated` index row

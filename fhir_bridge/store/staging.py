@@ -21,7 +21,6 @@ from fhir_bridge.store.index_rows import IndexRows
 Indexer = Callable[[dict[str, Any]], IndexRows]
 
 TOKEN_SETS = "idx_token_set"  # tokens: one row per parameter, its values in token_set_member
-INDEX_TABLES = (TOKEN_SETS, "idx_string", "idx_date", "idx_number", "idx_reference", "idx_uri")
 Member = tuple[str | None, str | None, str | None]  # system, code, text as stored
 # Token sets already hashed in this process, by their members (trial data repeats them)
 _SETS: dict[tuple[Member, ...], tuple[int, list[tuple[Any, ...]]]] = {}

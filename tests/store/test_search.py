@@ -112,7 +112,7 @@ class Database:
     def search(self, rtype: str, query: str) -> SearchResult:
         request = parse_search(rtype, parse_query_string(query))
         assert request.unknown == []
-        return run_search(self.execute, self.dialect, request)
+        return run_search(self.execute, request)
 
     def ids(self, rtype: str, query: str) -> list[str]:
         return sorted(m[1] for m in self.search(rtype, query).matches)
@@ -639,7 +639,7 @@ def test_total_count_and_offset(trial: Database) -> None:
     result = trial.search("Observation", "code=madrs-total&_total=accurate&_count=1")
     assert result.total == 2 and len(result.matches) == 1
     request = parse_search("Observation", [("subject", "Patient/p1")])
-    assert count(trial.execute, trial.dialect, request) == 3
+    assert count(trial.execute, request) == 3
     assert trial.ids("Observation", "_offset=3") == ["o3"]
     assert trial.search("Observation", "_count=0&_total=accurate").matches == []
 
@@ -653,12 +653,12 @@ def test_deleted_resources_are_not_found(trial: Database) -> None:
 
 def test_find_ids_for_conditional_operations(trial: Database) -> None:
     query = "identifier=https%3A%2F%2Fsite.example%2Fmrn%7C123"
-    assert find_ids(trial.execute, trial.dialect, "Patient", query) == ["p1"]
-    assert find_ids(trial.execute, trial.dialect, "Patient", "gender=male,female") == ["p1", "p2"]
+    assert find_ids(trial.execute, "Patient", query) == ["p1"]
+    assert find_ids(trial.execute, "Patient", "gender=male,female") == ["p1", "p2"]
     with pytest.raises(InvalidRequestError):
-        find_ids(trial.execute, trial.dialect, "Patient", "colour=blue")
+        find_ids(trial.execute, "Patient", "colour=blue")
     with pytest.raises(InvalidRequestError):
-        find_ids(trial.execute, trial.dialect, "Patient", "_count=1")
+        find_ids(trial.execute, "Patient", "_count=1")
 
 
 def test_sqlite_plan_drives_from_the_reference_index_without_analyze(tmp_path: Path) -> None:
@@ -674,7 +674,7 @@ def test_sqlite_plan_drives_from_the_reference_index_without_analyze(tmp_path: P
         return []
 
     request = parse_search("Observation", [("subject", "Patient/p1"), ("code", "madrs-total")])
-    run_search(capture, "sqlite", request)
+    run_search(capture, request)
     sql, args = captured[-1]
     plan = " | ".join(row[-1] for row in conn.execute("EXPLAIN QUERY PLAN " + sql, list(args)))
     assert "SEARCH x1 USING COVERING INDEX idx_reference_match" in plan

@@ -212,7 +212,7 @@ def test_values_too_long_for_an_index_entry_are_stored_and_found_exactly(
     with store.session() as session:
 
         def ids(query: str) -> list[str]:
-            return find_ids(session.execute, store.dialect, "Patient", query)
+            return find_ids(session.execute, "Patient", query)
 
         assert ids(f"identifier={long}") == ["long"]
         assert ids(f"identifier={twin}") == []
@@ -240,9 +240,7 @@ def madrs(oid: str) -> dict[str, object]:
 
 def item_search(store: SQLStore) -> list[str]:
     with store.session() as session:
-        return find_ids(
-            session.execute, session.dialect, "Observation", f"component-code={ASSESSMENT}|madrs-7"
-        )
+        return find_ids(session.execute, "Observation", f"component-code={ASSESSMENT}|madrs-7")
 
 
 def test_equal_token_values_are_stored_once_as_a_set_shared_by_resources(store: SQLStore) -> None:
