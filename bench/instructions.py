@@ -1,0 +1,108 @@
+"""Instructions per resource of a transaction Bundle of MADRS scores, counted by callgrind.
+
+Run: `.venv/bin/python bench/instructions.py [--http]`
+Counts do not drift with the machine's speed, unlike rates. The workload (the ingest bench's
+Bundles of 500, SQLite) runs twice under `valgrind --tool=callgrind`, with 1 and with 3 Bundles
+after a warm-up; the difference divided by the 1,000 extra resources is the cost of one
+resource, start-up and generation of the test data cancelled out. Without `--http` the Bundles
+go straight to the service layer (`bundles.transaction`); with it they are posted to a
+`fhir-bridge serve` process (1 worker) and the server process is counted. Takes minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+import httpx
+import orjson
+from ingest_bench import bundle
+from server import free_port
+
+SIZE = 500
+MOST = 3  # Bundles after the warm-up in the larger run
+HEADERS = {"Content-Type": "application/fhir+json", "Prefer": "return=minimal"}
+
+
+def bodies(count: int) -> list[bytes]:
+    """A warm-up Bundle and `count` more. Always made for the largest count, so that making
+    them costs both counted runs the same."""
+    rng = random.Random(11)
+    return [orjson.dumps(bundle(rng, SIZE)) for _ in range(MOST + 1)][: count + 1]
+
+
+def in_process(count: int) -> None:
+    """The workload itself, run under callgrind by `counted`."""
+    import gc
+
+    from fhir_bridge.services import bundles, trial_rules
+    from fhir_bridge.store.indexing import extract_index
+    from fhir_bridge.store.sql import SQLStore
+
+    with tempfile.TemporaryDirectory() as tmp:
+        store = SQLStore(f"sqlite:///{tmp}/i.db", extract_index)
+        ctx = trial_rules.trial_context(store, trial_rules.load_trial())
+        gc.freeze()  # as the server does after loading
+        for body in bodies(count):
+            bundles.transaction(ctx, orjson.loads(body)["entry"], "http://x/fhir", minimal=True)
+        store.close()
+
+
+def counted(count: int, http: bool, folder: str) -> int:
+    """Instructions callgrind counts for the workload with `count` Bundles after the warm-up."""
+    out = f"{folder}/callgrind-{count}.out"
+    valgrind = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
+    if not http:
+        script = [sys.executable, __file__, "--run", str(count)]
+        subprocess.run([*valgrind, *script], check=True, capture_output=True)
+    else:
+        port = free_port()
+        env = {**os.environ, "FHIR_BRIDGE_DATABASE_URL": f"sqlite:///{folder}/h{count}.db"}
+        serve = [sys.executable, "-m", "fhir_bridge", "serve", "--port", str(port)]
+        server = subprocess.Popen(
+            [*valgrind, *serve], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        base = f"http://127.0.0.1:{port}/fhir"
+        try:
+            for _ in range(3000):
+                try:
+                    httpx.get(f"{base}/metadata", timeout=5)
+                    break
+                except httpx.TransportError:
+                    time.sleep(0.2)
+            with httpx.Client(timeout=3000) as client:
+                for body in bodies(count):
+                    client.post(base, content=body, headers=HEADERS).raise_for_status()
+        finally:
+            server.terminate()
+            server.wait()
+    with open(out) as f:
+        totals = re.search(r"^summary: (\d+)", f.read(), re.MULTILINE)
+    assert totals is not None, "callgrind wrote no summary"
+    return int(totals.group(1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--http", action="store_true", help="count a server process over HTTP")
+    parser.add_argument("--run", type=int, help=argparse.SUPPRESS)  # the counted workload
+    args = parser.parse_args()
+    if args.run is not None:
+        in_process(args.run)
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        one, most = counted(1, args.http, folder), counted(MOST, args.http, folder)
+    where = "server process over HTTP" if args.http else "in process (bundles.transaction)"
+    per_resource = (most - one) / ((MOST - 1) * SIZE)
+    print(f"transaction Bundles of {SIZE} MADRS scores, SQLite, {where}:")
+    print(f"  {per_resource / 1000:,.0f}k instructions per resource")
+
+
+if __name__ == "__main__":
+    main()
