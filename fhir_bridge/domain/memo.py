@@ -6,6 +6,9 @@ checked once gets the same verdict again (validation: the same issues, at its ow
 CodeableConcept gives the same index rows again (indexing). Callers only use a Memo where the
 work reads nothing outside the value; local `#` references (which read the enclosing resource's
 contained list) are never remembered.
+
+While one resource is checked and indexed (`SharedKeys`), the Memos share the keys they made:
+the engine, the slicer, the clinical rules and the indexer look up the same component dicts.
 """
 
 from __future__ import annotations
@@ -41,6 +44,41 @@ class Budget:
 
 # What all Memos of a process keep together, unless given a budget of their own.
 SHARED_BUDGET = Budget(32 * 1024 * 1024)
+# Longer values are not remembered: long values rarely repeat.
+MAX_KEY_BYTES = 2048
+
+
+class _Shared(threading.local):
+    """The keys made in this thread's open `SharedKeys`, by id of the value (with the value,
+    which keeps its id from being reused while the scope lasts)."""
+
+    keys: dict[int, tuple[Any, bytes | None]] | None = None
+
+
+_SHARED = _Shared()
+
+
+class SharedKeys:
+    """Within it, a value's key is made once, whichever Memo asks. Only for values that no
+    one changes while it lasts."""
+
+    def __enter__(self) -> None:
+        _SHARED.keys = {}
+
+    def __exit__(self, *exc: object) -> None:
+        _SHARED.keys = None
+
+
+def _serialised(value: Any) -> bytes | None:
+    try:
+        key = orjson.dumps(value)
+    except TypeError:  # integers beyond 64 bits, lone surrogates: checked every time
+        return None
+    # orjson writes NaN and infinities as null: a null is never a key of its own.
+    # find() of one byte first: `b'"#' in key` alone costs twice orjson.dumps.
+    if len(key) > MAX_KEY_BYTES or (key.find(b"#") >= 0 and b'"#' in key) or key.find(b"null") >= 0:
+        return None
+    return key
 
 
 class Memo:
@@ -51,7 +89,6 @@ class Memo:
 
     TRIAL: ClassVar[int] = 512
     SIZE: ClassVar[int] = 4096
-    MAX_BYTES: ClassVar[int] = 2048
     __slots__ = ("passed", "lookups", "hits", "active", "used", "budget")
 
     def __init__(self, budget: Budget = SHARED_BUDGET) -> None:
@@ -64,18 +101,14 @@ class Memo:
         """`value` serialised, when it may be looked up and remembered; else None."""
         if not self.active:
             return None
-        try:
-            key = orjson.dumps(value)
-        except TypeError:  # integers beyond 64 bits, lone surrogates: checked every time
-            return None
-        # orjson writes NaN and infinities as null: a null is never a key of its own.
-        # find() of one byte first: `b'"#' in key` alone costs twice orjson.dumps.
-        if (
-            len(key) > self.MAX_BYTES
-            or (key.find(b"#") >= 0 and b'"#' in key)
-            or key.find(b"null") >= 0
-        ):
-            return None
+        shared = _SHARED.keys
+        if shared is None:
+            return _serialised(value)
+        made = shared.get(id(value))
+        if made is not None and made[0] is value:
+            return made[1]
+        key = _serialised(value)
+        shared[id(value)] = (value, key)
         return key
 
     def lookup(self, value: Any) -> tuple[bytes | None, Any]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from secrets import randbits
@@ -18,6 +17,7 @@ import orjson
 
 from fhir_bridge.domain.fhir import is_supported, parse_uint
 from fhir_bridge.domain.issues import Issue
+from fhir_bridge.domain.memo import SharedKeys
 from fhir_bridge.errors import (
     InvalidRequestError,
     PreconditionFailedError,
@@ -119,7 +119,8 @@ def new_id() -> str:
     random pages."""
     ms, sub = divmod(time.time_ns(), 1_000_000)
     value = (ms << 80) | (7 << 76) | (sub * 4096 // 1_000_000) << 64 | 2 << 62 | randbits(62)
-    return str(uuid.UUID(int=value))
+    digits = f"{value:032x}"
+    return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,12 +138,13 @@ def prepare(ctx: ServiceContext, resource: dict[str, Any], derive: bool = True) 
     `derive=False` when the client sends the derived resources itself."""
     for transform in ctx.transforms:
         resource = transform(resource)
-    validate_for_write(ctx, resource)
-    derived = [item for rule in ctx.derivations if derive for item in rule(resource)]
-    for item in derived:
-        validate_for_write(ctx, item)
-    stage = ctx.store.stage
-    return Prepared(resource, stage(resource), [(item, stage(item)) for item in derived])
+    with SharedKeys():  # nothing below changes the resource
+        validate_for_write(ctx, resource)
+        derived = [item for rule in ctx.derivations if derive for item in rule(resource)]
+        for item in derived:
+            validate_for_write(ctx, item)
+        stage = ctx.store.stage
+        return Prepared(resource, stage(resource), [(item, stage(item)) for item in derived])
 
 
 def commit(

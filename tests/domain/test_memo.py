@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fhir_bridge.domain.memo import Budget, Memo
+from fhir_bridge.domain.memo import MAX_KEY_BYTES, Budget, Memo, SharedKeys
 
 
 def test_equal_values_share_a_key_and_different_ones_do_not() -> None:
@@ -19,7 +19,7 @@ def test_local_references_and_unserialisable_values_get_no_key() -> None:
     memo = Memo()
     assert memo.key({"reference": "#p1"}) is None
     assert memo.key({"value": 2**70}) is None
-    assert memo.key({"text": "x" * (Memo.MAX_BYTES + 1)}) is None
+    assert memo.key({"text": "x" * (MAX_KEY_BYTES + 1)}) is None
 
 
 def test_a_memo_without_repeats_stops_looking_and_forget_starts_over() -> None:
@@ -57,3 +57,12 @@ def test_nan_and_infinity_get_no_key() -> None:
     memo = Memo()
     assert memo.key({"value": float("nan")}) is None
     assert memo.key({"value": float("inf")}) is None
+
+
+def test_within_SharedKeys_a_value_is_serialised_once_for_every_memo() -> None:
+    value = {"system": "s", "code": "1"}
+    with SharedKeys():
+        first = Memo().key(value)
+        value["code"] = "2"  # the scope's promise broken on purpose: the first key is kept
+        assert Memo().key(value) == first
+    assert Memo().key(value) != first  # outside the scope keys follow the value

@@ -13,6 +13,7 @@ FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 def test_new_ids_are_uuid7_in_creation_order() -> None:
     ids = [new_id() for _ in range(2000)]
     assert all(FHIR_ID.fullmatch(i) for i in ids)
+    assert all(str(uuid.UUID(i)) == i for i in ids)  # canonical form
     assert {uuid.UUID(i).version for i in ids} == {7}
     assert {uuid.UUID(i).variant for i in ids} == {uuid.RFC_4122}
     assert len(set(ids)) == len(ids)
