@@ -39,8 +39,7 @@ def bodies(count: int) -> list[bytes]:
 
 def in_process(count: int) -> None:
     """The workload itself, run under callgrind by `counted`."""
-    import gc
-
+    from fhir_bridge.api.app import tune_collector
     from fhir_bridge.services import bundles, trial_rules
     from fhir_bridge.store.indexing import extract_index
     from fhir_bridge.store.sql import SQLStore
@@ -48,7 +47,7 @@ def in_process(count: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         store = SQLStore(f"sqlite:///{tmp}/i.db", extract_index)
         ctx = trial_rules.trial_context(store, trial_rules.load_trial())
-        gc.freeze()  # as the server does after loading
+        tune_collector()  # as the server does after loading
         for body in bodies(count):
             bundles.transaction(ctx, orjson.loads(body)["entry"], "http://x/fhir", minimal=True)
         store.close()

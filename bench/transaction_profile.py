@@ -10,7 +10,6 @@ the cores with `serve --workers`.
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import random
 import tempfile
@@ -22,6 +21,7 @@ from typing import Any
 import orjson
 from ingest_bench import bundle
 
+from fhir_bridge.api.app import tune_collector
 from fhir_bridge.services import bundles, trial_rules
 from fhir_bridge.store import sql
 from fhir_bridge.store.base import StoreSession
@@ -65,7 +65,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         store = TimedStore(f"sqlite:///{tmp}/t.db", extract_index)
         ctx = trial_rules.trial_context(store, trial)
-        gc.freeze()  # as the server does after loading
+        tune_collector()  # as the server does after loading
         rng = random.Random(11)
         bodies = [orjson.dumps(bundle(rng, args.size)) for _ in range(args.bundles)]
 
