@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from fhir_bridge.domain.memo import Memo
 from fhir_bridge.domain.search_parameters import (
     COMBINED,
     SearchParameter,
@@ -47,8 +46,10 @@ IDENTIFIER_SUFFIX = ":identifier"  # Reference.identifier tokens, for the :ident
 HUMAN_NAME_PARTS = ("family", "given", "prefix", "suffix", "text")
 ADDRESS_PARTS = ("line", "city", "district", "state", "postalCode", "country", "text")
 LAST_UPDATED = "_lastUpdated"
-# Token rows of CodeableConcepts already seen, by parameter: trial data repeats its codes.
-_CONCEPTS = Memo()
+# Token rows of CodeableConcepts already seen (trial data repeats its codes), by the only values
+# the rows are made of: parameter, text, and system, code and display of each coding.
+_CONCEPT_ROWS: dict[tuple[str | None, ...], list[TokenRow]] = {}
+CONCEPTS_REMEMBERED = 4096
 QUANTITY_TYPES = frozenset({"Quantity", "Duration", "Age", "Distance", "Count", "SimpleQuantity"})
 
 
@@ -287,13 +288,11 @@ def _add_token(rows: IndexRows, param: str, value: Any, fhir_type: str) -> None:
     elif not isinstance(value, dict):
         return
     elif fhir_type == "CodeableConcept":
-        serialised = _CONCEPTS.key(value)
-        key = None if serialised is None else (param, serialised)
-        if key is not None:
-            known = _CONCEPTS.get(key)
-            if known is not None:
-                out.extend(known)
-                return
+        key = _concept_key(param, value)
+        known = _CONCEPT_ROWS.get(key) if key is not None else None
+        if known is not None:
+            out.extend(known)
+            return
         first = len(out)
         for coding in value.get("coding") or ():
             _add_coding(out, param, coding)
@@ -306,8 +305,8 @@ def _add_token(rows: IndexRows, param: str, value: Any, fhir_type: str) -> None:
                 out.append(TokenRow(param, None, None, concept_text))
             else:
                 out[free] = TokenRow(param, out[free].system, out[free].code, concept_text)
-        if key is not None:
-            _CONCEPTS.remember(key, out[first:])
+        if key is not None and len(_CONCEPT_ROWS) < CONCEPTS_REMEMBERED:
+            _CONCEPT_ROWS[key] = out[first:]
     elif fhir_type == "Coding":
         _add_coding(out, param, value)
     elif fhir_type == "Identifier":
@@ -318,6 +317,19 @@ def _add_token(rows: IndexRows, param: str, value: Any, fhir_type: str) -> None:
     elif fhir_type == "ContactPoint":
         if value.get("value") is not None:
             out.append(TokenRow(param, None, value["value"]))
+
+
+def _concept_key(param: str, concept: dict[str, Any]) -> tuple[str | None, ...] | None:
+    """The key of a concept's rows in _CONCEPT_ROWS; None when a part is not a string."""
+    parts: list[Any] = [param, concept.get("text")]
+    for coding in concept.get("coding") or ():
+        if coding.__class__ is not dict:
+            return None
+        parts += (coding.get("system"), coding.get("code"), coding.get("display"))
+    for part in parts:
+        if part is not None and part.__class__ is not str:
+            return None
+    return tuple(parts)
 
 
 def _add_coding(out: list[TokenRow], param: str, coding: dict[str, Any]) -> None:

@@ -298,3 +298,12 @@ def test_a_repeated_concept_gives_the_same_rows_under_each_parameter() -> None:
     second["component"][0]["code"] = second["code"]
     rows = extract_index(second)
     assert {r.param for r in rows.tokens if r.code == "madrs-total"} == {"code", "component-code"}
+
+
+def test_a_remembered_concept_is_told_apart_by_display_and_text() -> None:
+    seen, renamed = madrs_total(), madrs_total()
+    extract_index(seen)  # remembered now
+    renamed["code"]["coding"][0]["display"] = "Renamed display"
+    renamed["code"]["text"] = "Renamed text"
+    texts = {r.text for r in extract_index(renamed).tokens if r.param == "code"}
+    assert texts == {"renamed display", "renamed text"}
