@@ -12,7 +12,9 @@ from __future__ import annotations
 # schema 1 databases, with every version's JSON in resource_versions, are read as they are.
 # 3: token values are stored once per distinct set (token_set_member); a resource has one
 # idx_token_set row per token parameter. Older `idx_token` rows are converted (sql.py).
-SCHEMA_VERSION = 3
+# 4: on SQLite, the index tables whose columns are all NOT NULL are WITHOUT ROWID tables keyed
+# by their `_probe` columns: two B-trees a row instead of three (sql.py rebuilds older ones).
+SCHEMA_VERSION = 4
 
 INDEX_TABLES: dict[str, str] = {
     # set_id: the token values of one parameter of one resource, as a set shared by every
@@ -27,6 +29,10 @@ INDEX_TABLES: dict[str, str] = {
     "idx_reference": "param {text} NOT NULL, target_type {text}, target_id {text}, url {text}",
     "idx_uri": "param {text} NOT NULL, value {text} NOT NULL",
 }
+
+# On SQLite, WITHOUT ROWID tables whose primary key is the `_probe` index (every column NOT
+# NULL, as a primary key of such a table must be); their duplicate rows are skipped.
+KEYED_ON_SQLITE = ("idx_token_set", "idx_string", "idx_date", "idx_uri")
 
 # Index look-ups go from (type, param, value) to ids; `_probe` indexes lead with (type, id).
 INDEX_LOOKUPS: dict[str, str] = {
@@ -74,18 +80,21 @@ def ddl(dialect: str) -> list[str]:
     ]
     for table, columns in INDEX_TABLES.items():
         cols = columns.format(text=text, real=real, big=big)
-        statements.append(
-            f"CREATE TABLE IF NOT EXISTS {table} "
-            f"(resource_type {text} NOT NULL, id {text} NOT NULL, {cols})"
-        )
         # Both indexes are covering for the search SQL (store/search.py): `_match` lists the
         # ids with a value, `_probe` checks one resource's values and serves deletes by owner.
         # Covering matters on SQLite without ANALYZE: it prefers a covering index over a
         # narrower but non-covering one, and would scan a whole type's rows.
         lookup = INDEX_LOOKUPS[table]
         probe = lookup.replace("resource_type, ", "resource_type, id, ", 1)
+        keyed = dialect == "sqlite" and table in KEYED_ON_SQLITE
+        key = f", PRIMARY KEY ({probe})) WITHOUT ROWID" if keyed else ")"
+        statements.append(
+            f"CREATE TABLE IF NOT EXISTS {table} "
+            f"(resource_type {text} NOT NULL, id {text} NOT NULL, {cols}{key}"
+        )
         for old in ("lookup", "owner"):
             statements.append(f"DROP INDEX IF EXISTS {table}_{old}")
         statements.append(f"CREATE INDEX IF NOT EXISTS {table}_match ON {table} ({lookup}, id)")
-        statements.append(f"CREATE INDEX IF NOT EXISTS {table}_probe ON {table} ({probe})")
+        if not keyed:
+            statements.append(f"CREATE INDEX IF NOT EXISTS {table}_probe ON {table} ({probe})")
     return statements

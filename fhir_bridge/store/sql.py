@@ -25,7 +25,7 @@ import orjson
 from fhir_bridge.errors import FHIRBridgeError, StoreError
 from fhir_bridge.store.base import Staged, StoredResource
 from fhir_bridge.store.indexing import last_updated_row
-from fhir_bridge.store.schema import INDEX_TABLES, SCHEMA_VERSION, ddl
+from fhir_bridge.store.schema import INDEX_TABLES, KEYED_ON_SQLITE, SCHEMA_VERSION, ddl
 from fhir_bridge.store.staging import Indexer, Member, stage, token_stage
 
 # A buffered new version: its stored form, what was staged (None: a deletion), its
@@ -280,7 +280,8 @@ class SQLSession:
         self._many("token_set_member", members, upsert=True)
         for table in INDEX_TABLES:
             values = [row for item in staged for row in item.rows.get(table, ())]
-            self._many(table, [*values, *updated] if table == "idx_date" else values)
+            keyed = not self._pg and table in KEYED_ON_SQLITE  # equal rows are one row
+            self._many(table, [*values, *updated] if table == "idx_date" else values, upsert=keyed)
 
     def _write(self, stored: StoredResource) -> None:
         row = _values(stored, self._reserve_seq(1))
@@ -381,9 +382,14 @@ class SQLStore:
 
     def _create_schema(self, session: SQLSession, version: int | None) -> None:
         """Create what is missing; a schema 1 database is read as it is, token rows of schema
-        1 and 2 are converted into token sets (see schema.py)."""
+        1 and 2 are converted into token sets, SQLite index tables of schema 1 to 3 are
+        rebuilt as WITHOUT ROWID tables (see schema.py)."""
+        rebuilt = _set_aside_rowid_tables(session) if version is not None and version < 4 else []
         for statement in ddl(self.dialect):
             session.execute(statement)
+        for table in rebuilt:
+            session.execute(f"INSERT OR IGNORE INTO {table} SELECT * FROM {table}_v3")
+            session.execute(f"DROP TABLE {table}_v3")
         if version is not None and version < 3:
             _convert_token_rows(session)
         if version is None:
@@ -482,6 +488,23 @@ class SQLStore:
             self._pool.get_nowait().close()
         if self._file_lock is not None:
             self._file_lock.close()
+
+
+def _set_aside_rowid_tables(session: SQLSession) -> list[str]:
+    """On SQLite, rename the index tables that schema 4 keys WITHOUT ROWID to `<name>_v3`
+    (their indexes dropped), for _create_schema to copy; returns their names."""
+    if session.dialect != "sqlite":
+        return []
+    found = {
+        name: sql
+        for name, sql in session.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'")
+    }
+    rebuilt = [t for t in KEYED_ON_SQLITE if t in found and "WITHOUT ROWID" not in found[t]]
+    for table in rebuilt:
+        for index in ("match", "probe"):
+            session.execute(f"DROP INDEX IF EXISTS {table}_{index}")
+        session.execute(f"ALTER TABLE {table} RENAME TO {table}_v3")
+    return rebuilt
 
 
 def _convert_token_rows(session: SQLSession, batch: int = 1000) -> None:

@@ -678,6 +678,10 @@ def test_sqlite_plan_drives_from_the_reference_index_without_analyze(tmp_path: P
     sql, args = captured[-1]
     plan = " | ".join(row[-1] for row in conn.execute("EXPLAIN QUERY PLAN " + sql, list(args)))
     assert "SEARCH x1 USING COVERING INDEX idx_reference_match" in plan
-    assert "SEARCH x2 USING COVERING INDEX idx_token_set_probe" in plan
+    # the token condition probes the row's own values: (type, param, set, id) all bound
+    assert (
+        "SEARCH x2 USING COVERING INDEX idx_token_set_match (resource_type=? AND param=? "
+        "AND set_id=? AND id=?)" in plan
+    )
     assert "SCAN" not in plan
     conn.close()

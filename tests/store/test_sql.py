@@ -14,7 +14,7 @@ import pytest
 
 from fhir_bridge.errors import InvalidRequestError, StoreError
 from fhir_bridge.store.indexing import extract_index
-from fhir_bridge.store.schema import SCHEMA_VERSION
+from fhir_bridge.store.schema import KEYED_ON_SQLITE, SCHEMA_VERSION
 from fhir_bridge.store.search import find_ids
 from fhir_bridge.store.sql import SQLStore, _Checkpointer, checkpoint
 
@@ -304,3 +304,31 @@ def test_a_token_set_stored_before_but_not_remembered_is_skipped(store: SQLStore
     with store.session() as session:
         assert session.execute("SELECT count(*) FROM token_set_member")[0][0] == 12
     assert item_search(store) == ["o1", "o2"]
+
+
+def test_sqlite_index_tables_of_schema_3_are_rebuilt_without_rowid(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'v3.db'}"
+    store = SQLStore(url, extract_index)
+    named = {**PATIENT, "name": [{"family": "Ode", "given": ["Ada", "Ada"]}]}  # equal rows
+    with store.session(write=True) as session:
+        session.put(named, "POST")
+        session.put(madrs("o1"), "POST")
+    with store.session(write=True) as session:  # back to schema 3: rowid tables, two indexes
+        for table in KEYED_ON_SQLITE:
+            session.execute(f"ALTER TABLE {table} RENAME TO old")
+            session.execute(f"CREATE TABLE {table} AS SELECT * FROM old")
+            session.execute(f"INSERT INTO {table} SELECT * FROM old LIMIT 1")  # a duplicate
+            session.execute("DROP TABLE old")
+            for index in ("match", "probe"):
+                session.execute(f"CREATE INDEX {table}_{index} ON {table} (resource_type, id)")
+        session.execute("UPDATE schema_info SET version = 3")
+    store.close()
+    upgraded = SQLStore(url, extract_index)
+    with upgraded.session() as session:
+        tables = dict(session.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'"))
+        assert all("WITHOUT ROWID" in tables[t] for t in KEYED_ON_SQLITE)
+        assert not any(name.endswith("_v3") for name in tables)
+        assert find_ids(session.execute, "Patient", "given=ada") == ["p1"]
+        assert find_ids(session.execute, "Observation", "status=final") == ["o1"]
+    assert item_search(upgraded) == ["o1"]
+    upgraded.close()
