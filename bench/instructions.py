@@ -57,12 +57,14 @@ def counted(count: int, http: bool, folder: str) -> int:
     """Instructions callgrind counts for the workload with `count` Bundles after the warm-up."""
     out = f"{folder}/callgrind-{count}.out"
     valgrind = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
+    # a fixed hash seed: dict and set layouts, and so the counts, repeat from run to run
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
     if not http:
         script = [sys.executable, __file__, "--run", str(count)]
-        subprocess.run([*valgrind, *script], check=True, capture_output=True)
+        subprocess.run([*valgrind, *script], check=True, capture_output=True, env=env)
     else:
         port = free_port()
-        env = {**os.environ, "FHIR_BRIDGE_DATABASE_URL": f"sqlite:///{folder}/h{count}.db"}
+        env["FHIR_BRIDGE_DATABASE_URL"] = f"sqlite:///{folder}/h{count}.db"
         serve = [sys.executable, "-m", "fhir_bridge", "serve", "--port", str(port)]
         server = subprocess.Popen(
             [*valgrind, *serve], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL

@@ -321,15 +321,16 @@ def _add_token(rows: IndexRows, param: str, value: Any, fhir_type: str) -> None:
 
 def _concept_key(param: str, concept: dict[str, Any]) -> tuple[str | None, ...] | None:
     """The key of a concept's rows in _CONCEPT_ROWS; None when a part is not a string."""
-    parts: list[Any] = [param, concept.get("text")]
-    for coding in concept.get("coding") or ():
-        if coding.__class__ is not dict:
+    key: tuple[Any, ...] = (param, concept.get("text"))
+    codings = concept.get("coding")
+    for coding in codings if isinstance(codings, list) else ():
+        if not isinstance(coding, dict):  # narrowed: the dict's own get, not a method call
             return None
-        parts += (coding.get("system"), coding.get("code"), coding.get("display"))
-    for part in parts:
+        key = (*key, coding.get("system"), coding.get("code"), coding.get("display"))
+    for part in key:
         if part is not None and part.__class__ is not str:
             return None
-    return tuple(parts)
+    return key
 
 
 def _add_coding(out: list[TokenRow], param: str, coding: dict[str, Any]) -> None:
