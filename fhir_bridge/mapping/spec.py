@@ -194,13 +194,19 @@ class InstrumentSpec(Spec):
     def item_for_code(self, system: str, code: str) -> ItemSpec | None:
         return self._items_by_code.get((system, code))
 
+    @cached_property
+    def _summed(self) -> tuple[str, ...]:
+        return tuple(item.link_id for item in self.items if item.summed)
+
     def score(self, values: dict[str, int]) -> int | None:
         """Total from item values keyed by linkId; None when an item the rule needs is missing."""
         if self.total.rule == "sum":
-            summed = [item.link_id for item in self.items if item.summed]
-            if any(link_id not in values for link_id in summed):
-                return None
-            return sum(values[link_id] for link_id in summed)
+            total = 0
+            for link_id in self._summed:
+                if link_id not in values:
+                    return None
+                total += values[link_id]
+            return total
         if any(item.link_id not in values for item in self.items):
             return None
         positive = [i for i, item in enumerate(self.items, 1) if values[item.link_id] > item.min]

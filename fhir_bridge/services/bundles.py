@@ -12,7 +12,7 @@ import base64
 import binascii
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -53,6 +53,23 @@ class _Request:
     if_match: str | None
     patch: Any = None  # JSON Patch operations of a PATCH entry
     version: str | None = None  # GET Type/id/_history/vid
+
+    def copy(self) -> _Request:
+        """A copy to plan on; dataclasses.replace took 5 µs per entry."""
+        return _Request(
+            self.index,
+            self.method,
+            self.url,
+            self.resource_type,
+            self.resource_id,
+            self.query,
+            self.resource,
+            self.full_url,
+            self.if_none_exist,
+            self.if_match,
+            self.patch,
+            self.version,
+        )
 
 
 def process(
@@ -186,13 +203,13 @@ def _transaction(ctx: ServiceContext, requests: list[_Request], base: str, minim
     (conditional creates, updates and references): when the same reads give other answers
     under the lock (another writer came between), the plan is made again there."""
     _check_unique_full_urls(requests)
-    originals = [replace(r) for r in requests]
+    originals = [r.copy() for r in requests]
     with ctx.store.session() as session:
         plan = _plan(ctx, session, requests)
     results: dict[int, bundle_json.Entry] = {}
     with ctx.store.session(write=True) as session:
         if not plan.reads.hold(session):
-            requests = [replace(r) for r in originals]
+            requests = [r.copy() for r in originals]
             plan = _plan(ctx, session, requests)
         for request in sorted(requests, key=lambda r: (_ORDER[r.method], r.index)):
             try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -150,3 +151,12 @@ def test_a_batch_entry_whose_commit_fails_is_reported_once_as_failed(store: SQLS
     }
     response = orjson.loads(bundles.process(ctx, batch, "http://x/fhir", lambda exc: 500))
     assert [e["response"]["status"] for e in response["entry"]] == ["500"]
+
+
+def test_a_request_copy_carries_every_field() -> None:
+    # every field set to a value of its own, so that a field the copy forgets shows
+    values: dict[str, Any] = {f.name: f"{f.name}" for f in dataclasses.fields(bundles._Request)}
+    values.update(index=7, resource={"resourceType": "Patient"}, patch=[{"op": "remove"}])
+    request = bundles._Request(**values)
+    copied = request.copy()
+    assert copied == request and copied is not request
