@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -99,10 +100,18 @@ def process(
     return _batch(ctx, entries, base, status_for, minimal)
 
 
+# One transaction at a time per process. Its work is CPU-bound Python: two at once in one process
+# only share the interpreter, and the one holding the database's write lock then holds it twice
+# as long, while another server process waits for it. One at a time, a process writes while the
+# others plan (bench/ingest_bench.py, 2 processes, 4 clients: 8,631-9,118 -> 9,332-9,567/s).
+_ONE_AT_A_TIME = threading.Lock()
+
+
 def transaction(ctx: ServiceContext, entries: list[Any], base: str, minimal: bool = False) -> bytes:
     """Run the entries of a transaction Bundle atomically; the transaction-response's bytes."""
     requests = [_parse_entry(i, e) for i, e in enumerate(entries)]
-    return _transaction(ctx, requests, base, minimal)
+    with _ONE_AT_A_TIME:
+        return _transaction(ctx, requests, base, minimal)
 
 
 def _parse_entry(index: int, entry: Any) -> _Request:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -160,3 +162,33 @@ def test_a_request_copy_carries_every_field() -> None:
     request = bundles._Request(**values)
     copied = request.copy()
     assert copied == request and copied is not request
+
+
+def test_transactions_of_one_process_run_one_at_a_time(store: SQLStore) -> None:
+    events: list[str] = []
+
+    def slow(resource: dict[str, Any]) -> dict[str, Any]:  # a transform: runs in the plan
+        events.append(f"start {resource['gender']}")
+        time.sleep(0.05)  # long enough for the other thread to start its transaction
+        events.append(f"end {resource['gender']}")
+        return resource
+
+    ctx = ServiceContext(store=store, validator=lambda resource, profiles: [], transforms=[slow])
+
+    def post(gender: str) -> None:  # creates: planned before the database's write lock
+        resource = {"resourceType": "Patient", "gender": gender}
+        bundles.transaction(
+            ctx,
+            [{"resource": resource, "request": {"method": "POST", "url": "Patient"}}],
+            "http://x/fhir",
+        )
+
+    threads = [threading.Thread(target=post, args=(gender,)) for gender in ("male", "female")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert events in (
+        ["start male", "end male", "start female", "end female"],
+        ["start female", "end female", "start male", "end male"],
+    )
