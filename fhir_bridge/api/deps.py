@@ -5,12 +5,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
-import orjson
 from fastapi import Query, Request
 
-from fhir_bridge.domain.fhir import has_nul, parse_uint, too_deep
+from fhir_bridge.domain.fhir import parse_json, parse_uint
 from fhir_bridge.errors import (
-    InvalidRequestError,
     NotAcceptableError,
     PayloadTooLargeError,
     UnsupportedMediaTypeError,
@@ -82,6 +80,11 @@ async def json_body(request: Request) -> Any:
     return await _read_json(request, JSON_TYPES)
 
 
+async def json_bytes(request: Request) -> bytes:
+    """The body of a JSON media type, unparsed (a Bundle is parsed by the service)."""
+    return await _read_body(request, JSON_TYPES)
+
+
 async def json_patch_body(request: Request) -> Any:
     """The parsed JSON Patch body of a PATCH (RFC 6902)."""
     return await _read_json(request, (JSON_PATCH,))
@@ -115,17 +118,4 @@ async def _read_body(request: Request, accepted: tuple[str, ...]) -> bytes:
 
 
 async def _read_json(request: Request, accepted: tuple[str, ...]) -> Any:
-    body = await _read_body(request, accepted)
-    if not body:
-        raise InvalidRequestError("The request body is empty", code="required")
-    if has_nul(body):
-        raise InvalidRequestError("Strings must not contain the NUL character", code="value")
-    try:
-        parsed = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequestError(f"The body is not valid JSON: {exc}", code="structure") from exc
-    if too_deep(parsed):  # refused here: it could never be stored
-        raise InvalidRequestError(
-            "The body is nested too deeply (more than 255 levels)", code="too-costly"
-        )
-    return parsed
+    return parse_json(await _read_body(request, accepted))

@@ -151,7 +151,8 @@ def test_a_batch_entry_whose_commit_fails_is_reported_once_as_failed(store: SQLS
             }
         ],
     }
-    response = orjson.loads(bundles.process(ctx, batch, "http://x/fhir", lambda exc: 500))
+    body = orjson.dumps(batch)
+    response = orjson.loads(bundles.process(ctx, body, "http://x/fhir", lambda exc: 500))
     assert [e["response"]["status"] for e in response["entry"]] == ["500"]
 
 
@@ -164,7 +165,7 @@ def test_a_request_copy_carries_every_field() -> None:
     assert copied == request and copied is not request
 
 
-def test_transactions_of_one_process_run_one_at_a_time(store: SQLStore) -> None:
+def test_bundles_of_one_process_run_one_at_a_time(store: SQLStore) -> None:
     events: list[str] = []
 
     def slow(resource: dict[str, Any]) -> dict[str, Any]:  # a transform: runs in the plan
@@ -176,12 +177,12 @@ def test_transactions_of_one_process_run_one_at_a_time(store: SQLStore) -> None:
     ctx = ServiceContext(store=store, validator=lambda resource, profiles: [], transforms=[slow])
 
     def post(gender: str) -> None:  # creates: planned before the database's write lock
-        resource = {"resourceType": "Patient", "gender": gender}
-        bundles.transaction(
-            ctx,
-            [{"resource": resource, "request": {"method": "POST", "url": "Patient"}}],
-            "http://x/fhir",
-        )
+        entry = {
+            "resource": {"resourceType": "Patient", "gender": gender},
+            "request": {"method": "POST", "url": "Patient"},
+        }
+        body = orjson.dumps({"resourceType": "Bundle", "type": "transaction", "entry": [entry]})
+        bundles.process(ctx, body, "http://x/fhir", lambda exc: 500)
 
     threads = [threading.Thread(target=post, args=(gender,)) for gender in ("male", "female")]
     for thread in threads:

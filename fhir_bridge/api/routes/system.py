@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header
 from starlette.responses import Response
 
-from fhir_bridge.api.deps import RESOURCE_BODY, base_url, context, history_query, json_body
+from fhir_bridge.api.deps import RESOURCE_BODY, base_url, context, history_query, json_bytes
 from fhir_bridge.api.handlers import status_for
 from fhir_bridge.api.responses import FHIRResponse
 from fhir_bridge.services import bundles, history
@@ -28,7 +28,7 @@ def system_history(
 
 @router.post("", openapi_extra=RESOURCE_BODY)
 def transaction_or_batch(
-    body: Annotated[Any, Depends(json_body)],
+    body: Annotated[bytes, Depends(json_bytes)],
     ctx: Annotated[ServiceContext, Depends(context)],
     base: Annotated[str, Depends(base_url)],
     prefer: Annotated[str | None, Header()] = None,
