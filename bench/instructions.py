@@ -18,12 +18,11 @@ import re
 import subprocess
 import sys
 import tempfile
-import time
 
 import httpx
 import orjson
 from ingest_bench import bundle
-from server import free_port
+from server import running_server
 
 SIZE = 500
 MOST = 3  # Bundles after the warm-up in the larger run
@@ -63,26 +62,13 @@ def counted(count: int, http: bool, folder: str) -> int:
         script = [sys.executable, __file__, "--run", str(count)]
         subprocess.run([*valgrind, *script], check=True, capture_output=True, env=env)
     else:
-        port = free_port()
-        env["FHIR_BRIDGE_DATABASE_URL"] = f"sqlite:///{folder}/h{count}.db"
-        serve = [sys.executable, "-m", "fhir_bridge", "serve", "--port", str(port)]
-        server = subprocess.Popen(
-            [*valgrind, *serve], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        base = f"http://127.0.0.1:{port}/fhir"
-        try:
-            for _ in range(3000):
-                try:
-                    httpx.get(f"{base}/metadata", timeout=5)
-                    break
-                except httpx.TransportError:
-                    time.sleep(0.2)
-            with httpx.Client(timeout=3000) as client:
-                for body in bodies(count):
-                    client.post(base, content=body, headers=HEADERS).raise_for_status()
-        finally:
-            server.terminate()
-            server.wait()
+        database = f"sqlite:///{folder}/h{count}.db"
+        with (
+            running_server(database, prefix=tuple(valgrind), env=env, start_seconds=600) as base,
+            httpx.Client(timeout=3000) as client,
+        ):
+            for body in bodies(count):
+                client.post(base, content=body, headers=HEADERS).raise_for_status()
     with open(out) as f:
         totals = re.search(r"^summary: (\d+)", f.read(), re.MULTILINE)
     assert totals is not None, "callgrind wrote no summary"

@@ -22,23 +22,31 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(database_url: str, workers: int = 1) -> Iterator[str]:
-    """Yields the server's FHIR base URL; stops the server afterwards."""
+def running_server(
+    database_url: str,
+    workers: int = 1,
+    prefix: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
+    start_seconds: float = 60,
+) -> Iterator[str]:
+    """Yields the server's FHIR base URL; stops the server afterwards. `prefix` runs the server
+    under another command (valgrind), `env` replaces the environment."""
     port = free_port()
-    env = {**os.environ, "FHIR_BRIDGE_DATABASE_URL": database_url}
-    cmd = [sys.executable, "-m", "fhir_bridge", "serve", "--port", str(port)]
+    env = {**(os.environ if env is None else env), "FHIR_BRIDGE_DATABASE_URL": database_url}
+    cmd = [*prefix, sys.executable, "-m", "fhir_bridge", "serve", "--port", str(port)]
     cmd += ["--workers", str(workers)]
     process = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}/fhir"
     try:
-        for _ in range(600):
+        deadline = time.monotonic() + start_seconds
+        while True:
             try:
-                httpx.get(f"{base}/metadata", timeout=1)
+                httpx.get(f"{base}/metadata", timeout=5)
                 break
             except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("server did not start") from None
                 time.sleep(0.1)
-        else:
-            raise RuntimeError("server did not start")
         yield base
     finally:
         process.terminate()
