@@ -1,6 +1,9 @@
 """Ingest rate: transaction Bundles of MADRS score Observations posted over HTTP into SQLite.
 
-Run: `.venv/bin/python bench/ingest_bench.py [--bundles 20] [--size 500]`
+Run: `.venv/bin/python bench/ingest_bench.py [--bundles 40] [--size 500]`
+`--against DIR --rounds N` compares with the code of another checkout (e.g. `git worktree add`,
+then `setup.py build_ext --inplace` there): the two servers take turns, N rounds, in the order
+A B, B A, ..., so that the machine's drift during the hour falls on both alike.
 Each Observation passes the full write path (validator with the MADRS profile, clinical rules,
 index extraction, versioned storage). For scale, the same run measures fhir.resources R4B
 parse + serialize of the same Observations (structure only, no storage). Next to each rate:
@@ -59,12 +62,13 @@ def fhir_resources_rate(observations: list[dict[str, object]]) -> float:
 
 
 def post_all(
-    database: str, bundles: list[bytes], workers: int, clients: int
+    database: str, bundles: list[bytes], workers: int, clients: int, checkout: str | None = None
 ) -> tuple[float, float, float]:
-    """Seconds to post all Bundles but the first (a warm-up per worker) to a fresh server, the
-    CPU seconds the machine spent meanwhile, and the seconds stolen from its cores."""
+    """Seconds to post all Bundles but the first (a warm-up per worker) to a fresh server (of
+    `checkout`, default this one), the CPU seconds the machine spent meanwhile, and the seconds
+    stolen from its cores."""
     headers = {"Content-Type": "application/fhir+json", "Prefer": "return=minimal"}
-    with running_server(database, workers) as base:
+    with running_server(database, workers, checkout=checkout) as base:
         url = urlsplit(base)
         local = threading.local()
 
@@ -95,6 +99,8 @@ def main() -> None:
     parser.add_argument(
         "--database", help="database URL (default: a new SQLite file); e.g. postgresql://..."
     )
+    parser.add_argument("--against", help="another checkout, run in turns with this one")
+    parser.add_argument("--rounds", type=int, default=1)
     args = parser.parse_args()
     rng = random.Random(11)
     bundles = [orjson.dumps(bundle(rng, args.size)) for _ in range(args.bundles)]
@@ -102,16 +108,24 @@ def main() -> None:
     sample = [e["resource"] for e in orjson.loads(bundles[0])["entry"][1:]]
     engine = "PostgreSQL" if (args.database or "").startswith("postgres") else "SQLite"
     print(f"{cores} cores; transaction Bundles of {args.size} entries over HTTP, {engine}")
-    for workers, clients in ((1, 1), (cores, args.clients)):
-        with tempfile.TemporaryDirectory() as tmp, fresh_database(args.database, tmp) as database:
-            elapsed, cpu, stolen = post_all(database, bundles, workers, clients)
-        count = (args.bundles - workers) * args.size
-        label = f"{workers} server process(es), {clients} client(s)"
-        print(
-            f"fhir-bridge ingest, {label:34} {count / elapsed:8.0f} resources/s"
-            f"   machine CPU {cpu / count * 1e6:4.0f} µs per resource"
-            f"   stolen by the host {stolen / (elapsed * cores):4.0%} of the cores' time"
-        )
+    checkouts: list[str | None] = [None, args.against] if args.against else [None]
+    for round_ in range(args.rounds):
+        for checkout in checkouts if round_ % 2 == 0 else checkouts[::-1]:
+            code = f"{checkout} " if checkout else ""
+            for workers, clients in ((1, 1), (cores, args.clients)):
+                with (
+                    tempfile.TemporaryDirectory() as tmp,
+                    fresh_database(args.database, tmp) as database,
+                ):
+                    elapsed, cpu, stolen = post_all(database, bundles, workers, clients, checkout)
+                count = (args.bundles - workers) * args.size
+                label = f"{code}{workers} server process(es), {clients} client(s)"
+                print(
+                    f"fhir-bridge ingest, {label:34} {count / elapsed:8.0f} resources/s"
+                    f"   machine CPU {cpu / count * 1e6:4.0f} µs per resource"
+                    f"   stolen by the host {stolen / (elapsed * cores):4.0%} of the cores' time",
+                    flush=True,
+                )
     theirs = fhir_resources_rate(sample)
     print(f"fhir.resources R4B parse + serialize only, same resources: {theirs:8.0f} resources/s")
 

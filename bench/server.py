@@ -28,14 +28,20 @@ def running_server(
     prefix: tuple[str, ...] = (),
     env: dict[str, str] | None = None,
     start_seconds: float = 60,
+    checkout: str | None = None,
 ) -> Iterator[str]:
     """Yields the server's FHIR base URL; stops the server afterwards. `prefix` runs the server
-    under another command (valgrind), `env` replaces the environment."""
+    under another command (valgrind), `env` replaces the environment, `checkout` serves the
+    code of another checkout (built in place) instead of this one."""
     port = free_port()
     env = {**(os.environ if env is None else env), "FHIR_BRIDGE_DATABASE_URL": database_url}
+    if checkout:
+        env["PYTHONPATH"] = checkout
     cmd = [*prefix, sys.executable, "-m", "fhir_bridge", "serve", "--port", str(port)]
     cmd += ["--workers", str(workers)]
-    process = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        cmd, env=env, cwd=checkout, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     base = f"http://127.0.0.1:{port}/fhir"
     try:
         deadline = time.monotonic() + start_seconds
