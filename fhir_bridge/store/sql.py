@@ -17,6 +17,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from itertools import chain
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -35,6 +36,8 @@ _Pending = tuple[StoredResource, Staged | None, tuple[Any, ...]]
 STATEMENT_TIMEOUT_MS = 60_000
 # Token sets a store remembers as stored (a forgotten one is inserted again, and skipped)
 KNOWN_SETS_LIMIT = 65_536
+# Rows of one multi-row INSERT on SQLite (see SQLSession._many)
+CHUNK_ROWS = 32
 _COLUMNS = "resource_type, id, version_id, last_updated, deleted, data, method"
 _ROW = "(resource_type, id, version_id, last_updated, deleted, seq, data, method)"
 # A version with an empty `data` is the current one: its JSON is read from `resources`.
@@ -71,9 +74,11 @@ def _history_filter(
     return (f"WHERE {' AND '.join(where)}" if where else ""), params
 
 
-def _values(s: StoredResource, seq: int) -> tuple[Any, ...]:
-    """A stored version as a row of _ROW's columns."""
-    return (s.resource_type, s.id, s.version_id, s.last_updated, s.deleted, seq, s.data, s.method)
+def _values(s: StoredResource, seq: int, pg: bool) -> tuple[Any, ...]:
+    """A stored version as a row of _ROW's columns. SQLite gets `deleted` as an int: it binds
+    exact ints directly, a bool only after a look-up for an adapter (about 3k instructions)."""
+    deleted = s.deleted if pg else int(s.deleted)
+    return (s.resource_type, s.id, s.version_id, s.last_updated, deleted, seq, s.data, s.method)
 
 
 def _current_version(row: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -127,28 +132,40 @@ class SQLSession:
     def _many(
         self, table: str, rows: list[tuple[Any, ...]], columns: str = "", upsert: bool = False
     ) -> None:
-        """Insert rows (into `columns`, default all in table order): one executemany, or on
-        PostgreSQL one COPY (bench/ingest_bench.py on PostgreSQL: 1,526 -> 1,951 resources/s
-        over executemany). `upsert`: rows whose key exists are skipped (no COPY then)."""
+        """Insert rows (into `columns`, default all in table order): on SQLite multi-row
+        INSERTs, on PostgreSQL one COPY (bench/ingest_bench.py on PostgreSQL: 1,526 -> 1,951
+        resources/s over executemany). `upsert`: rows whose key exists are skipped (no COPY
+        then)."""
         if not rows:
             return
-        if upsert:
-            marks = ", ".join("?" * len(rows[0]))
-            statement = f"INSERT INTO {table} VALUES ({marks}) ON CONFLICT DO NOTHING"
-            if self._pg:
-                statement = statement.replace("?", "%s")
-                with self._conn.cursor() as cur:
-                    cur.executemany(statement, rows)
-            else:
-                self._conn.executemany(statement, rows)
-        elif self._pg:
+        marks = f"({', '.join('?' * len(rows[0]))})"
+        conflict = " ON CONFLICT DO NOTHING" if upsert else ""
+        if not self._pg:
+            # SQLite: CHUNK_ROWS rows a statement, the rest one a statement (32 per statement:
+            # 36k -> 27k instructions a row of an index table with two indexes)
+            whole = len(rows) - len(rows) % CHUNK_ROWS
+            if whole:
+                values = ", ".join([marks] * CHUNK_ROWS)
+                chunks = [
+                    tuple(chain.from_iterable(rows[n : n + CHUNK_ROWS]))
+                    for n in range(0, whole, CHUNK_ROWS)
+                ]
+                self._conn.executemany(
+                    f"INSERT INTO {table} {columns} VALUES {values}{conflict}", chunks
+                )
+            if whole < len(rows):
+                self._conn.executemany(
+                    f"INSERT INTO {table} {columns} VALUES {marks}{conflict}", rows[whole:]
+                )
+        elif upsert:
+            with self._conn.cursor() as cur:
+                statement = f"INSERT INTO {table} {columns} VALUES {marks}{conflict}"
+                cur.executemany(statement.replace("?", "%s"), rows)
+        else:
             with self._conn.cursor() as cur:
                 with cur.copy(f"COPY {table} {columns} FROM STDIN") as copy:
                     for row in rows:
                         copy.write_row(row)
-        else:
-            marks = ", ".join("?" * len(rows[0]))
-            self._conn.executemany(f"INSERT INTO {table} {columns} VALUES ({marks})", rows)
 
     def read(self, resource_type: str, resource_id: str) -> StoredResource | None:
         rows = self.execute(
@@ -262,7 +279,7 @@ class SQLSession:
             return
         pending, self._pending = self._pending, []
         first = self._reserve_seq(len(pending))
-        rows = [_values(s, first + n) for n, (s, _, _) in enumerate(pending)]
+        rows = [_values(s, first + n, self._pg) for n, (s, _, _) in enumerate(pending)]
         self._many("resources", rows, _ROW)
         self._many("resource_versions", [_current_version(row) for row in rows], _ROW)
         staged = [(item, updated) for _, item, updated in pending if item is not None]
@@ -284,7 +301,7 @@ class SQLSession:
             self._many(table, [*values, *updated] if table == "idx_date" else values, upsert=keyed)
 
     def _write(self, stored: StoredResource) -> None:
-        row = _values(stored, self._reserve_seq(1))
+        row = _values(stored, self._reserve_seq(1), self._pg)
         key = row[:2]
         self._run(
             "UPDATE resource_versions SET data = (SELECT data FROM resources "

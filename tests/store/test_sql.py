@@ -16,7 +16,7 @@ from fhir_bridge.errors import InvalidRequestError, StoreError
 from fhir_bridge.store.indexing import extract_index
 from fhir_bridge.store.schema import KEYED_ON_SQLITE, SCHEMA_VERSION
 from fhir_bridge.store.search import find_ids
-from fhir_bridge.store.sql import SQLStore, _Checkpointer, checkpoint
+from fhir_bridge.store.sql import CHUNK_ROWS, SQLStore, _Checkpointer, checkpoint
 
 PATIENT = {"resourceType": "Patient", "id": "p1", "gender": "female"}
 
@@ -253,6 +253,21 @@ def test_equal_token_values_are_stored_once_as_a_set_shared_by_resources(store: 
     assert members == 12  # status, code and the 10 item codes, once
     assert sets == 6  # status, code, component-code: one row each per resource
     assert item_search(store) == ["o1", "o2"]
+
+
+def test_buffered_creates_past_whole_insert_chunks_are_all_stored_and_indexed(
+    store: SQLStore,
+) -> None:
+    count = 2 * CHUNK_ROWS + 5  # two multi-row INSERTs on SQLite, then five single rows
+    with store.session(write=True) as session:
+        for n in range(count):
+            session.put(madrs(f"o{n:03d}"), "POST", new=True)
+    with store.session() as session:
+        stored = session.execute("SELECT id, version_id, deleted FROM resources ORDER BY id")
+        versions = session.execute("SELECT count(*) FROM resource_versions")[0][0]
+    assert stored == [(f"o{n:03d}", 1, False) for n in range(count)]
+    assert versions == count
+    assert item_search(store) == [f"o{n:03d}" for n in range(count)]
 
 
 def test_token_sets_of_a_rolled_back_session_are_stored_by_the_next(store: SQLStore) -> None:
