@@ -1,8 +1,8 @@
 """DDL of the resource, version and search index tables, per SQL dialect; applied on start.
 
 `resources` holds the current version of each resource (a deleted one as a marker row),
-`resource_versions` every version ever written (history, vread). Index tables hold rows for
-current, non-deleted resources only, so a search never has to filter versions.
+`resource_versions` the versions superseded since (history and vread read both). Index tables
+hold rows for current, non-deleted resources only, so a search never has to filter versions.
 `seq` is a global, monotonically increasing write counter: history order and stable paging.
 """
 
@@ -14,7 +14,9 @@ from __future__ import annotations
 # idx_token_set row per token parameter. Older `idx_token` rows are converted (sql.py).
 # 4: on SQLite, the index tables whose columns are all NOT NULL are WITHOUT ROWID tables keyed
 # by their `_probe` columns: two B-trees a row instead of three (sql.py rebuilds older ones).
-SCHEMA_VERSION = 4
+# 5: resource_versions holds superseded versions only, a create writes no row there (four
+# B-trees fewer, one index on resources.seq more); sql.py drops the current versions' rows.
+SCHEMA_VERSION = 5
 
 INDEX_TABLES: dict[str, str] = {
     # set_id: the token values of one parameter of one resource, as a set shared by every
@@ -67,6 +69,7 @@ def ddl(dialect: str) -> list[str]:
             method {text} NOT NULL, data {blob} NOT NULL,
             PRIMARY KEY (resource_type, id, version_id))""",
         "CREATE INDEX IF NOT EXISTS resources_type_seq ON resources (resource_type, seq)",
+        "CREATE INDEX IF NOT EXISTS resources_seq ON resources (seq)",  # history of all types
         "DROP INDEX IF EXISTS resources_type_updated",  # no query reads it: one B-tree less
         "CREATE INDEX IF NOT EXISTS versions_seq ON resource_versions (seq)",
         "CREATE INDEX IF NOT EXISTS versions_type_seq ON resource_versions (resource_type, seq)",

@@ -40,15 +40,8 @@ KNOWN_SETS_LIMIT = 65_536
 CHUNK_ROWS = 32
 _COLUMNS = "resource_type, id, version_id, last_updated, deleted, data, method"
 _ROW = "(resource_type, id, version_id, last_updated, deleted, seq, data, method)"
-# A version with an empty `data` is the current one: its JSON is read from `resources`.
-_VERSION_COLUMNS = (
-    "v.resource_type, v.id, v.version_id, v.last_updated, v.deleted, "
-    "CASE WHEN length(v.data) = 0 THEN r.data ELSE v.data END, v.method"
-)
-_VERSIONS = (
-    "resource_versions v LEFT JOIN resources r ON length(v.data) = 0 "
-    "AND r.resource_type = v.resource_type AND r.id = v.id"
-)
+# Every version: the current ones (`resources`) and the superseded ones (`resource_versions`)
+_VERSION_TABLES = ("resources", "resource_versions")
 
 
 def now_instant() -> str:
@@ -59,14 +52,14 @@ def now_instant() -> str:
 def _history_filter(
     resource_type: str | None, resource_id: str | None, since: str | None, before_seq: int | None
 ) -> tuple[str, list[object]]:
-    """A WHERE clause over resource_versions, aliased `v`."""
+    """A WHERE clause over either table of versions."""
     where: list[str] = []
     params: list[object] = []
     for column, value in (
-        ("v.resource_type = ?", resource_type),
-        ("v.id = ?", resource_id),
-        ("v.last_updated >= ?", since),
-        ("v.seq < ?", before_seq),
+        ("resource_type = ?", resource_type),
+        ("id = ?", resource_id),
+        ("last_updated >= ?", since),
+        ("seq < ?", before_seq),
     ):
         if value is not None:
             where.append(column)
@@ -79,12 +72,6 @@ def _values(s: StoredResource, seq: int, pg: bool) -> tuple[Any, ...]:
     exact ints directly, a bool only after a look-up for an adapter (about 3k instructions)."""
     deleted = s.deleted if pg else int(s.deleted)
     return (s.resource_type, s.id, s.version_id, s.last_updated, deleted, seq, s.data, s.method)
-
-
-def _current_version(row: tuple[Any, ...]) -> tuple[Any, ...]:
-    """The resource_versions row of the current version: its JSON lives in `resources` only
-    (an empty `data` says so) and moves here when the next version supersedes it."""
-    return (*row[:6], b"", row[7])
 
 
 def _row(row: Sequence[Any]) -> StoredResource:
@@ -176,9 +163,12 @@ class SQLSession:
 
     def vread(self, resource_type: str, resource_id: str, version_id: int) -> StoredResource | None:
         rows = self.execute(
-            f"SELECT {_VERSION_COLUMNS} FROM {_VERSIONS} "
-            "WHERE v.resource_type = ? AND v.id = ? AND v.version_id = ?",
-            (resource_type, resource_id, version_id),
+            " UNION ALL ".join(
+                f"SELECT {_COLUMNS} FROM {table} "
+                "WHERE resource_type = ? AND id = ? AND version_id = ?"
+                for table in _VERSION_TABLES
+            ),
+            (resource_type, resource_id, version_id) * 2,
         )
         return _row(rows[0]) if rows else None
 
@@ -191,19 +181,20 @@ class SQLSession:
         before_seq: int | None = None,
     ) -> list[tuple[int, StoredResource]]:
         clause, params = _history_filter(resource_type, resource_id, since, before_seq)
-        rows = self.execute(
-            f"SELECT {_VERSION_COLUMNS}, v.seq FROM {_VERSIONS} {clause} "
-            "ORDER BY v.seq DESC LIMIT ?",
-            (*params, count),
+        union = " UNION ALL ".join(
+            f"SELECT {_COLUMNS}, seq FROM {table} {clause}" for table in _VERSION_TABLES
         )
+        # one resource's versions in version order: the primary key, not the type's seq index
+        order = "seq" if resource_id is None else "version_id"
+        rows = self.execute(f"{union} ORDER BY {order} DESC LIMIT ?", (*params, *params, count))
         return [(int(r[7]), _row(r)) for r in rows]
 
     def history_count(
         self, resource_type: str | None, resource_id: str | None, since: str | None
     ) -> int:
         clause, params = _history_filter(resource_type, resource_id, since, None)
-        count = self.execute(f"SELECT COUNT(*) FROM resource_versions v {clause}", params)
-        return int(count[0][0])
+        counts = [f"(SELECT COUNT(*) FROM {table} {clause})" for table in _VERSION_TABLES]
+        return int(self.execute(f"SELECT {' + '.join(counts)}", params * 2)[0][0])
 
     def _reserve_seq(self, count: int) -> int:
         """Reserve `count` write sequence numbers; returns the first."""
@@ -274,14 +265,13 @@ class SQLSession:
         return stored
 
     def flush(self) -> None:
-        """Insert the buffered new resources, their first versions and index rows."""
+        """Insert the buffered new resources and their index rows."""
         if not self._pending:
             return
         pending, self._pending = self._pending, []
         first = self._reserve_seq(len(pending))
         rows = [_values(s, first + n, self._pg) for n, (s, _, _) in enumerate(pending)]
         self._many("resources", rows, _ROW)
-        self._many("resource_versions", [_current_version(row) for row in rows], _ROW)
         staged = [(item, updated) for _, item, updated in pending if item is not None]
         self._insert_index([item for item, _ in staged], [updated for _, updated in staged])
 
@@ -301,20 +291,20 @@ class SQLSession:
             self._many(table, [*values, *updated] if table == "idx_date" else values, upsert=keyed)
 
     def _write(self, stored: StoredResource) -> None:
+        """A new version of a stored resource: the current one moves to resource_versions."""
         row = _values(stored, self._reserve_seq(1), self._pg)
         key = row[:2]
+        columns = _ROW.strip("()")
         self._run(
-            "UPDATE resource_versions SET data = (SELECT data FROM resources "
-            "WHERE resource_type = ? AND id = ?) "
-            "WHERE resource_type = ? AND id = ? AND length(data) = 0",
-            (*key, *key),
+            f"INSERT INTO resource_versions {_ROW} SELECT {columns} FROM resources "
+            "WHERE resource_type = ? AND id = ?",
+            key,
         )
         self._run(
             "UPDATE resources SET version_id = ?, last_updated = ?, deleted = ?, seq = ?, "
             "data = ?, method = ? WHERE resource_type = ? AND id = ?",
             (*row[2:], *key),
         )
-        self._many("resource_versions", [_current_version(row)], _ROW)
 
     def _reindex(
         self,
@@ -398,9 +388,9 @@ class SQLStore:
         return int(found[0][0]) if found else None
 
     def _create_schema(self, session: SQLSession, version: int | None) -> None:
-        """Create what is missing; a schema 1 database is read as it is, token rows of schema
-        1 and 2 are converted into token sets, SQLite index tables of schema 1 to 3 are
-        rebuilt as WITHOUT ROWID tables (see schema.py)."""
+        """Create what is missing; token rows of schema 1 and 2 are converted into token sets,
+        SQLite index tables of schema 1 to 3 are rebuilt as WITHOUT ROWID tables, the rows of
+        current versions in resource_versions (schema 1 to 4) are dropped (see schema.py)."""
         rebuilt = _set_aside_rowid_tables(session) if version is not None and version < 4 else []
         for statement in ddl(self.dialect):
             session.execute(statement)
@@ -409,6 +399,11 @@ class SQLStore:
             session.execute(f"DROP TABLE {table}_v3")
         if version is not None and version < 3:
             _convert_token_rows(session)
+        if version is not None and version < 5:
+            session.execute(
+                "DELETE FROM resource_versions WHERE (resource_type, id, version_id) IN "
+                "(SELECT resource_type, id, version_id FROM resources)"
+            )
         if version is None:
             session.execute("DELETE FROM schema_info")
             session.execute("INSERT INTO schema_info (version) VALUES (?)", (SCHEMA_VERSION,))
