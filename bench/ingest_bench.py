@@ -6,7 +6,10 @@ then `setup.py build_ext --inplace` there): the two servers take turns, N rounds
 A B, B A, ..., so that the machine's drift during the hour falls on both alike.
 Each Observation passes the full write path (validator with the MADRS profile, clinical rules,
 index extraction, versioned storage). For scale, the same run measures fhir.resources R4B
-parse + serialize of the same Observations (structure only, no storage). Next to each rate:
+parse + serialize of the same Observations (structure only, no storage), before the servers
+run and after; each rate is also given as a multiple of their mean, a figure that moves less
+with the machine's speed than the rate does (the machine here ran 1.7x slower on some days
+than on others). Next to each rate:
 the CPU time the whole machine spent per resource (server processes and client), whose
 inverse times the cores bounds the rate, and the share of the cores' time the hypervisor
 took for other guests (steal): rates measured while it is high understate the machine.
@@ -109,6 +112,8 @@ def main() -> None:
     engine = "PostgreSQL" if (args.database or "").startswith("postgres") else "SQLite"
     print(f"{cores} cores; transaction Bundles of {args.size} entries over HTTP, {engine}")
     checkouts: list[str | None] = [None, args.against] if args.against else [None]
+    before = fhir_resources_rate(sample)
+    lines: list[tuple[str, float]] = []
     for round_ in range(args.rounds):
         for checkout in checkouts if round_ % 2 == 0 else checkouts[::-1]:
             code = f"{checkout} " if checkout else ""
@@ -120,14 +125,21 @@ def main() -> None:
                     elapsed, cpu, stolen = post_all(database, bundles, workers, clients, checkout)
                 count = (args.bundles - workers) * args.size
                 label = f"{code}{workers} server process(es), {clients} client(s)"
-                print(
+                line = (
                     f"fhir-bridge ingest, {label:34} {count / elapsed:8.0f} resources/s"
                     f"   machine CPU {cpu / count * 1e6:4.0f} µs per resource"
-                    f"   stolen by the host {stolen / (elapsed * cores):4.0%} of the cores' time",
-                    flush=True,
+                    f"   stolen by the host {stolen / (elapsed * cores):4.0%} of the cores' time"
                 )
-    theirs = fhir_resources_rate(sample)
-    print(f"fhir.resources R4B parse + serialize only, same resources: {theirs:8.0f} resources/s")
+                print(line, flush=True)
+                lines.append((label, count / elapsed))
+    after = fhir_resources_rate(sample)
+    print(
+        "fhir.resources R4B parse + serialize only, same resources: "
+        f"{before:.0f} resources/s before the servers ran, {after:.0f} after"
+    )
+    reference = (before + after) / 2
+    for label, rate in lines:
+        print(f"fhir-bridge ingest, {label:34} {rate / reference:5.1f} x fhir.resources")
 
 
 if __name__ == "__main__":
