@@ -7,6 +7,7 @@ the validation context and returns True when the invariant holds.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol
@@ -369,22 +370,101 @@ class CompiledRule:
 _compiled: dict[tuple[str, str], Rule] = {}
 
 
+# The score profiles' constraints (mapping/profiles.py), recognised by their exact text. Their
+# fast forms below answer well-formed values (about 20k instructions less per score than the
+# FHIRPath closures) and hand anything else to the general evaluator.
+_NUMBER = r"(-?\d+(?:\.\d+)?)"
+_QUANTITY_RANGE = re.compile(
+    rf"valueQuantity\.exists\(\) implies \(valueQuantity\.value >= {_NUMBER} "
+    rf"and valueQuantity\.value <= {_NUMBER}\)"
+)
+_COMPONENT_SUM = re.compile(
+    r"\(component\.count\(\) = (\d+) and valueQuantity\.exists\(\)\) implies "
+    r"\(valueQuantity\.value = component\.valueInteger\.aggregate\(\$this \+ \$total, 0\)\)"
+)
+
+
+class QuantityRange:
+    """`valueQuantity.exists() implies (valueQuantity.value >= low and ... <= high)`."""
+
+    __slots__ = ("low", "high", "general")
+
+    def __init__(self, low: float, high: float, general: Rule) -> None:
+        self.low = low
+        self.high = high
+        self.general = general
+
+    def __call__(self, node: dict[str, Any], ctx: InvariantContext) -> bool:
+        quantity = node.get("valueQuantity")
+        if quantity is None:
+            return True
+        if quantity.__class__ is dict:
+            value = quantity.get("value")
+            if value.__class__ is int or value.__class__ is float:
+                return bool(self.low <= value <= self.high)
+        return self.general(node, ctx)
+
+
+class ComponentSum:
+    """`(component.count() = count and valueQuantity.exists()) implies
+    (valueQuantity.value = component.valueInteger.aggregate($this + $total, 0))`."""
+
+    __slots__ = ("count", "general")
+
+    def __init__(self, count: int, general: Rule) -> None:
+        self.count = count
+        self.general = general
+
+    def __call__(self, node: dict[str, Any], ctx: InvariantContext) -> bool:
+        components = node.get("component")
+        quantity = node.get("valueQuantity")
+        if components.__class__ is not list or quantity.__class__ is not dict:
+            return self.general(node, ctx)
+        if len(components) != self.count:
+            return True
+        total = 0
+        for component in components:
+            item = component.get("valueInteger") if component.__class__ is dict else False
+            if item.__class__ is int:
+                total += item
+            elif item is not None:  # not an integer, or not an element: the general rule
+                return self.general(node, ctx)
+        value = quantity.get("value")
+        if value.__class__ is int or value.__class__ is float:
+            return bool(value == total)
+        return self.general(node, ctx)
+
+
+def _fast_form(expression: str, general: Rule) -> Rule:
+    """`general`, or its fast form where the expression is one of the score constraints."""
+    found = _QUANTITY_RANGE.fullmatch(expression)
+    if found is not None:
+        return QuantityRange(float(found.group(1)), float(found.group(2)), general)
+    found = _COMPONENT_SUM.fullmatch(expression)
+    if found is not None:
+        return ComponentSum(int(found.group(1)), general)
+    return general
+
+
 def compile_rule(key: str, expression: str, base: str) -> Rule | None:
-    """The evaluator for one invariant: hand-compiled for hot core keys, else the FHIRPath
-    compiler, else fhirpathpy. None when the expression cannot be evaluated at all."""
+    """The evaluator for one invariant: hand-compiled for hot core keys and the score
+    profiles' constraints, else the FHIRPath compiler, else fhirpathpy. None when the
+    expression cannot be evaluated at all."""
     if key in NOT_EVALUATED:
         return None
     if key in HAND_COMPILED:
         return HAND_COMPILED[key]
     cache_key = (expression, base)
     if cache_key not in _compiled:
+        general: Rule
         try:
-            _compiled[cache_key] = CompiledRule(compile_fhirpath(expression), expression, base)
+            general = CompiledRule(compile_fhirpath(expression), expression, base)
         except Unsupported:
             try:
-                _compiled[cache_key] = FHIRPathRule(expression, base)
+                general = FHIRPathRule(expression, base)
             except Exception:  # noqa: BLE001 - unparsable expressions are skipped, not fatal
                 return None
         except Exception:  # noqa: BLE001 - unparsable expressions are skipped, not fatal
             return None
+        _compiled[cache_key] = _fast_form(expression, general)
     return _compiled[cache_key]
