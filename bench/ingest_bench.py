@@ -125,12 +125,12 @@ def main() -> None:
                     elapsed, cpu, stolen = post_all(database, bundles, workers, clients, checkout)
                 count = (args.bundles - workers) * args.size
                 label = f"{code}{workers} server process(es), {clients} client(s)"
-                line = (
+                print(
                     f"fhir-bridge ingest, {label:34} {count / elapsed:8.0f} resources/s"
                     f"   machine CPU {cpu / count * 1e6:4.0f} µs per resource"
-                    f"   stolen by the host {stolen / (elapsed * cores):4.0%} of the cores' time"
+                    f"   stolen by the host {stolen / (elapsed * cores):4.0%} of the cores' time",
+                    flush=True,
                 )
-                print(line, flush=True)
                 lines.append((label, count / elapsed))
     after = fhir_resources_rate(sample)
     print(

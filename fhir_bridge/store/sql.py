@@ -39,7 +39,8 @@ KNOWN_SETS_LIMIT = 65_536
 # Rows of one multi-row INSERT on SQLite (see SQLSession._many)
 CHUNK_ROWS = 32
 _COLUMNS = "resource_type, id, version_id, last_updated, deleted, data, method"
-_ROW = "(resource_type, id, version_id, last_updated, deleted, seq, data, method)"
+_ROW_COLUMNS = "resource_type, id, version_id, last_updated, deleted, seq, data, method"
+_ROW = f"({_ROW_COLUMNS})"
 # Every version: the current ones (`resources`) and the superseded ones (`resource_versions`)
 _VERSION_TABLES = ("resources", "resource_versions")
 
@@ -294,9 +295,8 @@ class SQLSession:
         """A new version of a stored resource: the current one moves to resource_versions."""
         row = _values(stored, self._reserve_seq(1), self._pg)
         key = row[:2]
-        columns = _ROW.strip("()")
         self._run(
-            f"INSERT INTO resource_versions {_ROW} SELECT {columns} FROM resources "
+            f"INSERT INTO resource_versions {_ROW} SELECT {_ROW_COLUMNS} FROM resources "
             "WHERE resource_type = ? AND id = ?",
             key,
         )

@@ -424,10 +424,12 @@ class ComponentSum:
             return True
         total = 0
         for component in components:
-            item = component.get("valueInteger") if component.__class__ is dict else False
+            if component.__class__ is not dict:
+                return self.general(node, ctx)
+            item = component.get("valueInteger")
             if item.__class__ is int:
                 total += item
-            elif item is not None:  # not an integer, or not an element: the general rule
+            elif item is not None:  # not an integer (a boolean too): the general rule
                 return self.general(node, ctx)
         value = quantity.get("value")
         if value.__class__ is int or value.__class__ is float:
