@@ -70,7 +70,8 @@ def _history_filter(
 
 def _values(s: StoredResource, seq: int, pg: bool) -> tuple[Any, ...]:
     """A stored version as a row of _ROW's columns. SQLite gets `deleted` as an int: it binds
-    exact ints directly, a bool only after a look-up for an adapter (about 3k instructions)."""
+    exact ints directly, a bool only after a look-up for an adapter (3.3k instructions a value
+    in callgrind's profile of bench/instructions.py)."""
     deleted = s.deleted if pg else int(s.deleted)
     return (s.resource_type, s.id, s.version_id, s.last_updated, deleted, seq, s.data, s.method)
 
@@ -129,8 +130,8 @@ class SQLSession:
         marks = f"({', '.join('?' * len(rows[0]))})"
         conflict = " ON CONFLICT DO NOTHING" if upsert else ""
         if not self._pg:
-            # SQLite: CHUNK_ROWS rows a statement, the rest one a statement (32 per statement:
-            # 36k -> 27k instructions a row of an index table with two indexes)
+            # SQLite: CHUNK_ROWS rows a statement, the rest one a statement (bench/instructions.py
+            # with the deleted flag below: 1,203k -> 1,126k instructions per resource)
             whole = len(rows) - len(rows) % CHUNK_ROWS
             if whole:
                 values = ", ".join([marks] * CHUNK_ROWS)
