@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Hashable
-from typing import Any, ClassVar
+from typing import Any, Final
 
 import orjson
 
@@ -46,6 +46,10 @@ class Budget:
 SHARED_BUDGET = Budget(32 * 1024 * 1024)
 # Longer values are not remembered: long values rarely repeat.
 MAX_KEY_BYTES = 2048
+# A Memo whose first TRIAL look-ups hit less than a quarter of the time stops looking.
+TRIAL: Final = 512
+# Values one Memo remembers at most.
+SIZE: Final = 4096
 
 
 class _Shared(threading.local):
@@ -87,8 +91,6 @@ class Memo:
     rarely repeat (identifiers, references to single resources) stops looking after TRIAL
     look-ups; its keys count against a Budget."""
 
-    TRIAL: ClassVar[int] = 512
-    SIZE: ClassVar[int] = 4096
     __slots__ = ("passed", "lookups", "hits", "active", "used", "budget")
 
     def __init__(self, budget: Budget = SHARED_BUDGET) -> None:
@@ -120,17 +122,17 @@ class Memo:
         """What was remembered of `key` when it passed, or None; counts look-ups during
         the trial."""
         found = self.passed.get(key)
-        if self.lookups < self.TRIAL:
+        if self.lookups < TRIAL:
             self.lookups += 1
             self.hits += found is not None
-            if self.lookups == self.TRIAL and self.hits * 4 < self.lookups:
+            if self.lookups == TRIAL and self.hits * 4 < self.lookups:
                 self.active = False
         return found
 
     def remember(self, key: bytes | tuple[str, bytes], verdict: Any = True) -> None:
         """Remember `verdict` (None: nothing to remember) for `key`."""
         size = len(key) if isinstance(key, bytes) else len(key[1])
-        if verdict is None or len(self.passed) >= self.SIZE or not self.budget.take(size):
+        if verdict is None or len(self.passed) >= SIZE or not self.budget.take(size):
             return
         self.passed[key] = verdict
         self.used += size

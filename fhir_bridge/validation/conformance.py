@@ -53,7 +53,7 @@ class _Remembering:
 
     def __call__(self, value: Any, key: str, path: str, ctx: Context) -> None:
         # Bools are never remembered, so True cannot pass for a remembered 1.
-        if value.__class__ is str or value.__class__ is int:
+        if type(value) is str or type(value) is int:
             if (key, value) in self.passed:
                 return
             issues = len(ctx.issues)
@@ -62,7 +62,7 @@ class _Remembering:
                 self.passed.add((key, value))
             return
         memo = self.memo
-        serialised = memo.key(value) if value.__class__ is dict else None
+        serialised = memo.key(value) if type(value) is dict else None
         if serialised is None:
             self.checks(value, key, path, ctx)
             return
@@ -198,7 +198,7 @@ class ProfileChecker:
                         value = obj[key]
                         if (
                             passed is not None
-                            and (value.__class__ is str or value.__class__ is int)
+                            and (type(value) is str or type(value) is int)
                             and (key, value) in passed
                         ):
                             return
@@ -226,7 +226,7 @@ class ProfileChecker:
             value = obj.get(name, MISSING)
             if value is MISSING:
                 run([(name, None, None)] if "_" + name in obj else [], path, ctx)
-            elif value.__class__ is list:
+            elif type(value) is list:
                 if slicer is None:
                     if has_counts:
                         counts(len(value), path, ctx)
@@ -272,7 +272,7 @@ class ProfileChecker:
                 return
             for check in checks:
                 check(value, key, path, ctx)
-            if value.__class__ is not dict:
+            if type(value) is not dict:
                 return
             _invariants(rules, value, label, path, ctx)
             for child in children:
@@ -306,7 +306,7 @@ class ProfileChecker:
             low, high = _number(node.min_value), _number(node.max_value)
 
             def check_range(value: Any, key: str, path: str, ctx: Context) -> None:
-                number = value.get("value") if value.__class__ is dict else _number(value)
+                number = value.get("value") if type(value) is dict else _number(value)
                 if number is None or isinstance(number, bool):
                     return
                 try:
@@ -345,7 +345,7 @@ class ProfileChecker:
         allowed = ", ".join(sorted(targets))
 
         def check_target(value: Any, key: str, path: str, ctx: Context) -> None:
-            ref = value.get("reference") if value.__class__ is dict else None
+            ref = value.get("reference") if type(value) is dict else None
             if not isinstance(ref, str):
                 return
             if ref.startswith("#"):

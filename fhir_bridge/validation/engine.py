@@ -40,7 +40,7 @@ def _relative(issues: list[Issue], where: str) -> tuple[tuple[str, str, str, str
 def _array_items(value: Any, where: str, ctx: Context) -> list[Any]:
     """The items of an array element's value: a single value is reported and checked as the
     one item, an empty array is reported and has none."""
-    if value.__class__ is list:
+    if type(value) is list:
         if not value:
             ctx.issues.append(Issue("error", "structure", "arrays must not be empty", where))
         return value
@@ -209,7 +209,7 @@ class Engine:
         # are); bools are never cached, so True cannot pass for a known 1.
         def walk(obj: dict[str, Any], path: str, ctx: Context) -> None:
             for key, value in obj.items():
-                if value.__class__ is str or value.__class__ is int:
+                if type(value) is str or type(value) is int:
                     known = knowns.get(key)
                     if known is not None and value in known:
                         continue
@@ -240,7 +240,7 @@ class Engine:
         self, obj: dict[str, Any], struct: Struct, key: Any, value: Any, path: str, ctx: Context
     ) -> None:
         """A key with no field: a primitive's `_` twin, resourceType, or an unknown element."""
-        if key.__class__ is str and key[:1] == "_":
+        if type(key) is str and key[:1] == "_":
             self.primitive_extension(obj, struct, key, value, path, ctx)
         elif key != "resourceType" or not struct.is_resource:
             text = f"unknown element {key!r}"
@@ -270,15 +270,15 @@ class Engine:
                 if issue is not None:
                     ctx.issues.append(issue)
                     return
-            if (value.__class__ is str or value.__class__ is int) and len(known) < CACHE_SIZE:
+            if (type(value) is str or type(value) is int) and len(known) < CACHE_SIZE:
                 known.add(value)
 
         if not f.is_array:
 
             def single(value: Any, obj: dict[str, Any], path: str, ctx: Context) -> None:
-                if (value.__class__ is str or value.__class__ is int) and value in known:
+                if (type(value) is str or type(value) is int) and value in known:
                     return
-                if value.__class__ is list:
+                if type(value) is list:
                     text = "must not be an array"
                     ctx.issues.append(Issue("error", "structure", text, f"{path}.{name}"))
                     return
@@ -288,7 +288,7 @@ class Engine:
 
         def many(value: Any, obj: dict[str, Any], path: str, ctx: Context) -> None:
             for i, item in enumerate(_array_items(value, f"{path}.{name}", ctx)):
-                if (item.__class__ is str or item.__class__ is int) and item in known:
+                if (type(item) is str or type(item) is int) and item in known:
                     continue
                 if item is None:
                     ext = obj.get("_" + name)
@@ -340,7 +340,7 @@ class Engine:
             self.memos.append(memo)
 
         def odd(item: Any, where: str, ctx: Context) -> None:
-            if item.__class__ is not dict:
+            if type(item) is not dict:
                 ctx.issues.append(Issue("error", "structure", expected, where))
             else:
                 ctx.issues.append(Issue("error", "invariant", ELE_1, where))
@@ -365,9 +365,9 @@ class Engine:
 
             def single(value: Any, obj: dict[str, Any], path: str, ctx: Context) -> None:
                 where = f"{path}.{name}"
-                if value.__class__ is dict and value and (len(value) > 1 or "id" not in value):
+                if type(value) is dict and value and (len(value) > 1 or "id" not in value):
                     check(value, where, ctx)
-                elif value.__class__ is list:
+                elif type(value) is list:
                     text = "must not be an array"
                     ctx.issues.append(Issue("error", "structure", text, where))
                 else:
@@ -379,7 +379,7 @@ class Engine:
             prefix = f"{path}.{name}["
             for i, item in enumerate(_array_items(value, f"{path}.{name}", ctx)):
                 where = f"{prefix}{i}]"
-                if item.__class__ is dict and item and (len(item) > 1 or "id" not in item):
+                if type(item) is dict and item and (len(item) > 1 or "id" not in item):
                     check(item, where, ctx)
                 else:
                     odd(item, where, ctx)
@@ -391,13 +391,13 @@ class Engine:
 
         def handle(value: Any, obj: dict[str, Any], path: str, ctx: Context) -> None:
             if f.is_array:
-                if value.__class__ is not list or not value:
+                if type(value) is not list or not value:
                     text = "must be a non-empty JSON array"
                     ctx.issues.append(Issue("error", "structure", text, f"{path}.{name}"))
                     return
                 for i, item in enumerate(value):
                     resource(item, f"{path}.{name}[{i}]", ctx, contained=contained)
-            elif value.__class__ is list:
+            elif type(value) is list:
                 text = "must not be an array"
                 ctx.issues.append(Issue("error", "structure", text, f"{path}.{name}"))
             else:

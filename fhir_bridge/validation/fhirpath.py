@@ -121,9 +121,9 @@ def path_chain(names: list[str]) -> Fn:
         for name in names:
             found: list[Any] = []
             for item in current:
-                if item.__class__ is dict and name in item:
+                if type(item) is dict and name in item:
                     value = item[name]
-                    if value.__class__ is list:
+                    if type(value) is list:
                         found.extend(value)
                     else:
                         found.append(value)
@@ -147,9 +147,9 @@ def _invocation_expression(node: dict[str, Any]) -> Fn:
         def member(focus: list[Any], env: Env) -> list[Any]:
             out: list[Any] = []
             for item in left(focus, env):
-                if item.__class__ is dict and name in item:
+                if type(item) is dict and name in item:
                     value = item[name]
-                    if value.__class__ is list:
+                    if type(value) is list:
                         out.extend(value)
                     else:
                         out.append(value)
@@ -228,9 +228,9 @@ def _equality(node: dict[str, Any]) -> Fn:
             return []
         if len(a) == 1 and len(b) == 1:
             x, y = a[0], b[0]
-            kind = x.__class__
+            kind = type(x)
             # Same plain type (no bools, which equal() keeps apart from numbers): compare.
-            if kind is y.__class__ and (kind is str or kind is int):
+            if kind is type(y) and (kind is str or kind is int):
                 return [(x == y) != negate]
         same = len(a) == len(b) and all(equal(x, y) for x, y in zip(a, b, strict=True))
         return [same != negate]

@@ -112,11 +112,11 @@ def _aggregate(params: list[dict[str, Any]]) -> Fn:
 
     def total_sum(focus: list[Any], env: Env) -> list[Any]:
         start = init(focus, env) if init is not None else []
-        if len(start) != 1 or start[0].__class__ not in (int, float):
+        if len(start) != 1 or type(start[0]) not in (int, float):
             return generic(focus, env)
         total = start[0]
         for item in focus:
-            if item.__class__ not in (int, float):
+            if type(item) not in (int, float):
                 return generic(focus, env)
             total += item
         return [total]

@@ -80,10 +80,10 @@ class _FlatTable:
     def __init__(self, table: frozenset[tuple[Any, ...]], names: list[str], fallback: Fn):
         self.table, self.names, self.fallback = table, names, fallback
         # Only strings equal strings: a hit in an all-string table is a match, nothing to vet.
-        self.strings = all(v.__class__ is str for row in table for v in row)
+        self.strings = all(type(v) is str for row in table for v in row)
 
     def test(self, item: Any, env: Env) -> bool | None:
-        if item.__class__ is dict:
+        if type(item) is dict:
             key = tuple(map(item.get, self.names))
             if self.strings:
                 try:
@@ -161,16 +161,16 @@ def _exists_two(first: str, second: str, inner: Predicate) -> Predicate:
 
     def exists(item: Any, env: Env) -> bool | None:
         values: Any
-        if item.__class__ is not dict or first not in item:
+        if type(item) is not dict or first not in item:
             values = member_values(item, first)
         else:
             values = item[first]
-            if values.__class__ is not list:
+            if type(values) is not list:
                 values = (values,)
         for value in values:
-            if value.__class__ is dict and second in value:
+            if type(value) is dict and second in value:
                 found = value[second]
-                for leaf in found if found.__class__ is list else (found,):
+                for leaf in found if type(found) is list else (found,):
                     if inner(leaf, env) is True:
                         return True
             else:
@@ -185,13 +185,13 @@ def _exists_two(first: str, second: str, inner: Predicate) -> Predicate:
     rows, (one, two) = table.table, table.names
 
     def exists_in_table(item: Any, env: Env) -> bool | None:
-        if item.__class__ is dict and first in item:
+        if type(item) is dict and first in item:
             values = item[first]
-            for value in values if values.__class__ is list else (values,):
-                if value.__class__ is dict and second in value:
+            for value in values if type(values) is list else (values,):
+                if type(value) is dict and second in value:
                     found = value[second]
-                    for leaf in found if found.__class__ is list else (found,):
-                        if leaf.__class__ is dict:
+                    for leaf in found if type(found) is list else (found,):
+                        if type(leaf) is dict:
                             try:
                                 if (leaf.get(one), leaf.get(two)) in rows:
                                     return True

@@ -122,7 +122,7 @@ def _codings(concept: Any) -> list[dict[str, Any]]:
 
 def obs_7(node: dict[str, Any], ctx: InvariantContext) -> bool:
     components = node.get("component")
-    if components.__class__ is not list or VALUE_KEYS.isdisjoint(node):
+    if type(components) is not list or VALUE_KEYS.isdisjoint(node):
         return True
     own = _codings(ctx.resource.get("code"))
     if not own:
@@ -130,12 +130,12 @@ def obs_7(node: dict[str, Any], ctx: InvariantContext) -> bool:
     try:
         keys = {(c.get("system"), c.get("code")) for c in own}
         for component in components:
-            code = component.get("code") if component.__class__ is dict else None
-            codings = code.get("coding") if code.__class__ is dict else None
-            for coding in codings if codings.__class__ is list else ():
+            code = component.get("code") if type(component) is dict else None
+            codings = code.get("coding") if type(code) is dict else None
+            for coding in codings if type(codings) is list else ():
                 # FHIRPath intersect() compares whole Codings; equal dicts are equal Codings.
                 if (
-                    coding.__class__ is dict
+                    type(coding) is dict
                     and (coding.get("system"), coding.get("code")) in keys
                     and coding in own
                 ):
@@ -398,9 +398,9 @@ class QuantityRange:
         quantity = node.get("valueQuantity")
         if quantity is None:
             return True
-        if quantity.__class__ is dict:
+        if type(quantity) is dict:
             value = quantity.get("value")
-            if value.__class__ is int or value.__class__ is float:
+            if type(value) is int or type(value) is float:
                 return bool(self.low <= value <= self.high)
         return self.general(node, ctx)
 
@@ -418,21 +418,21 @@ class ComponentSum:
     def __call__(self, node: dict[str, Any], ctx: InvariantContext) -> bool:
         components = node.get("component")
         quantity = node.get("valueQuantity")
-        if components.__class__ is not list or quantity.__class__ is not dict:
+        if type(components) is not list or type(quantity) is not dict:
             return self.general(node, ctx)
         if len(components) != self.count:
             return True
         total = 0
         for component in components:
-            if component.__class__ is not dict:
+            if type(component) is not dict:
                 return self.general(node, ctx)
             item = component.get("valueInteger")
-            if item.__class__ is int:
+            if type(item) is int:
                 total += item
             elif item is not None:  # not an integer (a boolean too): the general rule
                 return self.general(node, ctx)
         value = quantity.get("value")
-        if value.__class__ is int or value.__class__ is float:
+        if type(value) is int or type(value) is float:
             return bool(value == total)
         return self.general(node, ctx)
 

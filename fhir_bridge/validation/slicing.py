@@ -34,7 +34,7 @@ def compile_pattern(pattern: Any) -> Callable[[Any], bool]:
             pairs = tuple(pattern.items())
 
             def flat(value: Any) -> bool:
-                if value.__class__ is not dict:
+                if type(value) is not dict:
                     return False
                 for key, expected in pairs:
                     if key not in value or value[key] != expected:
@@ -45,7 +45,7 @@ def compile_pattern(pattern: Any) -> Callable[[Any], bool]:
         parts = [(key, compile_pattern(v)) for key, v in pattern.items()]
 
         def nested(value: Any) -> bool:
-            if value.__class__ is not dict:
+            if type(value) is not dict:
                 return False
             for key, match in parts:
                 if key not in value or not match(value[key]):
@@ -57,7 +57,7 @@ def compile_pattern(pattern: Any) -> Callable[[Any], bool]:
         items = [compile_pattern(p) for p in pattern]
 
         def each(value: Any) -> bool:
-            values = value if value.__class__ is list else [value]
+            values = value if type(value) is list else [value]
             for match in items:
                 for v in values:
                     if match(v):
@@ -106,9 +106,9 @@ def find_slice(value: Any, node: PNode) -> int | None:
     """The first slice of `node` that `value` belongs to, or None."""
     if node.slice_index is not None:
         path = node.index_path or []
-        if len(path) == 1 and value.__class__ is dict:
+        if len(path) == 1 and type(value) is dict:
             found = value.get(path[0])
-            candidates = found if found.__class__ is list else [found]
+            candidates = found if type(found) is list else [found]
         else:
             candidates = _navigate(value, path)
         for candidate in candidates:
@@ -142,16 +142,16 @@ def _by_code(node: PNode, index: dict[tuple[str, str], int], name: str | None) -
     exact, slices = node.index_exact, node.slices
 
     def by_code(value: Any) -> int | None:
-        if value.__class__ is not dict:
+        if type(value) is not dict:
             return find_slice(value, node)
         found = value.get(name) if name is not None else value
-        for candidate in found if found.__class__ is list else (found,):
+        for candidate in found if type(found) is list else (found,):
             codings = candidate.get("coding") if isinstance(candidate, dict) else None
             for coding in codings if isinstance(codings, list) else ():
                 if not isinstance(coding, dict):
                     continue
                 system, code = coding.get("system"), coding.get("code")
-                if system.__class__ is not str or code.__class__ is not str:
+                if type(system) is not str or type(code) is not str:
                     system, code = str(system), str(code)
                 i = index.get((system, code))
                 if i is not None and (exact or in_slice(value, slices[i])):
@@ -169,7 +169,7 @@ def _value_index(node: PNode) -> SliceFinder | None:
         if len(s.recognisers) != 1:
             return None
         d = s.recognisers[0]
-        if d.kind != "value" or d.by_pattern or len(d.path) != 1 or d.expected.__class__ is not str:
+        if d.kind != "value" or d.by_pattern or len(d.path) != 1 or type(d.expected) is not str:
             return None
         if (name is not None and d.path[0] != name) or d.expected in index:
             return None
@@ -180,10 +180,10 @@ def _value_index(node: PNode) -> SliceFinder | None:
     key = name
 
     def by_value(value: Any) -> int | None:
-        if value.__class__ is not dict:
+        if type(value) is not dict:
             return find_slice(value, node)
         found = value.get(key)
         # A string compares equal only to a string: anything else is no member.
-        return index.get(found) if found.__class__ is str else find_slice(value, node)
+        return index.get(found) if type(found) is str else find_slice(value, node)
 
     return by_value

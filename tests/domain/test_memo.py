@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fhir_bridge.domain.memo import MAX_KEY_BYTES, Budget, Memo, SharedKeys
+from fhir_bridge.domain.memo import MAX_KEY_BYTES, SIZE, TRIAL, Budget, Memo, SharedKeys
 
 
 def test_equal_values_share_a_key_and_different_ones_do_not() -> None:
@@ -24,7 +24,7 @@ def test_local_references_and_unserialisable_values_get_no_key() -> None:
 
 def test_a_memo_without_repeats_stops_looking_and_forget_starts_over() -> None:
     memo = Memo()
-    for n in range(Memo.TRIAL):
+    for n in range(TRIAL):
         key = memo.key({"id": n})
         assert key is not None and memo.get(key) is None
     assert memo.key({"id": 0}) is None
@@ -34,9 +34,9 @@ def test_a_memo_without_repeats_stops_looking_and_forget_starts_over() -> None:
 
 def test_a_memo_keeps_at_most_size_entries() -> None:
     memo = Memo()
-    for n in range(Memo.SIZE + 10):
+    for n in range(SIZE + 10):
         memo.remember(str(n).encode())
-    assert len(memo.passed) == Memo.SIZE
+    assert len(memo.passed) == SIZE
     memo.forget()
 
 
