@@ -198,6 +198,30 @@ def index_params(resource_type: str, code: str) -> tuple[str, ...]:
     return COMBINED.get((resource_type, code), (code,))
 
 
+_NARROWED = re.compile(r"(.+)\.where\(resolve\(\) is (\w+)\)")
+
+
+@cache
+def narrowed(resource_type: str, code: str) -> tuple[str, str] | None:
+    """(base parameter, target type) when reference parameter `code` is another parameter of
+    the type narrowed to one target type: Observation `patient` is
+    `Observation.subject.where(resolve() is Patient)`, `subject` is `Observation.subject`.
+    Its references to that type are its base's rows, not stored twice (store/indexing.py);
+    it keeps rows of its own only for the references whose type the reference text does not
+    give (a `type` element beside a reference such as `urn:uuid:...`)."""
+    params = search_parameters(resource_type)
+    definition = params.get(code)
+    if definition is None or definition.type != "reference":
+        return None
+    found = _NARROWED.fullmatch(definition.expression)
+    if found is None:
+        return None
+    for base in params.values():
+        if base.type == "reference" and base.code != code and base.expression == found[1]:
+            return base.code, found[2]
+    return None
+
+
 def search_parameter(resource_type: str, code: str) -> SearchParameter | None:
     """The definition of `code` on `resource_type`, or None when it has no such parameter."""
     return search_parameters(resource_type).get(code)

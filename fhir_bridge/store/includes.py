@@ -13,11 +13,34 @@ import orjson
 
 from fhir_bridge.domain.fhir import SUPPORTED_TYPES
 from fhir_bridge.domain.search import Include, SearchRequest
-from fhir_bridge.domain.search_parameters import search_parameters
+from fhir_bridge.domain.search_parameters import narrowed, search_parameters
 from fhir_bridge.domain.search_values import indexed
 
 Execute = Callable[[str, Sequence[object]], list[tuple[Any, ...]]]
 Row = tuple[str, str, bytes]
+
+
+def reference_params(a: str, resource_type: str, codes: Sequence[str], args: list[object]) -> str:
+    """Condition on idx_reference rows `a` of `resource_type`: the rows of the reference
+    parameters `codes`. A narrowed parameter (search_parameters.narrowed) has its base's rows
+    to its target type too; `args` gets the condition's values."""
+    covered = [found for code in codes if (found := narrowed(resource_type, code)) is not None]
+    names = list(dict.fromkeys(codes))
+    if not covered:
+        args.extend(names)
+        return f"{a}.param = ?" if len(names) == 1 else f"{a}.param IN ({_marks(names)})"
+    wider = list(dict.fromkeys([*names, *(base for base, _ in covered)]))
+    args.extend([*wider, *names])
+    conditions = [f"{a}.param IN ({_marks(names)})"]
+    for base, target_type in covered:
+        args.extend([base, target_type])
+        conditions.append(f"({a}.param = ? AND {a}.target_type = ?)")
+    # the IN list leads: the index look-up goes by param, the OR only filters what it finds
+    return f"{a}.param IN ({_marks(wider)}) AND ({' OR '.join(conditions)})"
+
+
+def _marks(values: Sequence[object]) -> str:
+    return ", ".join("?" * len(values))
 
 
 def _reference_params(resource_type: str, param: str | None) -> list[str]:
@@ -32,24 +55,26 @@ def _include_rows(execute: Execute, spec: Include, pool: list[Row]) -> list[Row]
     if not sources:
         return []
     params = _reference_params(spec.source_type, spec.param)
-    marks, pmarks = ", ".join("?" * len(sources)), ", ".join("?" * len(params))
+    marks = _marks(sources)
+    selected: list[object] = []
+    rows_of = reference_params("x", spec.source_type, params, selected)
     target = " AND x.target_type = ?" if spec.target_type else ""
     target_args = [spec.target_type] if spec.target_type else []
     literal = (
         "SELECT r.resource_type, r.id, r.data FROM idx_reference x JOIN resources r "
         "ON r.resource_type = x.target_type AND r.id = x.target_id "
-        f"WHERE x.resource_type = ? AND x.param IN ({pmarks}) AND x.id IN ({marks}) "
+        f"WHERE x.resource_type = ? AND {rows_of} AND x.id IN ({marks}) "
         f"AND r.deleted = ?{target}"
     )
     canonical = (
         "SELECT r.resource_type, r.id, r.data FROM idx_reference x "
         "JOIN idx_uri u ON u.param = ? AND u.value = x.url "
         "JOIN resources r ON r.resource_type = u.resource_type AND r.id = u.id "
-        f"WHERE x.resource_type = ? AND x.param IN ({pmarks}) AND x.id IN ({marks}) "
+        f"WHERE x.resource_type = ? AND {rows_of} AND x.id IN ({marks}) "
         "AND x.target_id IS NULL AND r.deleted = ?"
         + (" AND r.resource_type = ?" if spec.target_type else "")
     )
-    args: list[object] = [spec.source_type, *params, *sources, False, *target_args]
+    args: list[object] = [spec.source_type, *selected, *sources, False, *target_args]
     rows = execute(literal, args) + execute(canonical, ["url", *args])
     return [(row[0], row[1], bytes(row[2])) for row in rows]
 
@@ -66,16 +91,16 @@ def _revinclude_rows(execute: Execute, spec: Include, pool: list[Row]) -> list[R
         if isinstance(url, str):
             urls.append(indexed(url))  # as reference rows store it
     params = _reference_params(spec.source_type, spec.param)
-    pmarks = ", ".join("?" * len(params))
+    selected: list[object] = []
+    rows_of = reference_params("x", spec.source_type, params, selected)
     ids = sorted({row[1] for row in targets})
-    matches = ", ".join("?" * len(ids))
-    by_url = f" OR x.url IN ({', '.join('?' * len(urls))})" if urls else ""
+    by_url = f" OR x.url IN ({_marks(urls)})" if urls else ""
     rows = execute(
         "SELECT r.resource_type, r.id, r.data, x.target_type, x.target_id, x.url "
         "FROM idx_reference x JOIN resources r ON r.resource_type = x.resource_type "
-        f"AND r.id = x.id WHERE x.resource_type = ? AND x.param IN ({pmarks}) "
-        f"AND (x.target_id IN ({matches}){by_url}) AND r.deleted = ?",
-        [spec.source_type, *params, *ids, *urls, False],
+        f"AND r.id = x.id WHERE x.resource_type = ? AND {rows_of} "
+        f"AND (x.target_id IN ({_marks(ids)}){by_url}) AND r.deleted = ?",
+        [spec.source_type, *selected, *ids, *urls, False],
     )
     return [
         (row[0], row[1], bytes(row[2]))

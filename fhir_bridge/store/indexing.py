@@ -9,7 +9,7 @@ https://hl7.org/fhir/R4/search.html#ptypes
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from typing import Any
 
@@ -18,6 +18,7 @@ from fhir_bridge.domain.search_parameters import (
     SearchParameter,
     Step,
     element_types,
+    narrowed,
     parse_expression,
     search_parameters,
 )
@@ -67,6 +68,8 @@ class CompiledParameter:
     type: str
     paths: tuple[CompiledPath, ...]
     fallback: Callable[[dict[str, Any]], list[Any]] | None = None
+    # a narrowed reference parameter: the target type whose rows its base parameter holds
+    covered_type: str | None = None
 
 
 def _capital(name: str) -> str:
@@ -149,6 +152,9 @@ def compiled_parameters(resource_type: str) -> tuple[CompiledParameter, ...]:
         if (resource_type, code) in COMBINED:
             continue  # answered from its parts' rows
         parameter = compile_parameter(resource_type, definition)
+        narrowing = narrowed(resource_type, code)
+        if parameter is not None and narrowing is not None:
+            parameter = replace(parameter, covered_type=narrowing[1])
         if parameter is not None and (parameter.paths or parameter.fallback):
             compiled.append(parameter)
     return tuple(compiled)
@@ -268,7 +274,7 @@ def _add(rows: IndexRows, parameter: CompiledParameter, value: Any, fhir_type: s
     if kind == "token":
         _add_token(rows, code, value, fhir_type)
     elif kind == "reference":
-        _add_reference(rows, code, value, fhir_type)
+        _add_reference(rows, code, value, fhir_type, parameter.covered_type)
     elif kind == "date":
         _add_date(rows, code, value, fhir_type)
     elif kind in ("number", "quantity"):
@@ -328,7 +334,7 @@ def _concept_key(param: str, concept: dict[str, Any]) -> tuple[str | None, ...] 
             return None
         key = (*key, coding.get("system"), coding.get("code"), coding.get("display"))
     for part in key:
-        if part is not None and part.__class__ is not str:
+        if part is not None and type(part) is not str:
             return None
     return key
 
@@ -391,7 +397,9 @@ def _add_number(rows: IndexRows, param: str, value: Any, fhir_type: str) -> None
     rows.numbers.append(NumberRow(param, exact, low, high, system, code))
 
 
-def _add_reference(rows: IndexRows, param: str, value: Any, fhir_type: str) -> None:
+def _add_reference(
+    rows: IndexRows, param: str, value: Any, fhir_type: str, covered_type: str | None = None
+) -> None:
     if isinstance(value, str):  # canonical or uri
         unversioned, _, version = value.partition("|")
         rows.references.append(ReferenceRow(param, None, None, unversioned))
@@ -409,7 +417,8 @@ def _add_reference(rows: IndexRows, param: str, value: Any, fhir_type: str) -> N
     if not isinstance(reference, str) or reference.startswith("#"):
         return
     target_type, target_id, url = parse_reference(reference)
-    rows.references.append(ReferenceRow(param, target_type, target_id, url))
+    if target_type is None or target_type != covered_type:
+        rows.references.append(ReferenceRow(param, target_type, target_id, url))
 
 
 def parse_reference(reference: str) -> tuple[str | None, str | None, str | None]:

@@ -16,7 +16,9 @@ from __future__ import annotations
 # by their `_probe` columns: two B-trees a row instead of three (sql.py rebuilds older ones).
 # 5: resource_versions holds superseded versions only, a create writes no row there (four
 # B-trees fewer, one index on resources.seq more); sql.py drops the current versions' rows.
-SCHEMA_VERSION = 5
+# 6: a narrowed reference parameter (Observation `patient`: `subject` to Patients) has no rows
+# for what its base parameter's rows hold (search_parameters.narrowed); sql.py drops them.
+SCHEMA_VERSION = 6
 
 INDEX_TABLES: dict[str, str] = {
     # set_id: the token values of one parameter of one resource, as a set shared by every

@@ -33,7 +33,7 @@ from fhir_bridge.domain.search_parameters import index_params
 from fhir_bridge.domain.search_values import indexed, indexed_prefix
 from fhir_bridge.errors import InvalidRequestError
 from fhir_bridge.store.cursors import seal, unseal
-from fhir_bridge.store.includes import Execute, Row, included_rows
+from fhir_bridge.store.includes import Execute, Row, included_rows, reference_params
 from fhir_bridge.store.indexing import EXACT_SUFFIX
 
 TABLES = {
@@ -186,8 +186,11 @@ def _param_match(sql: _SQL, c: ParamCriterion, a: str) -> str:
     """Condition on index rows aliased `a` (besides resource_type/id) for a positive criterion."""
     suffix = EXACT_SUFFIX if c.modifier == "exact" else ""
     params = [name + suffix for name in index_params(c.resource_type, c.name)]
-    sql.args.extend(params)
-    in_params = f"{a}.param = ?" if len(params) == 1 else f"{a}.param IN (?, ?)"
+    if c.type == "reference":
+        in_params = reference_params(a, c.resource_type, params, sql.args)
+    else:
+        sql.args.extend(params)
+        in_params = f"{a}.param = ?" if len(params) == 1 else f"{a}.param IN (?, ?)"
     if c.missing is not None:
         return in_params
     if c.type == "token":
@@ -237,20 +240,23 @@ def _positive_ids(sql: _SQL, c: Criterion) -> str:
             sql, c, a
         )
     if isinstance(c, ChainCriterion):
-        sql.args.extend([c.resource_type, c.name])
+        sql.args.append(c.resource_type)
+        rows_of = reference_params(a, c.resource_type, [c.name], sql.args)
         branches = []
         for target_type, inner in c.targets:
             sql.args.append(target_type)
             branches.append(f"({a}.target_type = ? AND {a}.target_id IN ({ids_sql(sql, inner)}))")
         return (
             f"SELECT {a}.id FROM idx_reference {a} WHERE {a}.resource_type = ? "
-            f"AND {a}.param = ? AND ({' OR '.join(branches)})"
+            f"AND {rows_of} AND ({' OR '.join(branches)})"
         )
-    sql.args.extend([c.source_type, c.source_param, c.resource_type])
+    sql.args.append(c.source_type)
+    rows_of = reference_params(a, c.source_type, [c.source_param], sql.args)
+    sql.args.append(c.resource_type)
     inner_sql = ids_sql(sql, c.inner)
     return (
         f"SELECT {a}.target_id FROM idx_reference {a} WHERE {a}.resource_type = ? "
-        f"AND {a}.param = ? AND {a}.target_type = ? AND {a}.id IN ({inner_sql})"
+        f"AND {rows_of} AND {a}.target_type = ? AND {a}.id IN ({inner_sql})"
     )
 
 

@@ -23,6 +23,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
+from fhir_bridge.domain.search_parameters import narrowed, resource_types, search_parameters
 from fhir_bridge.errors import FHIRBridgeError, StoreError
 from fhir_bridge.store.base import Staged, StoredResource
 from fhir_bridge.store.indexing import last_updated_row
@@ -391,7 +392,8 @@ class SQLStore:
     def _create_schema(self, session: SQLSession, version: int | None) -> None:
         """Create what is missing; token rows of schema 1 and 2 are converted into token sets,
         SQLite index tables of schema 1 to 3 are rebuilt as WITHOUT ROWID tables, the rows of
-        current versions in resource_versions (schema 1 to 4) are dropped (see schema.py)."""
+        current versions in resource_versions (schema 1 to 4) and the reference rows that
+        narrowed parameters share with their base (1 to 5) are dropped (see schema.py)."""
         rebuilt = _set_aside_rowid_tables(session) if version is not None and version < 4 else []
         for statement in ddl(self.dialect):
             session.execute(statement)
@@ -405,6 +407,8 @@ class SQLStore:
                 "DELETE FROM resource_versions WHERE (resource_type, id, version_id) IN "
                 "(SELECT resource_type, id, version_id FROM resources)"
             )
+        if version is not None and version < 6:
+            _drop_covered_reference_rows(session)
         if version is None:
             session.execute("DELETE FROM schema_info")
             session.execute("INSERT INTO schema_info (version) VALUES (?)", (SCHEMA_VERSION,))
@@ -518,6 +522,19 @@ def _set_aside_rowid_tables(session: SQLSession) -> list[str]:
             session.execute(f"DROP INDEX IF EXISTS {table}_{index}")
         session.execute(f"ALTER TABLE {table} RENAME TO {table}_v3")
     return rebuilt
+
+
+def _drop_covered_reference_rows(session: SQLSession) -> None:
+    """Rows of narrowed reference parameters that their base parameter's rows hold."""
+    for resource_type in resource_types():
+        for code in search_parameters(resource_type):
+            found = narrowed(resource_type, code)
+            if found is not None:
+                session.execute(
+                    "DELETE FROM idx_reference WHERE resource_type = ? AND param = ? "
+                    "AND target_type = ?",
+                    (resource_type, code, found[1]),
+                )
 
 
 def _convert_token_rows(session: SQLSession, batch: int = 1000) -> None:

@@ -87,11 +87,12 @@ def test_combo_code_is_answered_from_code_and_component_code_rows() -> None:
     assert component == [(ASSESSMENT, "madrs-1")]
 
 
-def test_subject_reference_to_patient_also_indexes_patient() -> None:
+def test_subject_reference_to_patient_is_the_patient_parameters_row_too() -> None:
     rows = extract_index(madrs_total())
     refs = {(r.param, r.target_type, r.target_id) for r in rows.references}
     assert ("subject", "Patient", "p1") in refs
-    assert ("patient", "Patient", "p1") in refs
+    # `patient` is `subject` narrowed to Patients: search reads the subject row
+    assert not any(param == "patient" for param, _, _ in refs)
     assert ("encounter", "Encounter", "e1") in refs
     assert ("derived-from", "QuestionnaireResponse", "qr1") in refs
     assert ("has-member", "Observation", "i1") in refs
@@ -102,6 +103,14 @@ def test_patient_parameter_skips_subjects_that_are_not_patients() -> None:
     refs = {(r.param, r.target_type) for r in extract_index(observation).references}
     assert ("subject", "Group") in refs
     assert not any(param == "patient" for param, _ in refs)
+
+
+def test_patient_parameter_keeps_a_row_when_only_the_type_element_names_patient() -> None:
+    subject = {"reference": "urn:uuid:0d4f4cbe-1b8a-4a43-8e1b-6b8cbe1d6a4e", "type": "Patient"}
+    observation = {**madrs_total(), "subject": subject}
+    refs = {(r.param, r.target_type, r.url) for r in extract_index(observation).references}
+    assert ("subject", None, subject["reference"]) in refs
+    assert ("patient", None, subject["reference"]) in refs
 
 
 def test_choice_element_date_keeps_its_precision_and_zone() -> None:
@@ -206,7 +215,7 @@ def test_medication_administration_medication_reference_and_code() -> None:
     assert {
         ("medication", "Medication", "m1"),
         ("context", "Encounter", "e1"),
-        ("patient", "Patient", "p1"),
+        ("subject", "Patient", "p1"),
     } <= refs
     assert [r.param for r in rows.dates] == ["effective-time"]
     coded = {

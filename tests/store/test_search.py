@@ -517,6 +517,28 @@ def test_reverse_chaining(trial: Database) -> None:
     assert trial.ids("Observation", "_has:Observation:has-member:code=madrs-total") == ["o1i1"]
 
 
+def test_patient_is_subject_narrowed_to_patients(trial: Database) -> None:
+    """`patient` reads the subject rows to Patients, and its own rows for a subject whose
+    type only its `type` element gives."""
+    group = observation("og", {"coding": [coding(ASSESSMENT, "madrs-total")]}, "Group/g1")
+    typed = observation("ot", {"coding": [coding(ASSESSMENT, "madrs-total")]}, "urn:uuid:x")
+    typed["subject"]["type"] = "Patient"
+    trial.load(group, typed, {"resourceType": "Group", "id": "g1", "type": "person"})
+    assert trial.ids("Observation", "patient=Patient/p2") == ["o3"]
+    assert trial.ids("Observation", "patient=urn:uuid:x") == ["ot"]
+    assert trial.ids("Observation", "subject=Group/g1") == ["og"]
+    assert trial.ids("Observation", "patient=Group/g1") == []
+    assert trial.ids("Observation", "patient:missing=true") == ["og"]
+    assert trial.ids("Observation", "patient.gender=male") == ["o3"]
+    assert trial.ids("Group", "_has:Observation:patient:code=madrs-total") == []
+    assert trial.ids("Group", "_has:Observation:subject:code=madrs-total") == ["g1"]
+    included = trial.search("Observation", "_id=o3,og&_include=Observation:patient").included
+    assert [(r[0], r[1]) for r in included] == [("Patient", "p2")]
+    reverse = trial.search("Patient", "_id=p2&_revinclude=Observation:patient").included
+    assert [(r[0], r[1]) for r in reverse] == [("Observation", "o3")]
+    assert trial.search("Group", "_id=g1&_revinclude=Observation:patient").included == []
+
+
 def test_include_and_revinclude(trial: Database) -> None:
     result = trial.search(
         "Observation", "_id=o1&_include=Observation:subject&_include=Observation:encounter"

@@ -375,3 +375,30 @@ def test_current_versions_kept_in_resource_versions_by_schema_4_are_dropped(
     assert everything == [("o1", 1), ("p1", 2), ("p1", 1)]
     assert total == 3
     assert v2 is not None and orjson.loads(v2.data)["gender"] == "male"
+
+
+def test_patient_rows_that_subject_rows_hold_are_dropped_from_schema_5(database_url: str) -> None:
+    store = SQLStore(database_url, extract_index)
+    subjects = [("o1", "Patient/p1"), ("o2", "urn:uuid:5b0c1b8e-3f0e-4c8e-9d2a-7b1e0f6c4a11")]
+    scores = [{**madrs(oid), "subject": {"reference": ref}} for oid, ref in subjects]
+    scores[1]["subject"]["type"] = "Patient"  # urn:uuid: only the type element says Patient
+    with store.session(write=True) as session:
+        for score in scores:
+            session.put(score, "POST")
+        # back to schema 5: a patient row beside each subject row to a Patient
+        session.execute(
+            "INSERT INTO idx_reference (resource_type, id, param, target_type, target_id, url) "
+            "SELECT resource_type, id, 'patient', target_type, target_id, url FROM idx_reference "
+            "WHERE param = 'subject' AND target_type = 'Patient'"
+        )
+        session.execute("UPDATE schema_info SET version = 5")
+    store.close()
+    upgraded = SQLStore(database_url, extract_index)
+    with upgraded.session() as session:
+        rows = session.execute(
+            "SELECT id, target_type FROM idx_reference WHERE param = 'patient' ORDER BY id"
+        )
+        found = find_ids(session.execute, "Observation", "patient=Patient/p1")
+    upgraded.close()
+    assert rows == [("o2", None)]
+    assert found == ["o1"]
