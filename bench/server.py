@@ -6,10 +6,12 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import IO
 
 import httpx
 import psycopg
@@ -30,33 +32,41 @@ def running_server(
     start_seconds: float = 60,
     checkout: str | None = None,
 ) -> Iterator[str]:
-    """Yields the server's FHIR base URL; stops the server afterwards. `prefix` runs the server
-    under another command (valgrind), `env` replaces the environment, `checkout` serves the
-    code of another checkout (built in place) instead of this one."""
+    """Yields the server's FHIR base URL once every worker process has started; stops the
+    server afterwards. `prefix` runs the server under another command (valgrind), `env`
+    replaces the environment, `checkout` serves the code of another checkout (built in place)
+    instead of this one.
+
+    The workers share the listening socket, and a worker still starting accepts nothing: a
+    client that connected then would stay with the first worker for good (seen here: runs
+    with 2 workers at the rate of 1, all 4 keep-alive connections on one process)."""
     port = free_port()
     env = {**(os.environ if env is None else env), "FHIR_BRIDGE_DATABASE_URL": database_url}
     if checkout:
         env["PYTHONPATH"] = checkout
     cmd = [*prefix, sys.executable, "-m", "fhir_bridge", "serve", "--port", str(port)]
     cmd += ["--workers", str(workers)]
-    process = subprocess.Popen(
-        cmd, env=env, cwd=checkout, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    log = tempfile.TemporaryFile()
+    process = subprocess.Popen(cmd, env=env, cwd=checkout, stdout=subprocess.DEVNULL, stderr=log)
     base = f"http://127.0.0.1:{port}/fhir"
     try:
         deadline = time.monotonic() + start_seconds
-        while True:
-            try:
-                httpx.get(f"{base}/metadata", timeout=5)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("server did not start") from None
-                time.sleep(0.1)
+        while not _started(log, workers):
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError("server did not start")
+            time.sleep(0.1)
+        httpx.get(f"{base}/metadata", timeout=60).raise_for_status()
         yield base
     finally:
         process.terminate()
         process.wait()
+        log.close()
+
+
+def _started(log: IO[bytes], workers: int) -> bool:
+    """Whether uvicorn has logged the start of `workers` worker processes."""
+    log.seek(0)
+    return log.read().count(b"Application startup complete") >= workers
 
 
 @contextmanager
