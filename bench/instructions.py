@@ -4,9 +4,10 @@ Run: `.venv/bin/python bench/instructions.py [--http]`
 Counts do not drift with the machine's speed, unlike rates. The workload (the ingest bench's
 Bundles of 500, SQLite) runs twice under `valgrind --tool=callgrind`, with 1 and with 3 Bundles
 after a warm-up; the difference divided by the 1,000 extra resources is the cost of one
-resource, start-up and generation of the test data cancelled out. Without `--http` the Bundles
-go straight to the service layer (`bundles.transaction`); with it they are posted to a
-`fhir-bridge serve` process (1 worker) and the server process is counted. Takes minutes.
+resource, start-up and generation of the test data cancelled out. Without `--http` the Bundles'
+bodies go straight to the service layer (`bundles.process`, as POST /fhir calls it); with it
+they are posted to a `fhir-bridge serve` process (1 worker) and the server process is counted.
+Takes minutes.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ def bodies(count: int) -> list[bytes]:
 def in_process(count: int) -> None:
     """The workload itself, run under callgrind by `counted`."""
     from fhir_bridge.api.app import tune_collector
+    from fhir_bridge.api.handlers import status_for
     from fhir_bridge.services import bundles, trial_rules
     from fhir_bridge.store.indexing import extract_index
     from fhir_bridge.store.sql import SQLStore
@@ -48,7 +50,7 @@ def in_process(count: int) -> None:
         ctx = trial_rules.trial_context(store, trial_rules.load_trial())
         tune_collector()  # as the server does after loading
         for body in bodies(count):
-            bundles.transaction(ctx, orjson.loads(body)["entry"], "http://x/fhir", minimal=True)
+            bundles.process(ctx, body, "http://x/fhir", status_for, "return=minimal")
         store.close()
 
 
@@ -85,7 +87,7 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory() as folder:
         one, most = counted(1, args.http, folder), counted(MOST, args.http, folder)
-    where = "server process over HTTP" if args.http else "in process (bundles.transaction)"
+    where = "server process over HTTP" if args.http else "in process (bundles.process)"
     per_resource = (most - one) / ((MOST - 1) * SIZE)
     print(f"transaction Bundles of {SIZE} MADRS scores, SQLite, {where}:")
     print(f"  {per_resource / 1000:,.0f}k instructions per resource")

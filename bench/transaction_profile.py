@@ -22,6 +22,7 @@ import orjson
 from ingest_bench import bundle
 
 from fhir_bridge.api.app import tune_collector
+from fhir_bridge.api.handlers import status_for
 from fhir_bridge.services import bundles, trial_rules
 from fhir_bridge.store import sql
 from fhir_bridge.store.base import StoreSession
@@ -70,7 +71,7 @@ def main() -> None:
         bodies = [orjson.dumps(bundle(rng, args.size)) for _ in range(args.bundles)]
 
         def post(body: bytes) -> None:
-            bundles.transaction(ctx, orjson.loads(body)["entry"], "http://x/fhir", minimal=True)
+            bundles.process(ctx, body, "http://x/fhir", status_for, "return=minimal")
 
         _timed_inserts()
         post(bodies[0])  # warm-up

@@ -2,7 +2,7 @@
 
 from fhir_bridge.mapping.clinical import check_clinical
 from fhir_bridge.mapping.columns import bundle_to_table, table_to_bundle
-from fhir_bridge.mapping.concept_maps import translate_codes
+from fhir_bridge.mapping.concept_maps import may_translate, translate_codes
 from fhir_bridge.mapping.ig_package import build_ig_package
 from fhir_bridge.mapping.loader import Mappings, load_mappings
 from fhir_bridge.mapping.scoring import score_response
@@ -13,6 +13,7 @@ __all__ = [
     "bundle_to_table",
     "check_clinical",
     "load_mappings",
+    "may_translate",
     "score_response",
     "table_to_bundle",
     "translate_codes",

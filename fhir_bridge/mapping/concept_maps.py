@@ -113,6 +113,22 @@ def _coding_key(coding: Any) -> tuple[str, str] | None:
     return (system, code) if isinstance(system, str) and isinstance(code, str) else None
 
 
+def _source_systems(m: Mappings) -> list[bytes]:
+    """The source systems of the translation table, UTF-8 encoded."""
+    table = translation_table(m)
+    return m.cached(  # type: ignore[no-any-return]
+        "translation_source_bytes", lambda: sorted({system.encode() for system, _ in table})
+    )
+
+
+def may_translate(raw: bytes, m: Mappings) -> bool:
+    """Whether a resource in the JSON text `raw` (a request body) may hold a coding that
+    translate_codes translates. No when no source system occurs in `raw` and `raw` has no
+    backslash: without escapes, every string in it is spelled as orjson spells it, so a system
+    absent from `raw` is absent from each of its resources' serialisations too."""
+    return b"\\" in raw or any(system in raw for system in _source_systems(m))
+
+
 def translate_codes(resource: dict[str, Any], m: Mappings) -> dict[str, Any]:
     """The resource with every CodeableConcept holding a mapped local coding also carrying the
     project coding; the original coding is kept. A resource with no coding from a mapped
@@ -121,10 +137,12 @@ def translate_codes(resource: dict[str, Any], m: Mappings) -> dict[str, Any]:
     https://hl7.org/fhir/R4/conceptmap-operation-translate.html
     """
     table = translation_table(m)
-    sources = m.cached("translation_sources", lambda: {system for system, _ in table})
     # a byte search rules out most resources far faster than walking them
     blob = orjson.dumps(resource)
-    if not any(system.encode() in blob for system in sources) or not _mapped(resource, sources):
+    if not any(system in blob for system in _source_systems(m)):
+        return resource
+    sources = m.cached("translation_sources", lambda: {system for system, _ in table})
+    if not _mapped(resource, sources):
         return resource
     result = copy.deepcopy(resource)
     _translate(result, table)

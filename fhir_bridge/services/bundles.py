@@ -88,7 +88,7 @@ def process(
     """Run a posted transaction or batch Bundle (the request body); returns the response
     Bundle's bytes."""
     with _ONE_AT_A_TIME:
-        return _process(ctx, parse_json(body), base, status_for, prefer)
+        return _process(ctx.for_body(body), parse_json(body), base, status_for, prefer)
 
 
 def _process(

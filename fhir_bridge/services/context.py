@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol, runtime_checkable
 
 from fhir_bridge.domain.issues import Issue
 from fhir_bridge.store.base import ResourceStore
@@ -14,6 +14,13 @@ ProfileValidator = Callable[[dict[str, Any], Sequence[str]], list[Issue]]
 Transform = Callable[[dict[str, Any]], dict[str, Any]]
 Derivation = Callable[[dict[str, Any]], list[dict[str, Any]]]
 Transition = Callable[[dict[str, Any], dict[str, Any]], list[Issue]]  # (current, new) -> issues
+
+
+@runtime_checkable
+class Screened(Protocol):
+    """A transform that can tell from a request body that no resource in it needs it."""
+
+    def may_apply(self, raw: bytes) -> bool: ...
 
 
 @dataclass
@@ -34,3 +41,9 @@ class ServiceContext:
     default_page_size: int = 20
     max_page_size: int = 1000
     max_bundle_entries: int = 10_000
+
+    def for_body(self, raw: bytes) -> ServiceContext:
+        """This context without the transforms that no resource in the JSON text `raw` needs
+        (by their own word: Screened); one scan of a Bundle's body, not one per resource."""
+        kept = [t for t in self.transforms if not isinstance(t, Screened) or t.may_apply(raw)]
+        return self if len(kept) == len(self.transforms) else replace(self, transforms=kept)

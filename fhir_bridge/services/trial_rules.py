@@ -19,6 +19,7 @@ from fhir_bridge.mapping import (
     Mappings,
     check_clinical,
     load_mappings,
+    may_translate,
     score_response,
     translate_codes,
 )
@@ -93,11 +94,22 @@ def trial_context(store: ResourceStore, trial: Trial, **limits: int) -> ServiceC
     )
 
 
-def transforms(m: Mappings) -> list[Transform]:
-    def translate(resource: dict[str, Any]) -> dict[str, Any]:
-        return translate_codes(resource, m)
+@dataclass(frozen=True)
+class CodeTranslation:
+    """The trial's local codes translated through its ConceptMaps (translate_codes); a
+    request body that may_translate rules out skips it (ServiceContext.for_body)."""
 
-    return [translate]
+    mappings: Mappings
+
+    def __call__(self, resource: dict[str, Any]) -> dict[str, Any]:
+        return translate_codes(resource, self.mappings)
+
+    def may_apply(self, raw: bytes) -> bool:
+        return may_translate(raw, self.mappings)
+
+
+def transforms(m: Mappings) -> list[Transform]:
+    return [CodeTranslation(m)]
 
 
 def rules(m: Mappings) -> list[WriteCheck]:

@@ -112,6 +112,21 @@ def test_local_codes_are_translated_and_the_original_kept(client: TestClient) ->
     assert len(found["entry"]) == 1
 
 
+@pytest.mark.parametrize("escaped", [False, True], ids=["plain", "escaped-slashes"])
+def test_local_codes_in_a_transaction_are_translated_however_the_body_spells_them(
+    client: TestClient, escaped: bool
+) -> None:
+    observation = json.loads((MESSAGES / "local-coded-observation.json").read_text())
+    entry = {"resource": observation, "request": {"method": "POST", "url": "Observation"}}
+    body = json.dumps({"resourceType": "Bundle", "type": "transaction", "entry": [entry]})
+    if escaped:  # the same JSON value: the local system's bytes no longer occur in it
+        body = body.replace("/", "\\/")
+    response = client.post("/fhir", content=body.encode(), headers=FHIR)
+    assert response.status_code == 200, response.text
+    found = client.get(f"/fhir/Observation?code={ASSESSMENT}|madrs-total").json()
+    assert len(found["entry"]) == 1
+
+
 def test_visit_outside_the_protocol_is_refused(client: TestClient) -> None:
     encounter = {
         "resourceType": "Encounter",

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import orjson
+
 from fhir_bridge.domain.fhir import parse_model
-from fhir_bridge.mapping import Mappings, check_clinical, translate_codes
+from fhir_bridge.mapping import Mappings, check_clinical, may_translate, translate_codes
 
 LOCAL = "http://ehr.example.org/fhir/CodeSystem/local-assessment"
 PROJECT = "https://fhir-bridge.org/fhir/CodeSystem/assessment"
@@ -31,6 +33,18 @@ def test_local_code_gains_project_coding_and_keeps_original(m: Mappings) -> None
     ]
     assert translated["component"][0]["code"]["coding"][1]["code"] == "madrs-1"
     parse_model(translated)
+
+
+def test_a_body_without_a_source_system_or_escapes_needs_no_translation(m: Mappings) -> None:
+    local = orjson.dumps({"entry": [{"resource": _local_observation()}]})
+    project = local.replace(LOCAL.encode(), PROJECT.encode())
+    assert may_translate(local, m)
+    assert not may_translate(project, m)
+    # an escape may spell a source system in other bytes: the body cannot rule it out
+    escaped = local.replace(b"http://", b"http:\\/\\/")
+    assert LOCAL.encode() not in escaped and orjson.loads(escaped) == orjson.loads(local)
+    assert may_translate(escaped, m)
+    assert may_translate(project.replace(b"}", b', "note": "a \\"quoted\\" word"}', 1), m)
 
 
 def test_translation_leaves_the_input_unchanged(m: Mappings) -> None:
