@@ -327,8 +327,20 @@ def _add_token(rows: IndexRows, param: str, value: Any, fhir_type: str) -> None:
 
 def _concept_key(param: str, concept: dict[str, Any]) -> tuple[str | None, ...] | None:
     """The key of a concept's rows in _CONCEPT_ROWS; None when a part is not a string."""
-    key: tuple[Any, ...] = (param, concept.get("text"))
-    codings = concept.get("coding")
+    text, codings = concept.get("text"), concept.get("coding")
+    if type(codings) is list and len(codings) == 1 and type(codings[0]) is dict:
+        # the common shape, one coding: its key without building it up part by part
+        coding: dict[str, Any] = codings[0]
+        system, code, display = coding.get("system"), coding.get("code"), coding.get("display")
+        if (
+            (text is None or type(text) is str)
+            and (system is None or type(system) is str)
+            and (code is None or type(code) is str)
+            and (display is None or type(display) is str)
+        ):
+            return (param, text, system, code, display)
+        return None
+    key: tuple[Any, ...] = (param, text)
     for coding in codings if isinstance(codings, list) else ():
         if not isinstance(coding, dict):  # narrowed: the dict's own get, not a method call
             return None
