@@ -32,6 +32,7 @@ from fhir_bridge.domain.search import parse_query_string, parse_search  # noqa: 
 from fhir_bridge.store.indexing import extract_index, last_updated_row  # noqa: E402
 from fhir_bridge.store.schema import INDEX_TABLES, ddl  # noqa: E402
 from fhir_bridge.store.search import run_search  # noqa: E402
+from fhir_bridge.store.sql import SQLITE_PAGE_SIZE  # noqa: E402
 from fhir_bridge.store.staging import stage  # noqa: E402
 
 ASSESSMENT = "https://fhir-bridge.org/fhir/CodeSystem/assessment"
@@ -242,6 +243,7 @@ def connect(args: argparse.Namespace) -> Iterator[Target]:
         path = Path(args.db)
         fresh = not path.exists()
         conn = sqlite3.connect(path)
+        conn.execute(f"PRAGMA page_size={SQLITE_PAGE_SIZE}")  # as the store makes its files
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         if fresh:

@@ -16,7 +16,7 @@ from fhir_bridge.errors import InvalidRequestError, StoreError
 from fhir_bridge.store.indexing import extract_index
 from fhir_bridge.store.schema import KEYED_ON_SQLITE, SCHEMA_VERSION
 from fhir_bridge.store.search import find_ids
-from fhir_bridge.store.sql import CHUNK_ROWS, SQLStore, _Checkpointer, checkpoint
+from fhir_bridge.store.sql import CHUNK_ROWS, SQLITE_PAGE_SIZE, SQLStore, _Checkpointer, checkpoint
 
 PATIENT = {"resourceType": "Patient", "id": "p1", "gender": "female"}
 
@@ -402,3 +402,9 @@ def test_patient_rows_that_subject_rows_hold_are_dropped_from_schema_5(database_
     upgraded.close()
     assert rows == [("o2", None)]
     assert found == ["o1"]
+
+
+def test_a_new_sqlite_file_has_the_store_page_size(tmp_path: Path) -> None:
+    SQLStore(f"sqlite:///{tmp_path / 'new.db'}", extract_index).close()
+    with sqlite3.connect(tmp_path / "new.db") as conn:
+        assert conn.execute("PRAGMA page_size").fetchone() == (SQLITE_PAGE_SIZE,)
