@@ -57,6 +57,7 @@ class _Shared(threading.local):
     which keeps its id from being reused while the scope lasts)."""
 
     keys: dict[int, tuple[Any, bytes | None]] | None = None
+    plain = False  # the values come from plain JSON (SharedKeys)
 
 
 _SHARED = _Shared()
@@ -64,23 +65,42 @@ _SHARED = _Shared()
 
 class SharedKeys:
     """Within it, a value's key is made once, whichever Memo asks. Only for values that no
-    one changes while it lasts."""
+    one changes while it lasts. `plain`: they were parsed from JSON text for which plain_json
+    holds, so their keys need no search for nulls and local references."""
+
+    def __init__(self, plain: bool = False) -> None:
+        self.plain = plain
 
     def __enter__(self) -> None:
         _SHARED.keys = {}
+        _SHARED.plain = self.plain
 
     def __exit__(self, *exc: object) -> None:
         _SHARED.keys = None
+        _SHARED.plain = False
 
 
-def _serialised(value: Any) -> bytes | None:
+def plain_json(raw: bytes) -> bool:
+    """Whether the values parsed from JSON text `raw` make keys with no null and no string
+    starting with '#' (_serialised): it has neither, nor an escape, which could spell them in
+    other bytes. One search of a request body instead of two of every key made of it
+    (bench/instructions.py: 954k -> 930k instructions per resource)."""
+    if raw.find(b"\\") >= 0 or raw.find(b"null") >= 0:
+        return False
+    return raw.find(b"#") < 0 or raw.find(b'"#') < 0  # one byte first: memchr, 100x faster
+
+
+def _serialised(value: Any, plain: bool = False) -> bytes | None:
     try:
         key = orjson.dumps(value)
     except TypeError:  # integers beyond 64 bits, lone surrogates: checked every time
         return None
-    # orjson writes NaN and infinities as null: a null is never a key of its own.
+    if len(key) > MAX_KEY_BYTES:
+        return None
+    # A null depends on its `_` twin beside it, and orjson writes NaN and infinities as null:
+    # a null is never a key of its own. A local reference reads the resource's `contained`.
     # find() of one byte first: `b'"#' in key` alone costs twice orjson.dumps.
-    if len(key) > MAX_KEY_BYTES or (key.find(b"#") >= 0 and b'"#' in key) or key.find(b"null") >= 0:
+    if not plain and ((key.find(b"#") >= 0 and b'"#' in key) or key.find(b"null") >= 0):
         return None
     return key
 
@@ -109,7 +129,7 @@ class Memo:
         made = shared.get(id(value))
         if made is not None and made[0] is value:
             return made[1]
-        key = _serialised(value)
+        key = _serialised(value, _SHARED.plain)
         shared[id(value)] = (value, key)
         return key
 

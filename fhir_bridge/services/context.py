@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, runtime_checkable
 
 from fhir_bridge.domain.issues import Issue
+from fhir_bridge.domain.memo import plain_json
 from fhir_bridge.store.base import ResourceStore
 
 WriteCheck = Callable[[dict[str, Any]], list[Issue]]
@@ -38,12 +39,21 @@ class ServiceContext:
     # Rules on how a resource may change, by resource type (e.g. a withdrawn ResearchSubject
     # stays withdrawn); checked on update against the current version.
     transitions: dict[str, list[Transition]] = field(default_factory=dict)
+    # Set by for_body: the request's JSON is plain (memo.plain_json) and no transform applies,
+    # so its resources are checked as they were parsed, with memo.SharedKeys(plain=True).
+    plain_body: bool = field(default=False, init=False)
     default_page_size: int = 20
     max_page_size: int = 1000
     max_bundle_entries: int = 10_000
 
     def for_body(self, raw: bytes) -> ServiceContext:
-        """This context without the transforms that no resource in the JSON text `raw` needs
-        (by their own word: Screened); one scan of a Bundle's body, not one per resource."""
+        """This context for the resources of the JSON text `raw` (a Bundle's body): without
+        the transforms none of them needs (by their own word: Screened), and plain_body when it
+        holds. A few scans of the body instead of work on every resource."""
         kept = [t for t in self.transforms if not isinstance(t, Screened) or t.may_apply(raw)]
-        return self if len(kept) == len(self.transforms) else replace(self, transforms=kept)
+        plain = not kept and plain_json(raw)
+        if len(kept) == len(self.transforms) and plain == self.plain_body:
+            return self
+        scoped = replace(self, transforms=kept)
+        scoped.plain_body = plain
+        return scoped

@@ -138,13 +138,14 @@ def prepare(ctx: ServiceContext, resource: dict[str, Any], derive: bool = True) 
     `derive=False` when the client sends the derived resources itself."""
     for transform in ctx.transforms:
         resource = transform(resource)
-    with SharedKeys():  # nothing below changes the resource
+    with SharedKeys(ctx.plain_body):  # nothing below changes the resource
         validate_for_write(ctx, resource)
         derived = [item for rule in ctx.derivations if derive for item in rule(resource)]
-        for item in derived:
+    for item in derived:  # made here, not parsed from the request
+        with SharedKeys():
             validate_for_write(ctx, item)
-        stage = ctx.store.stage
-        return Prepared(resource, stage(resource), [(item, stage(item)) for item in derived])
+    stage = ctx.store.stage
+    return Prepared(resource, stage(resource), [(item, stage(item)) for item in derived])
 
 
 def commit(

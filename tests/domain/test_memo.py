@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from fhir_bridge.domain.memo import MAX_KEY_BYTES, SIZE, TRIAL, Budget, Memo, SharedKeys
+from fhir_bridge.domain.memo import (
+    MAX_KEY_BYTES,
+    SIZE,
+    TRIAL,
+    Budget,
+    Memo,
+    SharedKeys,
+    plain_json,
+)
 
 
 def test_equal_values_share_a_key_and_different_ones_do_not() -> None:
@@ -66,3 +74,18 @@ def test_within_SharedKeys_a_value_is_serialised_once_for_every_memo() -> None:
         value["code"] = "2"  # the scope's promise broken on purpose: the first key is kept
         assert Memo().key(value) == first
     assert Memo().key(value) != first  # outside the scope keys follow the value
+
+
+def test_plain_json_has_no_null_no_local_reference_and_no_escape() -> None:
+    assert plain_json(b'{"subject": {"reference": "Patient/1"}, "valueInteger": 3}')
+    assert not plain_json(b'{"valueInteger": null}')
+    assert not plain_json(b'{"subject": {"reference": "#p1"}}')
+    assert not plain_json(b'{"subject": {"reference": "\\u0023p1"}}')  # "#p1", escaped
+
+
+def test_keys_of_values_from_plain_json_are_not_searched() -> None:
+    local = {"reference": "#p1"}  # cannot come from plain JSON: shows the search is skipped
+    with SharedKeys():
+        assert Memo().key(local) is None
+    with SharedKeys(plain=True):
+        assert Memo().key(local) == b'{"reference":"#p1"}'

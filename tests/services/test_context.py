@@ -1,0 +1,33 @@
+"""ServiceContext.for_body: what one scan of a request body spares each of its resources."""
+
+from __future__ import annotations
+
+import orjson
+
+from fhir_bridge.services import trial_rules
+from fhir_bridge.store.sql import SQLStore
+
+LOCAL = "http://ehr.example.org/fhir/CodeSystem/local-assessment"
+PROJECT = "https://fhir-bridge.org/fhir/CodeSystem/assessment"
+
+
+def body(system: str, **extra: object) -> bytes:
+    observation = {"resourceType": "Observation", "code": {"coding": [{"system": system}]}}
+    return orjson.dumps({"entry": [{"resource": {**observation, **extra}}]})
+
+
+def test_a_plain_body_with_project_codes_needs_no_transform_and_no_key_search(
+    store: SQLStore,
+) -> None:
+    ctx = trial_rules.trial_context(store, trial_rules.load_trial())
+    scoped = ctx.for_body(body(PROJECT))
+    assert scoped.transforms == [] and scoped.plain_body
+    assert len(ctx.transforms) == 1 and not ctx.plain_body  # the shared context is unchanged
+
+
+def test_local_codes_a_null_or_a_local_reference_keep_the_full_checks(store: SQLStore) -> None:
+    ctx = trial_rules.trial_context(store, trial_rules.load_trial())
+    local = ctx.for_body(body(LOCAL))
+    assert local.transforms == ctx.transforms and not local.plain_body
+    assert not ctx.for_body(body(PROJECT, valueString=None)).plain_body
+    assert not ctx.for_body(body(PROJECT, subject={"reference": "#p"})).plain_body
