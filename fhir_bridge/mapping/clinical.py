@@ -49,11 +49,10 @@ def _check_components(
     memo = _items_memo(spec)
     components = obs.get("component", [])
     for index, component in enumerate(components if isinstance(components, list) else []):
-        path = f"Observation.component[{index}]"
         # A component seen before as a valid item of this instrument: its item and value.
         key, known = memo.lookup(component)
         if known is None:
-            known = _item_value(spec, component, path, issues)
+            known = _item_value(spec, component, f"Observation.component[{index}]", issues)
             if known is None:
                 continue
             if key is not None:
@@ -61,7 +60,7 @@ def _check_components(
         link_id, value = known
         if link_id in values:
             text = f"{spec.name} item {link_id} appears twice"
-            issues.append(Issue("error", "business-rule", text, path))
+            issues.append(Issue("error", "business-rule", text, f"Observation.component[{index}]"))
         else:
             values[link_id] = value
     return values, issues
