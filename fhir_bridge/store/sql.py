@@ -41,9 +41,10 @@ KNOWN_SETS_LIMIT = 65_536
 CHUNK_ROWS = 32
 # Pages of new SQLite files: 16 KiB over the default 4 KiB took a quarter less time under the
 # write lock (bench/transaction_profile.py, three alternating runs: 79-96 -> 52-72 µs per
-# resource; bench/instructions.py 971k -> 954k) and made searches no slower
-# (bench/search_bench.py, 100,000 Observations, one run each, p50: subject+code 0.66 -> 0.59 ms,
-# code only 0.55 -> 0.29 ms). Existing files keep theirs: a WAL database cannot change it.
+# resource; bench/instructions.py 971k -> 954k). The price is in searches of large databases,
+# whose random look-ups read larger pages (bench/search_bench.py, 1,000,000 Observations, one
+# run each, back to back: subject+code p50 1.01 -> 1.47 ms, p95 1.63 -> 2.29 ms; at 100,000
+# no slower). Existing files keep theirs: a WAL database cannot change it.
 SQLITE_PAGE_SIZE = 16384
 _COLUMNS = "resource_type, id, version_id, last_updated, deleted, data, method"
 _ROW_COLUMNS = "resource_type, id, version_id, last_updated, deleted, seq, data, method"
