@@ -289,7 +289,8 @@ def _plan(ctx: ServiceContext, session: StoreSession, requests: list[_Request]) 
         try:
             source = f"{request.resource_type}/{request.resource_id}"
             resource = {**request.resource, "id": request.resource_id}
-            prepared[request.index] = resources.prepare(ctx, resource, source not in supplied)
+            derive = source not in supplied
+            prepared[request.index] = resources.prepare(ctx, resource, derive, ctx.plain_body)
         except FHIRBridgeError as exc:
             raise type(exc)(issues=_locate(exc.issues, request.index)) from exc
     # Compared once every create passed its checks: derivations read well-formed sources.
@@ -601,7 +602,7 @@ def _run(
         if ready is None:
             resource = {**request.resource, "id": request.resource_id}
             derive = f"{request.resource_type}/{request.resource_id}" not in supplied
-            ready = resources.prepare(ctx, resource, derive)
+            ready = resources.prepare(ctx, resource, derive, ctx.plain_body)
         stored = resources.commit(session, ready, "POST", new=True)
         return _written(stored, base, 201, minimal)
     body_id = request.resource.get("id")

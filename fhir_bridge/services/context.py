@@ -40,7 +40,8 @@ class ServiceContext:
     # stays withdrawn); checked on update against the current version.
     transitions: dict[str, list[Transition]] = field(default_factory=dict)
     # Set by for_body: the request's JSON is plain (memo.plain_json) and no transform applies,
-    # so its resources are checked as they were parsed, with memo.SharedKeys(plain=True).
+    # so the resources created as they were parsed from it are checked with
+    # memo.SharedKeys(plain=True) (resources.prepare).
     plain_body: bool = field(default=False, init=False)
     default_page_size: int = 20
     max_page_size: int = 1000

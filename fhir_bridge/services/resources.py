@@ -133,12 +133,16 @@ class Prepared:
     derived: list[tuple[dict[str, Any], Staged]]
 
 
-def prepare(ctx: ServiceContext, resource: dict[str, Any], derive: bool = True) -> Prepared:
+def prepare(
+    ctx: ServiceContext, resource: dict[str, Any], derive: bool = True, plain: bool = False
+) -> Prepared:
     """Transform, check, derive and index: the CPU work of a write, done before the write lock.
-    `derive=False` when the client sends the derived resources itself."""
+    `derive=False` when the client sends the derived resources itself; `plain` when the
+    resource is as parsed from a body for which ctx.plain_body holds (not, say, a patched
+    stored version, which may hold nulls and local references)."""
     for transform in ctx.transforms:
         resource = transform(resource)
-    with SharedKeys(ctx.plain_body):  # nothing below changes the resource
+    with SharedKeys(plain):  # nothing below changes the resource
         validate_for_write(ctx, resource)
         derived = [item for rule in ctx.derivations if derive for item in rule(resource)]
     for item in derived:  # made here, not parsed from the request

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import orjson
 
+from fhir_bridge.domain import memo
+from fhir_bridge.domain.issues import Issue
 from fhir_bridge.errors import StoreError
 from fhir_bridge.services import bundles
 from fhir_bridge.services.context import ServiceContext
@@ -193,3 +196,36 @@ def test_bundles_of_one_process_run_one_at_a_time(store: SQLStore) -> None:
         ["start male", "end male", "start female", "end female"],
         ["start female", "end female", "start male", "end male"],
     )
+
+
+def test_only_resources_created_as_parsed_from_a_plain_body_are_checked_as_plain(
+    store: SQLStore,
+) -> None:
+    seen: list[tuple[str, bool]] = []
+
+    def validator(resource: dict[str, Any], profiles: Sequence[str]) -> list[Issue]:
+        # a key for a local reference is made only for values of plain JSON (memo.SharedKeys)
+        plain = memo.Memo().key({"reference": "#x"}) is not None
+        seen.append((resource.get("gender", ""), plain))
+        return []
+
+    ctx = ServiceContext(store=store, validator=validator)
+    with store.session(write=True) as session:  # stored: may hold nulls, local references
+        session.put({"resourceType": "Patient", "id": "p1", "gender": "male"}, "POST")
+    ops = orjson.dumps([{"op": "replace", "path": "/gender", "value": "other"}])
+    patch = {
+        "resource": {
+            "resourceType": "Binary",
+            "contentType": "application/json-patch+json",
+            "data": base64.b64encode(ops).decode(),
+        },
+        "request": {"method": "PATCH", "url": "Patient/p1"},
+    }
+    create = {
+        "resource": {"resourceType": "Patient", "gender": "female"},
+        "request": {"method": "POST", "url": "Patient"},
+    }
+    body = orjson.dumps({"resourceType": "Bundle", "type": "transaction", "entry": [patch, create]})
+    assert ctx.for_body(body).plain_body
+    bundles.process(ctx, body, "http://x/fhir", lambda exc: 500)
+    assert sorted(seen) == [("female", True), ("other", False)]
