@@ -52,15 +52,22 @@ TRIAL: Final = 512
 SIZE: Final = 4096
 
 
-class _Shared(threading.local):
-    """The keys made in this thread's open `SharedKeys`, by id of the value (with the value,
-    which keeps its id from being reused while the scope lasts)."""
+class _Scope:
+    """One thread's open SharedKeys: the keys made in it, by id of the value (with the value,
+    which keeps its id from being reused while the scope lasts), and whether the values come
+    from plain JSON."""
 
-    keys: dict[int, tuple[Any, bytes | None]] | None = None
-    plain = False  # the values come from plain JSON (SharedKeys)
+    __slots__ = ("keys", "plain")
+
+    def __init__(self, plain: bool) -> None:
+        self.keys: dict[int, tuple[Any, bytes | None]] = {}
+        self.plain = plain
 
 
-_SHARED = _Shared()
+# Each thread's _Scope, read with getattr: a compiled subclass of threading.local keeps its
+# attributes in the object itself, shared by every thread (seen: a scope opened by one
+# thread was read by another).
+_SCOPES = threading.local()
 
 
 class SharedKeys:
@@ -72,12 +79,10 @@ class SharedKeys:
         self.plain = plain
 
     def __enter__(self) -> None:
-        _SHARED.keys = {}
-        _SHARED.plain = self.plain
+        _SCOPES.scope = _Scope(self.plain)
 
     def __exit__(self, *exc: object) -> None:
-        _SHARED.keys = None
-        _SHARED.plain = False
+        _SCOPES.scope = None
 
 
 def plain_json(raw: bytes) -> bool:
@@ -123,14 +128,14 @@ class Memo:
         """`value` serialised, when it may be looked up and remembered; else None."""
         if not self.active:
             return None
-        shared = _SHARED.keys
-        if shared is None:
+        scope: _Scope | None = getattr(_SCOPES, "scope", None)
+        if scope is None:
             return _serialised(value)
-        made = shared.get(id(value))
+        made = scope.keys.get(id(value))
         if made is not None and made[0] is value:
             return made[1]
-        key = _serialised(value, _SHARED.plain)
-        shared[id(value)] = (value, key)
+        key = _serialised(value, scope.plain)
+        scope.keys[id(value)] = (value, key)
         return key
 
     def lookup(self, value: Any) -> tuple[bytes | None, Any]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 from fhir_bridge.domain.memo import (
     MAX_KEY_BYTES,
     SIZE,
@@ -89,3 +91,25 @@ def test_keys_of_values_from_plain_json_are_not_searched() -> None:
         assert Memo().key(local) is None
     with SharedKeys(plain=True):
         assert Memo().key(local) == b'{"reference":"#p1"}'
+
+
+def test_a_shared_keys_scope_is_its_own_threads() -> None:
+    # a server thread checks a request that is not plain while another is in a plain scope
+    entered, plain_open, asked = threading.Event(), threading.Event(), threading.Event()
+    found: list[bytes | None] = []
+
+    def other_request() -> None:
+        with SharedKeys():
+            entered.set()
+            plain_open.wait()
+            found.append(Memo().key({"reference": "#x"}))
+        asked.set()
+
+    thread = threading.Thread(target=other_request)
+    thread.start()
+    entered.wait()
+    with SharedKeys(plain=True):
+        plain_open.set()
+        asked.wait()
+    thread.join()
+    assert found == [None]
