@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ from fastapi.testclient import TestClient
 
 from fhir_bridge.api.app import create_app
 from fhir_bridge.config import Settings
+from tests.bundle_entries import patch_entry
 
 FHIR = {"Content-Type": "application/fhir+json"}
 MRN = {"system": "http://hospital.example/mrn", "value": "MRN-7"}
@@ -199,19 +199,11 @@ def test_batch_get_entry_with_a_resource_still_runs_a_search(client: TestClient)
 
 
 def test_transaction_patch_entry_applies_a_json_patch(client: TestClient) -> None:
-    import base64
     import json
 
     created = client.post("/fhir/Patient", json={"resourceType": "Patient"}, headers=FHIR).json()
     ops = [{"op": "add", "path": "/gender", "value": "female"}]
-    entry = {
-        "resource": {
-            "resourceType": "Binary",
-            "contentType": "application/json-patch+json",
-            "data": base64.b64encode(json.dumps(ops).encode()).decode(),
-        },
-        "request": {"method": "PATCH", "url": f"Patient/{created['id']}"},
-    }
+    entry = patch_entry(f"Patient/{created['id']}", json.dumps(ops).encode())
     body = client.post("/fhir", json=transaction(entry)).json()
     assert body["entry"][0]["resource"]["gender"] == "female"
     assert body["entry"][0]["resource"]["meta"]["versionId"] == "2"
@@ -365,14 +357,7 @@ def test_malformed_response_with_a_client_score_is_refused_not_scored(
 
 def test_patch_entry_adding_a_nul_character_is_refused(client: TestClient) -> None:
     patch = b'[{"op": "add", "path": "/name", "value": [{"family": "a\\u0000b"}]}]'
-    entry = {
-        "resource": {
-            "resourceType": "Binary",
-            "contentType": "application/json-patch+json",
-            "data": base64.b64encode(patch).decode(),
-        },
-        "request": {"method": "PATCH", "url": "Patient/x"},
-    }
+    entry = patch_entry("Patient/x", patch)
     response = client.post("/fhir", json=transaction(entry))
     assert response.status_code == 400
     assert response.json()["issue"][0]["expression"] == ["Bundle.entry[0].resource.data"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import threading
 import time
@@ -19,6 +18,7 @@ from fhir_bridge.services import bundles
 from fhir_bridge.services.context import ServiceContext
 from fhir_bridge.store.base import Staged, StoreSession
 from fhir_bridge.store.sql import SQLStore
+from tests.bundle_entries import patch_entry
 
 MRN = "http://hospital.example/mrn"
 
@@ -213,14 +213,7 @@ def test_only_resources_created_as_parsed_from_a_plain_body_are_checked_as_plain
     with store.session(write=True) as session:  # stored: may hold nulls, local references
         session.put({"resourceType": "Patient", "id": "p1", "gender": "male"}, "POST")
     ops = orjson.dumps([{"op": "replace", "path": "/gender", "value": "other"}])
-    patch = {
-        "resource": {
-            "resourceType": "Binary",
-            "contentType": "application/json-patch+json",
-            "data": base64.b64encode(ops).decode(),
-        },
-        "request": {"method": "PATCH", "url": "Patient/p1"},
-    }
+    patch = patch_entry("Patient/p1", ops)
     create = {
         "resource": {"resourceType": "Patient", "gender": "female"},
         "request": {"method": "POST", "url": "Patient"},
