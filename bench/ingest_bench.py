@@ -12,7 +12,10 @@ with the machine's speed than the rate does (the machine here ran 1.7x slower on
 than on others). Next to each rate:
 the CPU time the whole machine spent per resource (server processes and client), whose
 inverse times the cores bounds the rate, and the share of the cores' time the hypervisor
-took for other guests (steal): rates measured while it is high understate the machine.
+took for other guests (steal): rates measured while it is high understate the machine; and
+how busy each server process was (its CPU time over the run's): a client's keep-alive
+connection stays with the process that accepted it, and a run whose processes are not both
+busy measured the spread of the connections, not the code.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 import orjson
@@ -64,15 +68,21 @@ def fhir_resources_rate(observations: list[dict[str, object]]) -> float:
     return len(payloads) / (time.perf_counter() - started)
 
 
+class Run(NamedTuple):
+    seconds: float  # to post all Bundles but the warm-up ones
+    cpu: float  # CPU seconds the machine spent meanwhile
+    stolen: float  # seconds the hypervisor took from the cores meanwhile
+    worker_cpu: list[float]  # CPU seconds of each server process meanwhile
+
+
 def post_all(
     database: str, bundles: list[bytes], workers: int, clients: int, checkout: str | None = None
-) -> tuple[float, float, float]:
-    """Seconds to post all Bundles but the first (a warm-up per worker) to a fresh server (of
-    `checkout`, default this one), the CPU seconds the machine spent meanwhile, and the seconds
-    stolen from its cores."""
+) -> Run:
+    """Post all Bundles, the first one per worker as a warm-up, to a fresh server (of
+    `checkout`, default this one)."""
     headers = {"Content-Type": "application/fhir+json", "Prefer": "return=minimal"}
-    with running_server(database, workers, checkout=checkout) as base:
-        url = urlsplit(base)
+    with running_server(database, workers, checkout=checkout) as server:
+        url = urlsplit(server.base)
         local = threading.local()
 
         def post(body: bytes) -> None:
@@ -89,9 +99,13 @@ def post_all(
         with ThreadPoolExecutor(clients) as pool:
             list(pool.map(post, bundles[:workers]))
             started, (cpu, stolen) = time.perf_counter(), machine_cpu_seconds()
+            worker_cpu = server.worker_cpu_seconds()
             list(pool.map(post, bundles[workers:]))
             cpu_after, stolen_after = machine_cpu_seconds()
-            return time.perf_counter() - started, cpu_after - cpu, stolen_after - stolen
+            seconds = time.perf_counter() - started
+            worker_cpu_after = server.worker_cpu_seconds()
+            spent = [b - a for a, b in zip(worker_cpu, worker_cpu_after, strict=True)]
+            return Run(seconds, cpu_after - cpu, stolen_after - stolen, spent)
 
 
 def main() -> None:
@@ -122,16 +136,19 @@ def main() -> None:
                     tempfile.TemporaryDirectory() as tmp,
                     fresh_database(args.database, tmp) as database,
                 ):
-                    elapsed, cpu, stolen = post_all(database, bundles, workers, clients, checkout)
+                    run = post_all(database, bundles, workers, clients, checkout)
                 count = (args.bundles - workers) * args.size
                 label = f"{code}{workers} server process(es), {clients} client(s)"
+                busy = " ".join(f"{cpu / run.seconds:.0%}" for cpu in run.worker_cpu)
                 print(
-                    f"fhir-bridge ingest, {label:34} {count / elapsed:8.0f} resources/s"
-                    f"   machine CPU {cpu / count * 1e6:4.0f} µs per resource"
-                    f"   stolen by the host {stolen / (elapsed * cores):4.0%} of the cores' time",
+                    f"fhir-bridge ingest, {label:34} {count / run.seconds:8.0f} resources/s"
+                    f"   machine CPU {run.cpu / count * 1e6:4.0f} µs per resource"
+                    f"   server processes busy {busy}"
+                    f"   stolen by the host {run.stolen / (run.seconds * cores):4.0%}"
+                    " of the cores' time",
                     flush=True,
                 )
-                lines.append((label, count / elapsed))
+                lines.append((label, count / run.seconds))
     after = fhir_resources_rate(sample)
     print(
         "fhir.resources R4B parse + serialize only, same resources: "

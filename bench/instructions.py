@@ -66,11 +66,11 @@ def counted(count: int, http: bool, folder: str) -> int:
     else:
         database = f"sqlite:///{folder}/h{count}.db"
         with (
-            running_server(database, prefix=tuple(valgrind), env=env, start_seconds=600) as base,
+            running_server(database, prefix=tuple(valgrind), env=env, start_seconds=600) as server,
             httpx.Client(timeout=3000) as client,
         ):
             for body in bodies(count):
-                client.post(base, content=body, headers=HEADERS).raise_for_status()
+                client.post(server.base, content=body, headers=HEADERS).raise_for_status()
     with open(out) as f:
         totals = re.search(r"^summary: (\d+)", f.read(), re.MULTILINE)
     assert totals is not None, "callgrind wrote no summary"

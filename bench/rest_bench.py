@@ -68,7 +68,8 @@ def main() -> None:
     observations = [madrs_observation(rng, "Patient/bench") for _ in range(args.count)]
     ids = [""] * args.count
     headers = {"Content-Type": "application/fhir+json"}
-    with tempfile.TemporaryDirectory() as tmp, running_server(f"sqlite:///{tmp}/b.db") as base:
+    with tempfile.TemporaryDirectory() as tmp, running_server(f"sqlite:///{tmp}/b.db") as server:
+        base = server.base
 
         def create(http: httpx.Client, i: int) -> None:
             response = http.post(f"{base}/Observation", json=observations[i], headers=headers)

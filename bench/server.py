@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import IO
 
 import httpx
@@ -23,6 +24,37 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@dataclass(frozen=True)
+class Server:
+    base: str  # the FHIR base URL
+    pid: int  # uvicorn's main process; with several workers, their parent
+
+    def worker_cpu_seconds(self) -> list[float]:
+        """CPU time each worker process has used so far (the main process alone when there
+        are no workers), in the order of their process ids. Differences over a run show how
+        the work was spread: keep-alive connections stay with the worker that accepted them."""
+        children = _children(self.pid)
+        return [_cpu_seconds(pid) for pid in sorted(children or [self.pid])]
+
+
+def _children(pid: int) -> list[int]:
+    """Worker processes of uvicorn's main process (not multiprocessing's resource tracker)."""
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        pids = [int(p) for p in f.read().split()]
+    return [p for p in pids if b"resource_tracker" not in _cmdline(p)]
+
+
+def _cmdline(pid: int) -> bytes:
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        return f.read()
+
+
+def _cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
 @contextmanager
 def running_server(
     database_url: str,
@@ -31,8 +63,8 @@ def running_server(
     env: dict[str, str] | None = None,
     start_seconds: float = 60,
     checkout: str | None = None,
-) -> Iterator[str]:
-    """Yields the server's FHIR base URL once every worker process has started; stops the
+) -> Iterator[Server]:
+    """Yields the server once every worker process has started; stops the
     server afterwards. `prefix` runs the server under another command (valgrind), `env`
     replaces the environment, `checkout` serves the code of another checkout (built in place)
     instead of this one.
@@ -56,7 +88,7 @@ def running_server(
                 raise RuntimeError("server did not start")
             time.sleep(0.1)
         httpx.get(f"{base}/metadata", timeout=60).raise_for_status()
-        yield base
+        yield Server(base, process.pid)
     finally:
         process.terminate()
         process.wait()
