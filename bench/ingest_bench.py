@@ -13,9 +13,8 @@ than on others). Next to each rate:
 the CPU time the whole machine spent per resource (server processes and client), whose
 inverse times the cores bounds the rate, and the share of the cores' time the hypervisor
 took for other guests (steal): rates measured while it is high understate the machine; and
-how busy each server process was (its CPU time over the run's): a client's keep-alive
-connection stays with the process that accepted it, and a run whose processes are not both
-busy measured the spread of the connections, not the code.
+how busy each server process was (its CPU time over the run's): a run whose processes are
+not all busy measured the spread of the clients over them, not the code.
 """
 
 from __future__ import annotations
@@ -25,7 +24,6 @@ import http.client
 import os
 import random
 import tempfile
-import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -83,16 +81,19 @@ def post_all(
     headers = {"Content-Type": "application/fhir+json", "Prefer": "return=minimal"}
     with running_server(database, workers, checkout=checkout) as server:
         url = urlsplit(server.base)
-        local = threading.local()
 
         def post(body: bytes) -> None:
-            # http.client, one keep-alive connection per client thread: the load generator
-            # shares the machine, and httpx cost it several times the CPU (h11 in Python)
-            if not hasattr(local, "http"):
-                local.http = http.client.HTTPConnection(url.hostname, url.port, timeout=600)
-            local.http.request("POST", url.path, body, headers)
-            response = local.http.getresponse()
-            response.read()
+            # http.client: the load generator shares the machine, and httpx cost it several
+            # times the CPU (h11 in Python). A connection per Bundle: the server process that
+            # accepts a connection serves it to the end, and with one keep-alive connection per
+            # client all four sometimes landed on one process (2 of 8 runs here).
+            connection = http.client.HTTPConnection(url.hostname, url.port, timeout=600)
+            try:
+                connection.request("POST", url.path, body, headers)
+                response = connection.getresponse()
+                response.read()
+            finally:
+                connection.close()
             if response.status != 200:
                 raise RuntimeError(f"the server answered {response.status}")
 
