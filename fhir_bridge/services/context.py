@@ -16,6 +16,8 @@ Transform = Callable[[dict[str, Any]], dict[str, Any]]
 Derivation = Callable[[dict[str, Any]], list[dict[str, Any]]]
 Transition = Callable[[dict[str, Any], dict[str, Any]], list[Issue]]  # (current, new) -> issues
 
+_ENCODED_PATCH = b"json-patch+json"  # the content type of a PATCH entry's Binary
+
 
 @runtime_checkable
 class Screened(Protocol):
@@ -50,8 +52,16 @@ class ServiceContext:
     def for_body(self, raw: bytes) -> ServiceContext:
         """This context for the resources of the JSON text `raw` (a Bundle's body): without
         the transforms none of them needs (by their own word: Screened), and plain_body when it
-        holds. A few scans of the body instead of work on every resource."""
-        kept = [t for t in self.transforms if not isinstance(t, Screened) or t.may_apply(raw)]
+        holds. A few scans of the body instead of work on every resource.
+
+        A PATCH entry's JSON Patch is base64 in a Binary (contentType
+        application/json-patch+json): what it writes is not in the body's text, so a body
+        with one keeps every transform. (Spelled with escapes, the content type brings a
+        backslash: the body is then not plain, and may_translate keeps the translation.)"""
+        patched = _ENCODED_PATCH in raw
+        kept = [
+            t for t in self.transforms if patched or not isinstance(t, Screened) or t.may_apply(raw)
+        ]
         plain = not kept and plain_json(raw)
         if len(kept) == len(self.transforms) and plain == self.plain_body:
             return self

@@ -11,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from fhir_bridge.services.trial_rules import score_id
+from tests.bundle_entries import patch_entry
 
 FHIR = {"Content-Type": "application/fhir+json"}
 MESSAGES = Path(__file__).resolve().parents[2] / "examples" / "messages"
@@ -125,6 +126,31 @@ def test_local_codes_in_a_transaction_are_translated_however_the_body_spells_the
     assert response.status_code == 200, response.text
     found = client.get(f"/fhir/Observation?code={ASSESSMENT}|madrs-total").json()
     assert len(found["entry"]) == 1
+
+
+def test_a_transaction_patch_gets_the_translation_and_the_trial_checks(client: TestClient) -> None:
+    # the patch is base64 in a Binary: the local system it writes is not in the body's text
+    observation = json.loads((MESSAGES / "local-coded-observation.json").read_text())
+    local = observation["code"]["coding"]
+    project = {**observation, "code": {"coding": [{"system": ASSESSMENT, "code": "madrs-total"}]}}
+    created = client.post("/fhir/Observation", json=project, headers=FHIR).json()
+    url = f"Observation/{created['id']}"
+
+    def patched(*ops: dict[str, Any]) -> Any:
+        entry = patch_entry(url, json.dumps(ops).encode())
+        bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [entry]}
+        return client.post("/fhir", json=bundle, headers=FHIR)
+
+    out_of_range = {"op": "replace", "path": "/valueQuantity/value", "value": 99}
+    local_code = {"op": "replace", "path": "/code/coding", "value": local}
+    assert patched(local_code, out_of_range).status_code == 422
+    assert patched(local_code).status_code == 200
+    found = client.get(f"/fhir/Observation?code={ASSESSMENT}|madrs-total").json()
+    codings = found["entry"][0]["resource"]["code"]["coding"]
+    assert {(c["system"], c["code"]) for c in codings} == {
+        (ASSESSMENT, "madrs-total"),
+        (local[0]["system"], local[0]["code"]),
+    }
 
 
 def test_visit_outside_the_protocol_is_refused(client: TestClient) -> None:

@@ -6,6 +6,7 @@ import orjson
 
 from fhir_bridge.services import trial_rules
 from fhir_bridge.store.sql import SQLStore
+from tests.bundle_entries import patch_entry
 
 LOCAL = "http://ehr.example.org/fhir/CodeSystem/local-assessment"
 PROJECT = "https://fhir-bridge.org/fhir/CodeSystem/assessment"
@@ -31,3 +32,12 @@ def test_local_codes_a_null_or_a_local_reference_keep_the_full_checks(store: SQL
     assert local.transforms == ctx.transforms and not local.plain_body
     assert not ctx.for_body(body(PROJECT, valueString=None)).plain_body
     assert not ctx.for_body(body(PROJECT, subject={"reference": "#p"})).plain_body
+
+
+def test_a_body_with_a_patch_entry_keeps_every_transform(store: SQLStore) -> None:
+    # its JSON Patch is base64 in a Binary: a local code it writes is not in the body's text
+    ctx = trial_rules.trial_context(store, trial_rules.load_trial())
+    patch = orjson.dumps([{"op": "add", "path": "/code/coding/-", "value": {"system": LOCAL}}])
+    raw = orjson.dumps({"entry": [patch_entry("Observation/1", patch)]})
+    assert LOCAL.encode() not in raw
+    assert ctx.for_body(raw).transforms == ctx.transforms
