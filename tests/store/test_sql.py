@@ -268,6 +268,20 @@ def test_buffered_creates_past_whole_insert_chunks_are_all_stored_and_indexed(
     assert item_search(store) == [f"o{n:03d}" for n in range(count)]
 
 
+def test_a_row_the_database_refuses_rolls_back_the_whole_session(store: SQLStore) -> None:
+    # the last multi-row INSERT fails (a duplicate key) after the first one went in
+    ids = [f"o{n:03d}" for n in range(2 * CHUNK_ROWS - 1)] + ["o000"]
+    with pytest.raises(StoreError):
+        with store.session(write=True) as session:
+            for resource_id in ids:
+                session.put(madrs(resource_id), "POST", new=True)
+    with store.session(write=True) as session:  # the store goes on as before
+        session.put(madrs("o1"), "POST", new=True)
+    with store.session() as session:
+        assert session.execute("SELECT id FROM resources") == [("o1",)]
+    assert item_search(store) == ["o1"]
+
+
 def test_token_sets_of_a_rolled_back_session_are_stored_by_the_next(store: SQLStore) -> None:
     with pytest.raises(RuntimeError):
         with store.session(write=True) as session:
