@@ -279,8 +279,7 @@ def _plan(ctx: ServiceContext, session: StoreSession, requests: list[_Request]) 
     reads = _Reads(session)
     aliases = _resolve_identities(reads, requests)
     for request in requests:
-        if request.resource is not None:
-            request.resource = _rewrite_references(reads, request, aliases)
+        _rewrite_references(reads, request, aliases)
     supplied = _derived_sources(requests)
     prepared: dict[int, resources.Prepared] = {}
     for request in requests:
@@ -315,8 +314,7 @@ def _batch(
             with ctx.store.session(write=request.method != "GET") as session:
                 reads = _Reads(session)
                 _resolve_identities(reads, [request])
-                if request.resource is not None:
-                    request.resource = _rewrite_references(reads, request, {})
+                _rewrite_references(reads, request, {})
                 done = _run(ctx, session, request, base, minimal)
             results.append(done)  # only once committed: the commit itself may fail
         except FHIRBridgeError as exc:
@@ -416,14 +414,11 @@ def _single_match(session: StoreSession, request: _Request, query: str | None) -
     return resources.single_match(session, request.resource_type, query, where)
 
 
-def _rewrite_references(
-    reads: _Reads, request: _Request, aliases: dict[str, str]
-) -> dict[str, Any]:
-    """The entry's resource with `urn:uuid:` and conditional references resolved: every
-    `"reference": "<string>"` pair, wherever it nests. Containers on the way to a changed
-    reference are copied; the rest is shared with the posted resource, which stays as posted
-    (a plan made again starts from it)."""
-    assert request.resource is not None
+def _rewrite_references(reads: _Reads, request: _Request, aliases: dict[str, str]) -> None:
+    """Resolve the `urn:uuid:` and conditional references of the entry's resource, or of what
+    its JSON Patch writes: every `"reference": "<string>"` pair, wherever it nests. Containers
+    on the way to a changed reference are copied; the rest is shared with the posted resource,
+    which stays as posted (a plan made again starts from it)."""
 
     def target(ref: str) -> str:
         if ref in aliases:
@@ -432,8 +427,24 @@ def _rewrite_references(
             return reads.reference(request, ref)
         return ref
 
-    rewritten: dict[str, Any] = _rewritten(request.resource, target)
-    return rewritten
+    if request.resource is not None:
+        request.resource = _rewritten(request.resource, target)
+    elif isinstance(request.patch, list):
+        request.patch = [_patch_operation(op, target) for op in request.patch]
+
+
+def _patch_operation(op: Any, target: Callable[[str], str]) -> Any:
+    """A JSON Patch operation with the references its value writes resolved: `"reference"`
+    pairs in the value, or the value itself when the path ends in `/reference`."""
+    if not isinstance(op, dict) or "value" not in op:
+        return op
+    value, path = op["value"], op.get("path")
+    new: Any  # a string, or what the value was
+    if isinstance(value, str) and isinstance(path, str) and path.endswith("/reference"):
+        new = target(value)
+    else:
+        new = _rewritten(value, target)
+    return op if new is value else {**op, "value": new}
 
 
 def _rewritten(value: Any, target: Callable[[str], str]) -> Any:

@@ -124,6 +124,33 @@ def test_references_are_rewritten_wherever_they_are_and_only_there(store: SQLSto
     assert observation["hasMember"] == [{"reference": "Observation/other"}]
 
 
+def test_references_a_patch_writes_are_rewritten_too(store: SQLStore) -> None:
+    ctx = ServiceContext(store=store, validator=lambda resource, profiles: [])
+    patient = "urn:uuid:0d4f4cbe-2f0e-4c7a-9a57-0b6f7d1c2e3a"
+    with store.session(write=True) as session:
+        for observation_id in ("o1", "o2"):
+            session.put({"resourceType": "Observation", "id": observation_id}, "POST")
+    ops = [  # a reference in a value, and a value that is the reference
+        [{"op": "add", "path": "/subject", "value": {"reference": patient}}],
+        [
+            {"op": "add", "path": "/subject", "value": {}},
+            {"op": "add", "path": "/subject/reference", "value": patient},
+        ],
+    ]
+    create = {
+        "fullUrl": patient,
+        "resource": {"resourceType": "Patient"},
+        "request": {"method": "POST", "url": "Patient"},
+    }
+    patches = [patch_entry(f"Observation/o{n}", orjson.dumps(ops[n - 1])) for n in (1, 2)]
+    response = orjson.loads(bundles.transaction(ctx, [*patches, create], "http://x/fhir"))
+    patient_ref = "Patient/" + response["entry"][2]["resource"]["id"]
+    assert [e["resource"]["subject"] for e in response["entry"][:2]] == [
+        {"reference": patient_ref},
+        {"reference": patient_ref},
+    ]
+
+
 class FailingCommit:
     """A store whose write sessions fail when they commit, after all their work was done."""
 
