@@ -434,14 +434,17 @@ def _add_reference(
 
 
 def parse_reference(reference: str) -> tuple[str | None, str | None, str | None]:
-    """(type, id, absolute url or None) of a literal reference; versions are dropped."""
-    url = reference if "://" in reference or reference.startswith("urn:") else None
+    """(type, id, absolute url or None) of a literal reference; versions are dropped. An
+    absolute URL names no local type and id: `http://other.example/fhir/Patient/p1` is
+    another server's record, not this one's Patient/p1 (search by the URL finds it)."""
+    if "://" in reference or reference.startswith("urn:"):
+        return None, None, reference
     parts = reference.split("/")
     if "_history" in parts:
         parts = parts[: parts.index("_history")]
     if len(parts) >= 2 and parts[-2][:1].isupper():
-        return parts[-2], parts[-1], url
-    return None, None, url or reference
+        return parts[-2], parts[-1], None
+    return None, None, reference
 
 
 def _add_uri(rows: IndexRows, param: str, value: Any, fhir_type: str) -> None:

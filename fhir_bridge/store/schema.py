@@ -18,7 +18,9 @@ from __future__ import annotations
 # B-trees fewer, one index on resources.seq more); sql.py drops the current versions' rows.
 # 6: a narrowed reference parameter (Observation `patient`: `subject` to Patients) has no rows
 # for what its base parameter's rows hold (search_parameters.narrowed); sql.py drops them.
-SCHEMA_VERSION = 6
+# 7: a reference by absolute URL has no local type and id (indexing.parse_reference): another
+# server's Patient/p1 is not this one's; sql.py makes such resources' reference rows again.
+SCHEMA_VERSION = 7
 
 INDEX_TABLES: dict[str, str] = {
     # set_id: the token values of one parameter of one resource, as a set shared by every

@@ -401,7 +401,8 @@ class SQLStore:
         """Create what is missing; token rows of schema 1 and 2 are converted into token sets,
         SQLite index tables of schema 1 to 3 are rebuilt as WITHOUT ROWID tables, the rows of
         current versions in resource_versions (schema 1 to 4) and the reference rows that
-        narrowed parameters share with their base (1 to 5) are dropped (see schema.py)."""
+        narrowed parameters share with their base (1 to 5) are dropped, reference rows of
+        absolute URLs are made again (1 to 6; see schema.py)."""
         rebuilt = _set_aside_rowid_tables(session) if version is not None and version < 4 else []
         for statement in ddl(self.dialect):
             session.execute(statement)
@@ -417,6 +418,8 @@ class SQLStore:
             )
         if version is not None and version < 6:
             _drop_covered_reference_rows(session)
+        if version is not None and version < 7:
+            _reindex_absolute_references(session, self._indexer)
         if version is None:
             session.execute("DELETE FROM schema_info")
             session.execute("INSERT INTO schema_info (version) VALUES (?)", (SCHEMA_VERSION,))
@@ -545,6 +548,31 @@ def _drop_covered_reference_rows(session: SQLSession) -> None:
                     "AND target_type = ?",
                     (resource_type, code, found[1]),
                 )
+
+
+def _reindex_absolute_references(session: SQLSession, indexer: Indexer, batch: int = 1000) -> None:
+    """The reference rows of the resources that hold an absolute URL reference with a local
+    type and id (schema 6 and older gave it one), made again, `batch` resources at a time."""
+    after: tuple[str, str] = ("", "")
+    while True:
+        owners = session.execute(
+            "SELECT DISTINCT resource_type, id FROM idx_reference WHERE url IS NOT NULL "
+            "AND target_id IS NOT NULL AND (resource_type > ? OR (resource_type = ? AND id > ?)) "
+            "ORDER BY resource_type, id LIMIT ?",
+            (after[0], after[0], after[1], batch),
+        )
+        for resource_type, resource_id in owners:
+            stored = session.read(resource_type, resource_id)
+            session.execute(
+                "DELETE FROM idx_reference WHERE resource_type = ? AND id = ?",
+                (resource_type, resource_id),
+            )
+            if stored is not None and not stored.deleted:
+                rows = stage(orjson.loads(stored.data), indexer).rows.get("idx_reference", [])
+                session._many("idx_reference", rows)
+        if len(owners) < batch:
+            break
+        after = (str(owners[-1][0]), str(owners[-1][1]))
 
 
 def _convert_token_rows(session: SQLSession, batch: int = 1000) -> None:

@@ -366,6 +366,19 @@ def test_absolute_reference_matches_by_url(db: Database) -> None:
     assert db.ids("ResearchSubject", "study=http://other.example/fhir/ResearchStudy/s9") == []
 
 
+def test_an_absolute_reference_is_not_this_servers_resource(db: Database) -> None:
+    foreign = "http://other.example/fhir/Patient/p1"  # another server's record, not p1 here
+    db.load(
+        patient("p1", "A", "Ames", "Ann"),
+        observation("o1", {"text": "x"}, foreign),
+        observation("o2", {"text": "x"}, "Patient/p1"),
+    )
+    assert db.ids("Observation", "patient=p1") == ["o2"]
+    assert db.ids("Observation", "subject=Patient/p1") == ["o2"]
+    assert db.ids("Observation", f"patient={foreign}") == ["o1"]
+    assert db.ids("Patient", "_has:Observation:patient:_id=o1") == []
+
+
 def test_reference_identifier_modifier(db: Database) -> None:
     db.load(
         observation(

@@ -418,6 +418,29 @@ def test_patient_rows_that_subject_rows_hold_are_dropped_from_schema_5(database_
     assert found == ["o1"]
 
 
+def test_reference_rows_of_absolute_urls_are_made_again_from_schema_6(database_url: str) -> None:
+    store = SQLStore(database_url, extract_index)
+    foreign = "http://other.example/fhir/Patient/p1"
+    subjects = [("o1", foreign), ("o2", "Patient/p1")]
+    with store.session(write=True) as session:
+        for oid, ref in subjects:
+            session.put({**madrs(oid), "subject": {"reference": ref}}, "POST")
+        # back to schema 6: the URL's subject row named Patient p1, which covered `patient`
+        session.execute(
+            "UPDATE idx_reference SET target_type = 'Patient', target_id = 'p1' WHERE url = ?",
+            (foreign,),
+        )
+        session.execute("DELETE FROM idx_reference WHERE id = 'o1' AND param = 'patient'")
+        session.execute("UPDATE schema_info SET version = 6")
+    store.close()
+    upgraded = SQLStore(database_url, extract_index)
+    with upgraded.session() as session:
+        local = find_ids(session.execute, "Observation", "patient=Patient/p1")
+        by_url = find_ids(session.execute, "Observation", f"patient={foreign}")
+    upgraded.close()
+    assert (local, by_url) == (["o2"], ["o1"])
+
+
 def test_a_new_sqlite_file_has_the_store_page_size(tmp_path: Path) -> None:
     SQLStore(f"sqlite:///{tmp_path / 'new.db'}", extract_index).close()
     with sqlite3.connect(tmp_path / "new.db") as conn:
