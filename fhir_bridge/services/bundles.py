@@ -12,7 +12,8 @@ import base64
 import binascii
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
@@ -157,10 +158,11 @@ def _parse_entry(index: int, entry: Any) -> _Request:
     ):
         if value is not None and not isinstance(value, str):
             raise InvalidRequestError(f"{name} must be a string", expression=f"{where}.{name}")
-    if method in ("DELETE", "PATCH") and len(parts) < 2 and not (method == "DELETE" and query):
+    conditional = method in ("DELETE", "PUT") and bool(query)
+    if method in ("DELETE", "PATCH", "PUT") and not (len(parts) > 1 and parts[1] or conditional):
         raise InvalidRequestError(
             f"A {method} entry's url needs an id"
-            + (" or a condition" if method == "DELETE" else ""),
+            + (" or a condition" if method in ("DELETE", "PUT") else ""),
             expression=f"{where}.request.url",
         )
     if method == "POST" and (len(parts) > 1 or query):
@@ -215,6 +217,15 @@ def _version(parts: list[str], method: str, where: str) -> str | None:
     )
 
 
+@contextmanager
+def _entry(index: int) -> Iterator[None]:
+    """Errors raised inside name entry `index` in their paths: the client must know which."""
+    try:
+        yield
+    except FHIRBridgeError as exc:
+        raise type(exc)(issues=_locate(exc.issues, index)) from exc
+
+
 def _transaction(ctx: ServiceContext, requests: list[_Request], base: str, minimal: bool) -> bytes:
     """Plan and check the creates before the write lock (the CPU work: validation, rules,
     index rows), then write under it. The plan rests on the database reads it made
@@ -230,14 +241,12 @@ def _transaction(ctx: ServiceContext, requests: list[_Request], base: str, minim
             requests = [r.copy() for r in originals]
             plan = _plan(ctx, session, requests)
         for request in sorted(requests, key=lambda r: (_ORDER[r.method], r.index)):
-            try:
+            with _entry(request.index):
                 results[request.index] = _run(
                     ctx, session, request, base, minimal, plan.supplied, plan.prepared
                 )
                 if request.index not in plan.prepared:  # checked by _run; all-or-nothing
                     _check_supplied(request, plan.expected)
-            except FHIRBridgeError as exc:
-                raise type(exc)(issues=_locate(exc.issues, request.index)) from exc
     return bundle_json.build("transaction-response", [results[i] for i in sorted(results)])
 
 
@@ -279,28 +288,25 @@ def _plan(ctx: ServiceContext, session: StoreSession, requests: list[_Request]) 
     reads = _Reads(session)
     aliases = _resolve_identities(reads, requests)
     for request in requests:
-        _rewrite_references(reads, request, aliases)
+        with _entry(request.index):
+            _rewrite_references(reads, request, aliases)
     supplied = _derived_sources(requests)
     prepared: dict[int, resources.Prepared] = {}
     for request in requests:
         if request.method != "POST" or request.if_none_exist or request.resource is None:
             continue
-        try:
+        with _entry(request.index):
             source = f"{request.resource_type}/{request.resource_id}"
             resource = {**request.resource, "id": request.resource_id}
             derive = source not in supplied
             prepared[request.index] = resources.prepare(ctx, resource, derive, ctx.plain_body)
-        except FHIRBridgeError as exc:
-            raise type(exc)(issues=_locate(exc.issues, request.index)) from exc
     # Compared once every create passed its checks: derivations read well-formed sources.
     expected = _expected_derivations(ctx, requests, supplied, prepared)
     for request in requests:
         if request.index not in prepared:
             continue
-        try:
+        with _entry(request.index):
             _check_supplied(request, expected)
-        except FHIRBridgeError as exc:
-            raise type(exc)(issues=_locate(exc.issues, request.index)) from exc
     return _Plan(reads, supplied, expected, prepared)
 
 
@@ -374,22 +380,38 @@ def _resolve_identities(reads: _Reads, requests: list[_Request]) -> dict[str, st
     aliases: dict[str, str] = {}
     targets: dict[tuple[str, str], int] = {}
     for request in requests:
-        if request.resource is None:
-            _claim(targets, request)
-            continue
-        if request.method == "POST" and request.if_none_exist:
-            _claim(targets, request, f"?{request.if_none_exist}")
-        if request.method == "POST":
-            match = reads.match(request, request.if_none_exist)
-            request.resource_id = match or resources.new_id()
-            request.if_none_exist = None if match is None else request.if_none_exist
-        elif request.query:  # conditional update
-            match = reads.match(request, request.query)
-            request.resource_id = match or request.resource.get("id") or resources.new_id()
-        _claim(targets, request)
-        if request.full_url and request.resource_id:
+        with _entry(request.index):
+            _resolve_identity(reads, request, targets)
+        if request.full_url and request.resource_id and request.resource is not None:
             aliases[request.full_url] = f"{request.resource_type}/{request.resource_id}"
     return aliases
+
+
+def _resolve_identity(
+    reads: _Reads, request: _Request, targets: dict[tuple[str, str], int]
+) -> None:
+    """The id the entry acts on, claimed in `targets`; a condition is claimed too, so that two
+    entries cannot create under one (a POST's ifNoneExist, a conditional PUT's url)."""
+    condition = request.if_none_exist if request.method == "POST" else request.query
+    if condition and request.method in ("POST", "PUT"):
+        _claim(targets, request, f"?{condition}")
+    if request.method == "POST":
+        match = reads.match(request, condition)
+        request.resource_id = match or resources.new_id()
+        request.if_none_exist = None if match is None else condition
+    elif request.method == "PUT" and condition:  # conditional update
+        assert request.resource is not None
+        match = reads.match(request, condition)
+        body_id = request.resource.get("id")
+        if match and body_id and body_id != match:  # https://hl7.org/fhir/R4/http.html#cond-update
+            raise InvalidRequestError(
+                "The body id differs from the resource the condition matched",
+                expression=f"{request.resource_type}.id",
+            )
+        request.resource_id = match or body_id or resources.new_id()
+    elif request.method == "DELETE" and condition:  # conditional delete: single match only
+        request.resource_id = reads.match(request, condition)
+    _claim(targets, request)
 
 
 def _claim(targets: dict[tuple[str, str], int], request: _Request, key: str | None = None) -> None:
@@ -410,8 +432,18 @@ def _claim(targets: dict[tuple[str, str], int], request: _Request, key: str | No
 def _single_match(session: StoreSession, request: _Request, query: str | None) -> str | None:
     if not query:
         return None
-    where = f"Bundle.entry[{request.index}].request"
-    return resources.single_match(session, request.resource_type, query, where)
+    element = "ifNoneExist" if request.method == "POST" else "url"
+    where = f"Bundle.entry[{request.index}].request.{element}"
+    try:
+        return resources.single_match(session, request.resource_type, query, where)
+    except InvalidRequestError as exc:  # the condition's own error: name where it is
+        raise _at(exc, where) from exc
+
+
+def _at(exc: FHIRBridgeError, expression: str) -> FHIRBridgeError:
+    """`exc` with each issue's path replaced by `expression`."""
+    moved = [Issue(i.severity, i.code, i.diagnostics, expression) for i in exc.issues]
+    return type(exc)(issues=moved)
 
 
 def _rewrite_references(reads: _Reads, request: _Request, aliases: dict[str, str]) -> None:
@@ -420,9 +452,17 @@ def _rewrite_references(reads: _Reads, request: _Request, aliases: dict[str, str
     on the way to a changed reference are copied; the rest is shared with the posted resource,
     which stays as posted (a plan made again starts from it)."""
 
+    written = not (request.method == "POST" and request.if_none_exist)  # else one matched
+
     def target(ref: str) -> str:
         if ref in aliases:
             return aliases[ref]
+        if written and ref.startswith(("urn:uuid:", "urn:oid:")):  # names no entry: dangling
+            raise InvalidRequestError(
+                f"The reference '{ref}' names no resource this Bundle creates or updates "
+                "(a batch's entries cannot refer to each other)",
+                expression=f"{request.resource_type}",
+            )
         if "?" in ref and not ref.startswith(("http://", "https://", "urn:")):
             return reads.reference(request, ref)
         return ref
@@ -477,8 +517,12 @@ def _rewritten(value: Any, target: Callable[[str], str]) -> Any:
 
 def _conditional_reference(session: StoreSession, request: _Request, ref: str) -> str:
     resource_type, _, query = ref.partition("?")
-    resources.check_type(resource_type)
-    matches = store_search.find_ids(session.execute, resource_type, query)
+    where = f"Bundle.entry[{request.index}].resource"
+    try:
+        resources.check_type(resource_type)
+        matches = store_search.find_ids(session.execute, resource_type, query)
+    except FHIRBridgeError as exc:  # not the server's: the reference is what is wrong
+        raise _at(InvalidRequestError(exc.issues[0].diagnostics), where) from exc
     if len(matches) != 1:
         raise PreconditionFailedError(
             f"Conditional reference '{ref}' matched {len(matches)} resources, not one",
@@ -515,13 +559,11 @@ def _expected_derivations(
         source = f"{request.resource_type}/{request.resource_id}"
         if request.resource is None or source not in supplied:
             continue
-        try:
+        with _entry(request.index):
             resource = {**request.resource, "id": request.resource_id}
             if request.index not in prepared:  # an update: not checked yet
                 resources.validate_for_write(ctx, resource)
             expected[source] = [item for rule in ctx.derivations for item in rule(resource)]
-        except FHIRBridgeError as exc:
-            raise type(exc)(issues=_locate(exc.issues, request.index)) from exc
     return expected
 
 
@@ -581,12 +623,10 @@ def _run(
     prepared: dict[int, resources.Prepared] | None = None,
 ) -> bundle_json.Entry:
     if request.method == "DELETE":
-        if request.resource_id:
-            resources.delete_in(session, request.resource_type, request.resource_id)
-        else:  # conditional delete: single match only, as over REST
-            match = _single_match(session, request, request.query or "")
-            if match is not None:
-                session.delete(request.resource_type, match)
+        if request.resource_id:  # a conditional delete that matched nothing has none
+            resources.delete_in(
+                session, request.resource_type, request.resource_id, request.if_match
+            )
         return bundle_json.Entry(None, extra={"response": {"status": "204 No Content"}})
     if request.method == "GET":
         return _get(ctx, session, request, base)
@@ -617,13 +657,12 @@ def _run(
         stored = resources.commit(session, ready, "POST", new=True)
         return _written(stored, base, 201, minimal)
     body_id = request.resource.get("id")
-    if request.resource_id and body_id and body_id != request.resource_id and not request.query:
+    if body_id and body_id != request.resource_id:
         raise InvalidRequestError(
-            f"id '{body_id}' does not match the request url", expression="Bundle.entry.resource.id"
+            f"id '{body_id}' does not match the request url",
+            expression=f"{request.resource_type}.id",
         )
-    resource = {**request.resource, "id": request.resource_id or body_id}
-    if not resource["id"]:
-        raise InvalidRequestError("A PUT entry needs an id in its url", expression="request.url")
+    resource = {**request.resource, "id": request.resource_id}
     stored, created = resources.update_in(ctx, session, resource, request.if_match)
     return _written(stored, base, 201 if created else 200, minimal)
 
@@ -673,6 +712,8 @@ def _locate(issues: list[Issue], index: int) -> list[Issue]:
         elif expression and expression[:1].isupper():
             _, dot, rest = expression.partition(".")
             expression = f"{where}.resource{dot}{rest}"
+        elif expression and expression.startswith("["):  # a JSON Patch operation's index
+            expression = f"{where}.resource.data{expression}"
         else:
             expression = f"{where}.{expression}" if expression else where
         located.append(Issue(issue.severity, issue.code, issue.diagnostics, expression))

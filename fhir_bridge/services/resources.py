@@ -264,6 +264,26 @@ def parse_if_match(if_match: Any) -> int:
     return version
 
 
+def check_version(
+    current: StoredResource | None, if_match: str | None, resource_type: str, resource_id: str
+) -> None:
+    """https://hl7.org/fhir/R4/http.html#concurrency — with If-Match, only the version it names
+    may change (412 otherwise)."""
+    if if_match is None:
+        return
+    expected = parse_if_match(if_match)
+    if current is None or current.deleted or current.version_id != expected:
+        have = (
+            "no live version"
+            if current is None or current.deleted
+            else (f"version {current.version_id}")
+        )
+        raise PreconditionFailedError(
+            f"If-Match expected version {expected} of {resource_type}/{resource_id} "
+            f"but the server has {have}"
+        )
+
+
 def update_in(
     ctx: ServiceContext,
     session: StoreSession,
@@ -275,18 +295,7 @@ def update_in(
     resource_type, resource_id = resource["resourceType"], resource["id"]
     check_id(resource_id)
     current = session.read(resource_type, resource_id)
-    if if_match is not None:
-        expected = parse_if_match(if_match)
-        if current is None or current.deleted or current.version_id != expected:
-            have = (
-                "no live version"
-                if current is None or current.deleted
-                else (f"version {current.version_id}")
-            )
-            raise PreconditionFailedError(
-                f"If-Match expected version {expected} of {resource_type}/{resource_id} "
-                f"but the server has {have}"
-            )
+    check_version(current, if_match, resource_type, resource_id)
     created = current is None or current.deleted
     if current is not None and not current.deleted:
         _check_transition(ctx, orjson.loads(current.data), resource)
@@ -336,19 +345,24 @@ def conditional_update(
         return commit(session, prepared, "POST", new=True), True
 
 
-def delete_in(session: StoreSession, resource_type: str, resource_id: str) -> StoredResource | None:
+def delete_in(
+    session: StoreSession, resource_type: str, resource_id: str, if_match: str | None = None
+) -> StoredResource | None:
     """Delete inside an open write session; deleting nothing is not an error (spec: 200/204)."""
     current = session.read(resource_type, resource_id)
+    check_version(current, if_match, resource_type, resource_id)
     if current is None or current.deleted:
         return None
     return session.delete(resource_type, resource_id)
 
 
-def delete(ctx: ServiceContext, resource_type: str, resource_id: str) -> StoredResource | None:
+def delete(
+    ctx: ServiceContext, resource_type: str, resource_id: str, if_match: str | None = None
+) -> StoredResource | None:
     """https://hl7.org/fhir/R4/http.html#delete"""
     known_id(resource_type, resource_id)
     with ctx.store.session(write=True) as session:
-        return delete_in(session, resource_type, resource_id)
+        return delete_in(session, resource_type, resource_id, if_match)
 
 
 def conditional_delete(ctx: ServiceContext, resource_type: str, query: str) -> int:

@@ -38,6 +38,10 @@ def observation_entry(subject: str = "urn:uuid:p1", value: Any = 31) -> dict[str
     }
 
 
+def put_request(url: str) -> dict[str, str]:
+    return {"method": "PUT", "url": url}
+
+
 def transaction(*entries: dict[str, Any]) -> dict[str, Any]:
     return {"resourceType": "Bundle", "type": "transaction", "entry": list(entries)}
 
@@ -252,6 +256,10 @@ def test_two_entries_on_one_resource_fail_the_transaction(client: TestClient) ->
     }
     delete = {"request": {"method": "DELETE", "url": "Patient/twice"}}
     condition = "identifier=http://hospital.example/mrn|MRN-7"
+    conditional_put = {
+        "resource": {"resourceType": "Patient"},
+        "request": put_request(f"Patient?{condition}"),
+    }
     cases = [
         [put, dict(put)],
         [put, delete],
@@ -259,12 +267,87 @@ def test_two_entries_on_one_resource_fail_the_transaction(client: TestClient) ->
             patient_entry("urn:uuid:a", ifNoneExist=condition),
             patient_entry("urn:uuid:b", ifNoneExist=condition),
         ],
+        # one condition, two creates under it: a retry would find two
+        [patient_entry("urn:uuid:a", ifNoneExist=condition), conditional_put],
+        [conditional_put, dict(conditional_put)],
     ]
     for entries in cases:
         response = client.post("/fhir", json=transaction(*entries))
         assert response.status_code == 400, response.text
         assert response.json()["issue"][0]["expression"] == ["Bundle.entry[1].request"]
     assert total(client) == 0
+
+
+def test_a_conditional_delete_and_another_entry_on_its_match_fail_the_transaction(
+    client: TestClient,
+) -> None:
+    created = client.post(
+        "/fhir/Patient", json={"resourceType": "Patient", "identifier": [MRN]}, headers=FHIR
+    ).json()
+    delete = {"request": {"method": "DELETE", "url": f"Patient?identifier={MRN['value']}"}}
+    update = {
+        "resource": {"resourceType": "Patient"},
+        "request": put_request(f"Patient/{created['id']}"),
+    }
+    response = client.post("/fhir", json=transaction(delete, update))
+    assert response.status_code == 400, response.text
+    assert response.json()["issue"][0]["expression"] == ["Bundle.entry[1].request"]
+    assert client.get(f"/fhir/Patient/{created['id']}").json()["meta"]["versionId"] == "1"
+
+
+def test_a_conditional_update_matching_another_id_than_the_body_is_refused(
+    client: TestClient,
+) -> None:
+    client.post(
+        "/fhir/Patient", json={"resourceType": "Patient", "identifier": [MRN]}, headers=FHIR
+    )
+    entry = {
+        "resource": {"resourceType": "Patient", "id": "other"},
+        "request": put_request(f"Patient?identifier={MRN['value']}"),
+    }
+    response = client.post("/fhir", json=transaction(entry))
+    assert response.status_code == 400, response.text
+    assert response.json()["issue"][0]["expression"] == ["Bundle.entry[0].resource.id"]
+
+
+def test_a_delete_entry_with_a_stale_if_match_fails_the_transaction(client: TestClient) -> None:
+    created = client.post("/fhir/Patient", json={"resourceType": "Patient"}, headers=FHIR).json()
+    url = f"Patient/{created['id']}"
+    delete = {"request": {"method": "DELETE", "url": url, "ifMatch": 'W/"2"'}}
+    response = client.post("/fhir", json=transaction(delete))
+    assert response.status_code == 412, response.text
+    assert response.json()["issue"][0]["expression"] == ["Bundle.entry[0]"]
+    assert client.get(f"/fhir/{url}").status_code == 200
+
+
+def test_a_reference_to_no_entry_of_the_bundle_is_refused(client: TestClient) -> None:
+    response = client.post("/fhir", json=transaction(observation_entry("urn:uuid:nowhere")))
+    assert response.status_code == 400, response.text
+    assert response.json()["issue"][0]["expression"] == ["Bundle.entry[0].resource"]
+    # a batch's entries are independent: one cannot name another
+    batch = {
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [patient_entry(), observation_entry()],
+    }
+    statuses = [e["response"]["status"] for e in client.post("/fhir", json=batch).json()["entry"]]
+    assert statuses == ["201 Created", "400"]
+    assert total(client) == 1
+
+
+def test_errors_in_conditions_and_patches_name_the_entry(client: TestClient) -> None:
+    created = client.post("/fhir/Patient", json={"resourceType": "Patient"}, headers=FHIR).json()
+    failing_op = b'[{"op": "remove", "path": "/birthDate"}]'
+    cases = [
+        (patient_entry(ifNoneExist="nosuch=1"), "Bundle.entry[1].request.ifNoneExist"),
+        (observation_entry(subject="Basic?code=x"), "Bundle.entry[1].resource"),
+        (patch_entry(f"Patient/{created['id']}", failing_op), "Bundle.entry[1].resource.data[0]"),
+    ]
+    for entry, expression in cases:
+        bundle = transaction({"request": {"method": "GET", "url": "Patient"}}, entry)
+        response = client.post("/fhir", json=bundle, headers={"Prefer": "handling=strict"})
+        assert 400 <= response.status_code < 500, response.text
+        assert response.json()["issue"][0]["expression"] == [expression], response.text
 
 
 def test_malformed_entry_fields_are_refused_naming_them(client: TestClient) -> None:
@@ -276,6 +359,10 @@ def test_malformed_entry_fields_are_refused_naming_them(client: TestClient) -> N
             "Bundle.entry[0].request.url",
         ),
         ({"request": {"method": "DELETE", "url": "Patient"}}, "Bundle.entry[0].request.url"),
+        (
+            {"resource": {"resourceType": "Patient", "id": "x"}, "request": put_request("Patient")},
+            "Bundle.entry[0].request.url",
+        ),
     ]
     for entry, expression in cases:
         response = client.post("/fhir", json=transaction(entry))

@@ -79,6 +79,14 @@ def test_stale_if_match_is_refused_and_nothing_changes(client: TestClient) -> No
     assert (current["gender"], current["meta"]["versionId"]) == ("male", "2")
 
 
+def test_a_delete_with_a_stale_if_match_is_refused(client: TestClient) -> None:
+    created = create(client, PATIENT)
+    url = f"/fhir/Patient/{created['id']}"
+    assert client.delete(url, headers={"If-Match": 'W/"2"'}).status_code == 412
+    assert client.get(url).status_code == 200
+    assert client.delete(url, headers={"If-Match": 'W/"1"'}).status_code == 204
+
+
 def test_delete_then_read_is_gone_and_history_keeps_it(client: TestClient) -> None:
     created = create(client, PATIENT)
     url = f"/fhir/Patient/{created['id']}"

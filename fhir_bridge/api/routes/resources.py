@@ -136,8 +136,13 @@ def patch(
 
 
 @router.delete("/{resource_type}/{resource_id}")
-def delete(resource_type: Type, resource_id: str, ctx: Ctx) -> Response:
-    stored = resources.delete(ctx, resource_type, resource_id)
+def delete(
+    resource_type: Type,
+    resource_id: str,
+    ctx: Ctx,
+    if_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    stored = resources.delete(ctx, resource_type, resource_id, if_match)
     headers = {"ETag": f'W/"{stored.version_id}"'} if stored else {}
     return Response(status_code=204, headers=headers)
 
