@@ -134,7 +134,8 @@ class SearchRequest:
 
 
 def split_escaped(text: str, separator: str, limit: int = -1) -> list[str]:
-    """Split on `separator` not preceded by a backslash, then undo `\\,` `\\|` `\\$` `\\\\`."""
+    """Split on `separator` not preceded by a backslash; the parts keep their escapes
+    (`unescape` undoes them)."""
     parts: list[str] = []
     current: list[str] = []
     index = 0
@@ -187,16 +188,20 @@ def _targets(definition: SearchParameter) -> tuple[str, ...]:
     return tuple(t for t in definition.targets if t in SUPPORTED_TYPES)
 
 
-def parse_search(resource_type: str, params: Sequence[tuple[str, str]]) -> SearchRequest:
+def parse_search(
+    resource_type: str, params: Sequence[tuple[str, str]], base: str = ""
+) -> SearchRequest:
     """Parse type-level search parameters into a SearchRequest.
 
     https://hl7.org/fhir/R4/search.html — unknown parameters land in `request.unknown`;
-    malformed values raise InvalidRequestError naming the parameter in `expression`.
+    malformed values raise InvalidRequestError naming the parameter in `expression`; empty
+    ones are ignored ("not an error"). A reference value under `base`, this server's base URL,
+    is a local reference (`{base}/Patient/1` is `Patient/1`).
     """
     request = SearchRequest(resource_type)
     values = 0
     for name, value in params:
-        if name in PASSTHROUGH:
+        if name in PASSTHROUGH or value == "":
             continue
         if name.startswith("_") and _result_parameter(request, name, value):
             continue
@@ -204,7 +209,7 @@ def parse_search(resource_type: str, params: Sequence[tuple[str, str]]) -> Searc
             raise _invalid("Search parameters must not contain the NUL character", name)
         if name.count(".") + name.count("_has:") > MAX_DEPTH:
             raise _too_costly(f"'{name}' nests more than {MAX_DEPTH} levels", name)
-        criterion = parse_criterion(resource_type, name, value)
+        criterion = parse_criterion(resource_type, name, value, base)
         if criterion is None:
             request.unknown.append((name, value))
         else:
@@ -288,21 +293,22 @@ def _include(value: str, iterate: bool, name: str, reverse: bool) -> Include:
     return Include(source, None if param == "*" else param, target, iterate)
 
 
-def parse_criterion(resource_type: str, name: str, value: str) -> Criterion | None:
-    """One `name=value` filter on `resource_type`; None if the parameter is unknown."""
+def parse_criterion(resource_type: str, name: str, value: str, base: str = "") -> Criterion | None:
+    """One `name=value` filter on `resource_type`; None if the parameter is unknown. `base`:
+    as parse_search."""
     if name.startswith("_has:"):
-        return _has(resource_type, name, value)
+        return _has(resource_type, name, value, base)
     head, dot, rest = name.partition(".")
     code, _, modifier = head.partition(":")
     definition = _definition(resource_type, code)
     if definition is None or definition.type in ("composite", "special"):
         return None
     if dot:
-        return _chain(resource_type, definition, modifier, rest, value, name)
-    return _param(resource_type, definition, modifier or None, value, name)
+        return _chain(resource_type, definition, modifier, rest, value, name, base)
+    return _param(resource_type, definition, modifier or None, value, name, base)
 
 
-def _has(resource_type: str, name: str, value: str) -> Criterion | None:
+def _has(resource_type: str, name: str, value: str, base: str) -> Criterion | None:
     parts = name.split(":", 3)
     if len(parts) < 4 or not parts[3]:
         raise _invalid("_has must be _has:Type:reference:parameter", name)
@@ -314,7 +320,7 @@ def _has(resource_type: str, name: str, value: str) -> Criterion | None:
         return None
     if resource_type not in _targets(definition):
         raise _invalid(f"{source_type}.{source_param} cannot refer to {resource_type}", name)
-    inner = parse_criterion(source_type, rest, value)
+    inner = parse_criterion(source_type, rest, value, base)
     if inner is None:
         return None
     return HasCriterion(resource_type, source_type, source_param, inner)
@@ -327,6 +333,7 @@ def _chain(
     rest: str,
     value: str,
     name: str,
+    base: str,
 ) -> Criterion | None:
     if definition.type != "reference":
         raise _invalid(f"Only reference parameters can be chained, not '{definition.code}'", name)
@@ -339,7 +346,7 @@ def _chain(
     targets = []
     for target in candidates:
         if first.startswith("_has") or _definition(target, first) is not None:
-            inner = parse_criterion(target, rest, value)
+            inner = parse_criterion(target, rest, value, base)
             if inner is not None:
                 targets.append((target, inner))
     if not targets:
@@ -353,6 +360,7 @@ def _param(
     modifier: str | None,
     value: str,
     name: str,
+    base: str,
 ) -> ParamCriterion:
     kind = definition.type
     if modifier == "missing":
@@ -364,8 +372,6 @@ def _param(
         is_type = kind == "reference" and modifier in _targets(definition)
         if modifier not in allowed and not is_type:
             raise _not_supported(f"Modifier ':{modifier}' is not supported on '{name}'", name)
-    if value == "":
-        raise _invalid(f"Empty value for '{name}'", name)
     if kind == "reference" and modifier == "identifier":
         # Reference.identifier is indexed as a token under "<code>:identifier".
         definition = SearchParameter(resource_type, definition.code + ":identifier", "token", "")
@@ -373,8 +379,14 @@ def _param(
     parts = split_escaped(value, ",")
     if len(parts) > MAX_VALUES:
         raise _too_costly(f"'{name}' has more than {MAX_VALUES} values", name)
-    values = tuple(
-        _value(definition, modifier, unescape(part) if kind != "token" else part, name)
+    values = tuple(  # token and quantity values are split on `|` before their escapes go
+        _value(
+            definition,
+            modifier,
+            part if kind in ("token", "quantity") else unescape(part),
+            name,
+            base,
+        )
         for part in parts
     )
     return ParamCriterion(resource_type, definition.code, kind, modifier, values)
@@ -386,7 +398,9 @@ def _prefixed(text: str) -> tuple[str, str]:
     return "eq", text
 
 
-def _value(definition: SearchParameter, modifier: str | None, raw: str, name: str) -> SearchValue:
+def _value(
+    definition: SearchParameter, modifier: str | None, raw: str, name: str, base: str
+) -> SearchValue:
     kind = definition.type
     if kind == "token":
         if modifier == "text":
@@ -423,10 +437,14 @@ def _value(definition: SearchParameter, modifier: str | None, raw: str, name: st
         return SearchValue(
             raw, prefix=prefix, number=number, low=low, high=high, system=unit_system, code=unit
         )
-    return _reference_value(definition, modifier, raw)
+    return _reference_value(definition, modifier, raw, base)
 
 
-def _reference_value(definition: SearchParameter, modifier: str | None, raw: str) -> SearchValue:
+def _reference_value(
+    definition: SearchParameter, modifier: str | None, raw: str, base: str
+) -> SearchValue:
+    if base and raw.startswith(f"{base}/"):  # this server's: search 3.1.1.4.12
+        raw = raw[len(base) + 1 :]
     if "://" in raw or raw.startswith("urn:"):
         url, _, version = raw.partition("|")
         return SearchValue(raw, url=url, version=version or None)

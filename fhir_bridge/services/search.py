@@ -7,6 +7,7 @@ https://hl7.org/fhir/R4/search.html — matches and _include/_revinclude resourc
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cache
 from typing import Any
 from urllib.parse import urlencode
 
@@ -18,6 +19,7 @@ from fhir_bridge.services import bundle_json
 from fhir_bridge.services.context import ServiceContext
 from fhir_bridge.store import search as store_search
 from fhir_bridge.store.base import StoreSession
+from fhir_bridge.validation.definitions import base_elements, choice_names
 
 SUBSETTED = {
     "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
@@ -34,7 +36,7 @@ def search(
     strict: bool = False,
 ) -> bytes:
     """A searchset Bundle for `GET /{type}?params` or `POST /{type}/_search`."""
-    request = parse_search(resource_type, params)
+    request = parse_search(resource_type, params, base)
     if request.unknown and strict:
         names = ", ".join(sorted({name for name, _ in request.unknown}))
         raise InvalidRequestError(
@@ -54,7 +56,7 @@ def search_in(
     params: Sequence[tuple[str, str]],
 ) -> bytes:
     """The same search inside an open session (a GET entry of a transaction or batch)."""
-    return _searchset(ctx, session, base, parse_search(resource_type, params), params)
+    return _searchset(ctx, session, base, parse_search(resource_type, params, base), params)
 
 
 def _searchset(
@@ -71,10 +73,10 @@ def _searchset(
             expression="_summary",
         )
     ignored = {name for name, _ in request.unknown}
-    used = [(n, v) for n, v in params if n not in ignored and n != "_cursor"]
+    used = [(n, v) for n, v in params if n not in ignored and n != "_cursor" and v != ""]
     page_url = f"{base}/{request.resource_type}"
     self_url = _url(page_url, used, request.cursor)
-    if request.summary == "count":
+    if request.summary == "count" or request.count == 0:  # _count=0 is _summary=count
         total = store_search.count(session.execute, request)
         return bundle_json.build("searchset", [], total=total, links={"self": self_url})
     result = store_search.run_search(
@@ -89,14 +91,31 @@ def _searchset(
         # the cursor already marks where the next page starts: _offset must not apply twice
         paged = [(n, v) for n, v in used if n != "_offset"]
         links["next"] = _url(page_url, paged, result.next_cursor)
-    entries = [
+    matches = [
         bundle_json.Entry(
-            f"{base}/{rtype}/{rid}", _shape(data, request), extra={"search": {"mode": mode}}
+            f"{base}/{rtype}/{rid}", _shape(data, request), extra={"search": {"mode": "match"}}
         )
-        for mode, rows in (("match", result.matches), ("include", result.included))
-        for rtype, rid, data in rows
+        for rtype, rid, data in result.matches
     ]
+    included = [  # _elements and _summary shape the matches only (search 3.1.1.5.9)
+        bundle_json.Entry(f"{base}/{rtype}/{rid}", data, extra={"search": {"mode": "include"}})
+        for rtype, rid, data in result.included
+    ]
+    entries = [*matches, *included]
     return bundle_json.build("searchset", entries, total=result.total, links=links)
+
+
+@cache
+def _mandatory(resource_type: str) -> frozenset[str]:
+    """What shaping keeps of every resource: `resourceType`, `id`, `meta` and the top-level
+    elements whose minimum cardinality is 1 or more (R4 search 3.1.1.5.9: "SHOULD")."""
+    names = set(_ALWAYS_KEPT)
+    for element in base_elements(resource_type) or []:
+        path = element["p"]
+        if path.count(".") == 1 and element.get("n", 0) >= 1:
+            name = path.split(".", 1)[1]
+            names.update(choice_names(name[:-3]) if name.endswith("[x]") else (name,))
+    return frozenset(names)
 
 
 def _url(path: str, params: list[tuple[str, str]], cursor: str | None) -> str:
@@ -109,13 +128,14 @@ def _shape(data: bytes, request: SearchRequest) -> bytes:
     if not request.elements and request.summary not in ("data", "text"):
         return data
     resource: dict[str, Any] = orjson.loads(data)
+    mandatory = _mandatory(resource.get("resourceType", ""))
     if request.elements:
-        keep = set(request.elements) | set(_ALWAYS_KEPT)
+        keep = {n for e in request.elements for n in (e, *choice_names(e))} | mandatory
         resource = {k: v for k, v in resource.items() if k in keep}
     elif request.summary == "data":
         resource.pop("text", None)
     else:  # text: the narrative and the mandatory top-level elements only
-        resource = {k: v for k, v in resource.items() if k in (*_ALWAYS_KEPT, "text", "status")}
+        resource = {k: v for k, v in resource.items() if k in mandatory or k == "text"}
     meta = dict(resource.get("meta") or {})
     meta["tag"] = [*meta.get("tag", []), SUBSETTED]
     resource["meta"] = meta

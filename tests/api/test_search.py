@@ -131,3 +131,65 @@ def test_post_search_needs_a_form_body(client: TestClient) -> None:
     )
     assert response.status_code == 415
     assert response.json()["issue"][0]["code"] == "not-supported"
+
+
+def test_count_zero_answers_as_summary_count(client: TestClient) -> None:
+    seed(client, 3)
+    body = client.get("/fhir/Patient?_count=0").json()
+    assert body["total"] == 3 and "entry" not in body
+
+
+def test_empty_parameters_are_ignored_even_strictly(client: TestClient) -> None:
+    seed(client, 2)
+    strict = {"Prefer": "handling=strict"}
+    body = client.get("/fhir/Patient?name=&gender=male&_sort=", headers=strict).json()
+    assert len(body["entry"]) == 1
+    assert body["link"][0]["url"] == "http://testserver/fhir/Patient?gender=male"
+
+
+def test_elements_keep_choice_and_mandatory_elements_and_spare_included_resources(
+    client: TestClient,
+) -> None:
+    patient = client.post("/fhir/Patient", json={"resourceType": "Patient"}, headers=FHIR).json()
+    observation = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"text": "MADRS total"},
+        "subject": {"reference": f"Patient/{patient['id']}"},
+        "valueInteger": 31,
+        "note": [{"text": "calm"}],
+    }
+    client.post("/fhir/Observation", json=observation, headers=FHIR)
+    query = "_elements=value&_include=Observation:subject"
+    match, included = (
+        e["resource"] for e in client.get(f"/fhir/Observation?{query}").json()["entry"]
+    )
+    assert set(match) == {"resourceType", "id", "meta", "status", "code", "valueInteger"}
+    assert included == client.get(f"/fhir/Patient/{patient['id']}").json()
+    text = client.get("/fhir/Observation?_summary=text").json()["entry"][0]["resource"]
+    assert set(text) == {"resourceType", "id", "meta", "status", "code"}
+
+
+def test_a_reference_under_this_servers_base_is_a_local_one(client: TestClient) -> None:
+    patient = client.post("/fhir/Patient", json={"resourceType": "Patient"}, headers=FHIR).json()
+    observation = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"text": "MADRS total"},
+        "subject": {"reference": f"Patient/{patient['id']}"},
+    }
+    client.post("/fhir/Observation", json=observation, headers=FHIR)
+    url = f"http://testserver/fhir/Patient/{patient['id']}"
+    assert client.get(f"/fhir/Observation?subject={url}&_summary=count").json()["total"] == 1
+
+
+def test_an_escaped_bar_in_a_quantity_system_is_part_of_it(client: TestClient) -> None:
+    observation = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"text": "dose"},
+        "valueQuantity": {"value": 5, "system": "urn:a|b", "code": "mg"},
+    }
+    client.post("/fhir/Observation", json=observation, headers=FHIR)
+    found = client.get("/fhir/Observation", params={"value-quantity": "5|urn:a\\|b|mg"}).json()
+    assert len(found["entry"]) == 1
