@@ -29,7 +29,7 @@ from fhir_bridge.domain.search import (
     parse_query_string,
     parse_search,
 )
-from fhir_bridge.domain.search_parameters import index_params
+from fhir_bridge.domain.search_parameters import index_params, search_parameter
 from fhir_bridge.domain.search_values import indexed, indexed_prefix
 from fhir_bridge.errors import InvalidRequestError
 from fhir_bridge.store.cursors import seal, unseal
@@ -246,6 +246,14 @@ def _positive_ids(sql: _SQL, c: Criterion) -> str:
         for target_type, inner in c.targets:
             sql.args.append(target_type)
             branches.append(f"({a}.target_type = ? AND {a}.target_id IN ({ids_sql(sql, inner)}))")
+            if _canonical_target(target_type):  # a canonical reference names it by its url
+                u = sql.alias()
+                sql.args.extend([target_type, "url"])
+                urls = (
+                    f"SELECT {u}.value FROM idx_uri {u} WHERE {u}.resource_type = ? "
+                    f"AND {u}.param = ? AND {u}.id IN ({ids_sql(sql, inner)})"
+                )
+                branches.append(f"({a}.target_id IS NULL AND {a}.url IN ({urls}))")
         return (
             f"SELECT {a}.id FROM idx_reference {a} WHERE {a}.resource_type = ? "
             f"AND {rows_of} AND ({' OR '.join(branches)})"
@@ -254,10 +262,27 @@ def _positive_ids(sql: _SQL, c: Criterion) -> str:
     rows_of = reference_params(a, c.source_type, [c.source_param], sql.args)
     sql.args.append(c.resource_type)
     inner_sql = ids_sql(sql, c.inner)
-    return (
+    literal = (
         f"SELECT {a}.target_id FROM idx_reference {a} WHERE {a}.resource_type = ? "
         f"AND {rows_of} AND {a}.target_type = ? AND {a}.id IN ({inner_sql})"
     )
+    if not _canonical_target(c.resource_type):
+        return literal
+    u, x = sql.alias(), sql.alias()  # by canonical url: the resources that have it as `url`
+    sql.args.extend([c.resource_type, "url", c.source_type])
+    rows_of = reference_params(x, c.source_type, [c.source_param], sql.args)
+    inner_sql = ids_sql(sql, c.inner)
+    return (
+        f"{literal} UNION SELECT {u}.id FROM idx_uri {u} JOIN idx_reference {x} "
+        f"ON {x}.url = {u}.value WHERE {u}.resource_type = ? AND {u}.param = ? "
+        f"AND {x}.resource_type = ? AND {rows_of} AND {x}.target_id IS NULL "
+        f"AND {x}.id IN ({inner_sql})"
+    )
+
+
+def _canonical_target(resource_type: str) -> bool:
+    """Whether references to `resource_type` may be canonical: it has a `url` parameter."""
+    return search_parameter(resource_type, "url") is not None
 
 
 def _correlated(sql: _SQL, c: Criterion) -> str:

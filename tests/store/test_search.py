@@ -379,6 +379,35 @@ def test_an_absolute_reference_is_not_this_servers_resource(db: Database) -> Non
     assert db.ids("Patient", "_has:Observation:patient:_id=o1") == []
 
 
+def test_chains_and_has_follow_canonical_references(db: Database) -> None:
+    url = "https://example.org/Questionnaire/madrs"
+    db.load(
+        {
+            "resourceType": "Questionnaire",
+            "id": "q1",
+            "url": url,
+            "name": "MADRS",
+            "status": "active",
+        },
+        {
+            "resourceType": "Questionnaire",
+            "id": "q2",
+            "url": f"{url}-2",
+            "name": "SDS",
+            "status": "active",
+        },
+        {
+            "resourceType": "QuestionnaireResponse",
+            "id": "r1",
+            "questionnaire": url,
+            "status": "completed",
+        },
+    )
+    assert db.ids("QuestionnaireResponse", "questionnaire.name=MADRS") == ["r1"]
+    assert db.ids("QuestionnaireResponse", "questionnaire.name=SDS") == []
+    assert db.ids("Questionnaire", "_has:QuestionnaireResponse:questionnaire:_id=r1") == ["q1"]
+
+
 def test_reference_identifier_modifier(db: Database) -> None:
     db.load(
         observation(
