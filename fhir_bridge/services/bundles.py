@@ -453,10 +453,15 @@ def _rewrite_references(reads: _Reads, request: _Request, aliases: dict[str, str
     which stays as posted (a plan made again starts from it)."""
 
     written = not (request.method == "POST" and request.if_none_exist)  # else one matched
+    # a relative reference of an entry with an absolute fullUrl is relative to its base
+    # (https://hl7.org/fhir/R4/bundle.html#references): `Patient/1` may name another entry
+    base = _full_url_base(request.full_url)
 
     def target(ref: str) -> str:
         if ref in aliases:
             return aliases[ref]
+        if base and f"{base}/{ref}" in aliases:
+            return aliases[f"{base}/{ref}"]
         if written and ref.startswith(("urn:uuid:", "urn:oid:")):  # names no entry: dangling
             raise InvalidRequestError(
                 f"The reference '{ref}' names no resource this Bundle creates or updates "
@@ -471,6 +476,14 @@ def _rewrite_references(reads: _Reads, request: _Request, aliases: dict[str, str
         request.resource = _rewritten(request.resource, target)
     elif isinstance(request.patch, list):
         request.patch = [_patch_operation(op, target) for op in request.patch]
+
+
+def _full_url_base(full_url: str | None) -> str | None:
+    """`http://x/fhir` of the fullUrl `http://x/fhir/Patient/1`; None for a urn: or none."""
+    if not full_url or "://" not in full_url:
+        return None
+    parts = full_url.split("/")
+    return "/".join(parts[:-2]) if len(parts) > 4 and parts[-2][:1].isupper() else None
 
 
 def _patch_operation(op: Any, target: Callable[[str], str]) -> Any:

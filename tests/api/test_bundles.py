@@ -64,6 +64,19 @@ def test_transaction_rewrites_urn_uuid_references(client: TestClient) -> None:
     assert [e["response"]["status"] for e in body["entry"]] == ["201 Created", "201 Created"]
 
 
+def test_relative_references_resolve_against_an_absolute_full_url(client: TestClient) -> None:
+    client.put("/fhir/Patient/abc", json={"resourceType": "Patient", "id": "abc"}, headers=FHIR)
+    base = "http://ehr.example/fhir"
+    patient = patient_entry(f"{base}/Patient/abc")
+    observation = {**observation_entry("Patient/abc"), "fullUrl": f"{base}/Observation/o1"}
+    elsewhere = {**observation_entry("Patient/abc"), "fullUrl": "urn:uuid:o2"}  # not under it
+    body = client.post("/fhir", json=transaction(patient, observation, elsewhere)).json()
+    created = body["entry"][0]["resource"]["id"]
+    assert created != "abc"
+    subjects = [e["resource"]["subject"]["reference"] for e in body["entry"][1:]]
+    assert subjects == [f"Patient/{created}", "Patient/abc"]
+
+
 def test_transaction_failing_in_its_last_entry_stores_nothing(client: TestClient) -> None:
     bad = observation_entry(value="not a number")
     response = client.post("/fhir", json=transaction(patient_entry(), bad))
