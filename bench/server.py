@@ -85,7 +85,9 @@ def running_server(
         deadline = time.monotonic() + start_seconds
         while not _started(log, workers):
             if time.monotonic() > deadline or process.poll() is not None:
-                raise RuntimeError("server did not start")
+                log.seek(0)
+                tail = log.read().decode(errors="replace")[-3000:]
+                raise RuntimeError(f"server did not start; its log ends:\n{tail}")
             time.sleep(0.1)
         httpx.get(f"{base}/metadata", timeout=60).raise_for_status()
         yield Server(base, process.pid)

@@ -708,6 +708,9 @@ def _connect_postgres(url: str) -> Any:
     if schema:
         if not re.fullmatch(r"[a-z_][a-z0-9_]*", schema):
             raise StoreError("Invalid schema name in the database URL")
+        # IF NOT EXISTS is no guard against another node creating it at the same moment
+        # (a unique violation in pg_namespace): nodes starting together take turns
+        conn.execute("SELECT pg_advisory_xact_lock(4241)")
         conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
         conn.execute(f"SET search_path TO {schema}")
     conn.commit()  # settings made inside a transaction would vanish with its rollback

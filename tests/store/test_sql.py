@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import orjson
+import psycopg
 import pytest
 
 from fhir_bridge.errors import InvalidRequestError, StoreError
@@ -87,6 +88,35 @@ def test_failed_session_rolls_back_every_write(store: SQLStore) -> None:
         assert session.read("Patient", "p1") is None
         assert session.read("Patient", "p2") is None
         assert session.history(None, None, None, 10) == []
+
+
+def test_nodes_opening_one_new_database_at_once_all_start(database_url: str) -> None:
+    # seen on PostgreSQL: CREATE SCHEMA IF NOT EXISTS at the same moment, a unique violation
+    urls = [f"{database_url}_{n}" for n in range(5)]  # a new database (schema, file) each
+    failures: list[Exception] = []
+
+    def start(url: str, barrier: threading.Barrier) -> None:
+        barrier.wait()
+        try:
+            SQLStore(url, extract_index).close()
+        except Exception as exc:
+            failures.append(exc)
+
+    try:
+        for url in urls:
+            barrier = threading.Barrier(3)
+            nodes = [threading.Thread(target=start, args=(url, barrier)) for _ in range(3)]
+            for node in nodes:
+                node.start()
+            for node in nodes:
+                node.join()
+    finally:
+        if database_url.startswith("postgresql"):
+            base, schema = database_url.split("?schema=")
+            with psycopg.connect(base, autocommit=True) as conn:
+                for n in range(len(urls)):
+                    conn.execute(f"DROP SCHEMA IF EXISTS {schema}_{n} CASCADE")
+    assert failures == []
 
 
 def test_history_pages_by_sequence(store: SQLStore) -> None:
