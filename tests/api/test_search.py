@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 from fastapi.testclient import TestClient
 
@@ -142,19 +143,26 @@ def test_empty_parameters_are_ignored_even_strictly(client: TestClient) -> None:
     assert body["link"][0]["url"] == "http://testserver/fhir/Patient?gender=male"
 
 
-def test_elements_keep_choice_and_mandatory_elements_and_spare_included_resources(
-    client: TestClient,
-) -> None:
-    patient = client.post("/fhir/Patient", json={"resourceType": "Patient"}, headers=FHIR).json()
+def score_of_a_new_patient(client: TestClient, **extra: object) -> dict[str, Any]:
+    """A new Patient (returned) with one Observation about them (with `extra` elements)."""
+    patient: dict[str, Any] = client.post(
+        "/fhir/Patient", json={"resourceType": "Patient"}, headers=FHIR
+    ).json()
     observation = {
         "resourceType": "Observation",
         "status": "final",
         "code": {"text": "MADRS total"},
         "subject": {"reference": f"Patient/{patient['id']}"},
-        "valueInteger": 31,
-        "note": [{"text": "calm"}],
+        **extra,
     }
     client.post("/fhir/Observation", json=observation, headers=FHIR)
+    return patient
+
+
+def test_elements_keep_choice_and_mandatory_elements_and_spare_included_resources(
+    client: TestClient,
+) -> None:
+    patient = score_of_a_new_patient(client, valueInteger=31, note=[{"text": "calm"}])
     query = "_elements=value&_include=Observation:subject"
     match, included = (
         e["resource"] for e in client.get(f"/fhir/Observation?{query}").json()["entry"]
@@ -166,14 +174,7 @@ def test_elements_keep_choice_and_mandatory_elements_and_spare_included_resource
 
 
 def test_a_reference_under_this_servers_base_is_a_local_one(client: TestClient) -> None:
-    patient = client.post("/fhir/Patient", json={"resourceType": "Patient"}, headers=FHIR).json()
-    observation = {
-        "resourceType": "Observation",
-        "status": "final",
-        "code": {"text": "MADRS total"},
-        "subject": {"reference": f"Patient/{patient['id']}"},
-    }
-    client.post("/fhir/Observation", json=observation, headers=FHIR)
+    patient = score_of_a_new_patient(client)
     url = f"http://testserver/fhir/Patient/{patient['id']}"
     assert client.get(f"/fhir/Observation?subject={url}&_summary=count").json()["total"] == 1
 
