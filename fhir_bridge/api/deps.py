@@ -64,13 +64,13 @@ async def negotiate(request: Request) -> None:
     """JSON only: `_format` overrides Accept (https://hl7.org/fhir/R4/http.html#mime)."""
     fmt = request.query_params.get("_format")
     if fmt is not None:
-        if fmt.split(";")[0].strip() not in _FORMAT_ALIASES:
+        if fmt.split(";")[0].strip().lower() not in _FORMAT_ALIASES:
             raise NotAcceptableError(f"_format '{fmt}' is not supported; use json")
         return
     accept = request.headers.get("accept")
     if not accept:
         return
-    media = [part.split(";")[0].strip() for part in accept.split(",")]
+    media = [part.split(";")[0].strip().lower() for part in accept.split(",")]
     if not any(m in JSON_TYPES or m in ("*/*", "application/*") for m in media):
         raise NotAcceptableError(f"Cannot produce '{accept}'; this server speaks FHIR JSON")
 

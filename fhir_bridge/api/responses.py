@@ -60,12 +60,12 @@ def resource_response(
 
 
 def prefer_return(prefer: str | None) -> str:
-    """The `return=` preference of a Prefer header; representation by default."""
-    if prefer:
-        for part in prefer.split(";"):
-            name, _, value = part.strip().partition("=")
-            if name.strip() == "return":
-                return value.strip().strip('"')
+    """The `return=` preference of a Prefer header; representation by default. Preferences
+    are separated by commas, their parameters by semicolons (RFC 7240 section 2)."""
+    for preference in (prefer or "").split(","):
+        name, _, value = preference.split(";")[0].strip().partition("=")
+        if name.strip() == "return":
+            return value.strip().strip('"')
     return "representation"
 
 

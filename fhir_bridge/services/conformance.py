@@ -16,7 +16,7 @@ from fhir_bridge.errors import FHIRBridgeError, InvalidRequestError
 from fhir_bridge.services import resources
 from fhir_bridge.services.context import ServiceContext
 
-VALIDATE_MODES = ("create", "update", "delete")
+VALIDATE_MODES = ("create", "update", "delete", "profile")  # ResourceValidationMode
 
 
 def validate(
@@ -36,6 +36,8 @@ def validate(
         mode = _mode(url_mode, "mode")
     if mode == "delete":
         return []
+    if mode == "profile" and not profiles:
+        return [Issue("error", "required", "mode=profile needs a profile", "profile")]
     if mode == "update" and resource_id is None and "id" not in resource:
         return [
             Issue("error", "required", "mode=update needs a resource id", f"{resource_type}.id")

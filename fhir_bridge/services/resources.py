@@ -290,8 +290,10 @@ def update_in(
     resource: dict[str, Any],
     if_match: str | None = None,
     prepared: Prepared | None = None,
+    method: str = "PUT",
 ) -> tuple[StoredResource, bool]:
-    """Update (or create with the client's id) inside an open write session."""
+    """Update (or create with the client's id) inside an open write session; `method` (PUT or
+    PATCH) is recorded as the interaction that made the version."""
     resource_type, resource_id = resource["resourceType"], resource["id"]
     check_id(resource_id)
     current = session.read(resource_type, resource_id)
@@ -300,7 +302,7 @@ def update_in(
     if current is not None and not current.deleted:
         _check_transition(ctx, orjson.loads(current.data), resource)
     prepared = prepared or prepare(ctx, resource)
-    return commit(session, prepared, "PUT"), created
+    return commit(session, prepared, method), created
 
 
 def _check_transition(
@@ -385,5 +387,5 @@ def patch(
     with ctx.store.session(write=True) as session:
         current = live(session.read(resource_type, resource_id), resource_type, resource_id)
         patched = apply_patch(orjson.loads(current.data), operations)
-        stored, _ = update_in(ctx, session, patched, if_match)
+        stored, _ = update_in(ctx, session, patched, if_match, method="PATCH")
         return stored

@@ -36,7 +36,7 @@ class StoredResource:
     last_updated: str  # ISO 8601 instant, UTC
     deleted: bool
     data: bytes  # the resource JSON incl. meta; for a deleted version, a stub without content
-    method: str = "PUT"  # POST, PUT, DELETE: the interaction that made this version
+    method: str = "PUT"  # POST, PUT, PATCH, DELETE: the interaction that made this version
 
 
 class StoreSession(Protocol):

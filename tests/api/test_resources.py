@@ -120,6 +120,35 @@ def test_prefer_return_minimal_and_outcome(client: TestClient) -> None:
     assert outcome.json()["resourceType"] == "OperationOutcome"
     # the warnings of the accepted write, e.g. no narrative (dom-6)
     assert any(i["code"] == "invariant" for i in outcome.json()["issue"])
+    # several preferences: separated by commas (RFC 7240)
+    both = {**FHIR, "Prefer": "return=minimal, handling=strict"}
+    assert client.post("/fhir/Patient", json=PATIENT, headers=both).content == b""
+
+
+def test_patch_and_conditional_update_answer_return_outcome_with_the_warnings(
+    client: TestClient,
+) -> None:
+    created = create(client, PATIENT)
+    outcome = {"Prefer": "return=OperationOutcome"}
+    ops = [{"op": "replace", "path": "/gender", "value": "other"}]
+    patched = client.patch(
+        f"/fhir/Patient/{created['id']}",
+        json=ops,
+        headers={"Content-Type": "application/json-patch+json", **outcome},
+    )
+    url = f"/fhir/Patient?_id={created['id']}"
+    updated = client.put(url, json=PATIENT, headers={**FHIR, **outcome})
+    for response in (patched, updated):
+        assert response.status_code == 200, response.text
+        assert any(i["code"] == "invariant" for i in response.json()["issue"]), response.text
+
+
+def test_media_types_are_matched_whatever_their_case(client: TestClient) -> None:
+    created = create(client, PATIENT)
+    for accept in ("Application/FHIR+JSON", "APPLICATION/JSON"):
+        response = client.get(f"/fhir/Patient/{created['id']}", headers={"Accept": accept})
+        assert response.status_code == 200, accept
+    assert client.get(f"/fhir/Patient/{created['id']}?_format=JSON").status_code == 200
 
 
 def test_history_pages_with_next_links(client: TestClient) -> None:
@@ -153,6 +182,8 @@ def test_json_patch_updates_and_versions(client: TestClient) -> None:
     assert (response.json()["gender"], response.json()["meta"]["versionId"]) == ("other", "2")
     stale = client.patch(url, json=ops, headers=headers)
     assert stale.status_code == 412
+    history = client.get(f"{url}/_history").json()["entry"]
+    assert [e["request"]["method"] for e in history] == ["PATCH", "POST"]
 
 
 def test_since_compares_instants_not_text(client: TestClient) -> None:

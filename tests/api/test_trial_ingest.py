@@ -292,3 +292,7 @@ def test_validate_takes_profile_and_mode_from_the_url(client: TestClient) -> Non
     assert not errors(client.post("/fhir/Patient/$validate", json=patient, headers=FHIR))
     bad_mode = client.post("/fhir/Patient/$validate?mode=sideways", json=patient, headers=FHIR)
     assert bad_mode.status_code == 400
+    # mode=profile (ResourceValidationMode): against the profile named, which it needs
+    assert errors(client.post(f"{url}&mode=profile", json=patient, headers=FHIR))
+    alone = client.post("/fhir/Patient/$validate?mode=profile", json=patient, headers=FHIR)
+    assert alone.status_code == 200 and errors(alone) == [("required", ["profile"])]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Depends, Header, Request
 from starlette.responses import Response
 
@@ -118,7 +119,9 @@ def conditional_update(
 ) -> Response:
     resources.check_body(body, resource_type)
     stored, created = resources.conditional_update(ctx, body, _query(request))
-    return resource_response(stored, base, 201 if created else 200, prefer, location=created)
+    issues = _outcome_issues(ctx, resource_type, body, prefer)
+    status = 201 if created else 200
+    return resource_response(stored, base, status, prefer, location=created, issues=issues)
 
 
 @router.patch("/{resource_type}/{resource_id}")
@@ -132,7 +135,8 @@ def patch(
     if_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     stored = resources.patch(ctx, resource_type, resource_id, operations, if_match)
-    return resource_response(stored, base, 200, prefer)
+    issues = _outcome_issues(ctx, resource_type, orjson.loads(stored.data), prefer)
+    return resource_response(stored, base, 200, prefer, issues=issues)
 
 
 @router.delete("/{resource_type}/{resource_id}")
