@@ -45,6 +45,8 @@ def validate(
     for transform in ctx.transforms:
         resource = transform(resource)
     issues = resources.check(ctx, resource, profiles)
+    if mode == "update":  # as an update of the resource named would be checked
+        issues += _update_issues(ctx, resource_type, resource, resource_id)
     if not any(issue.is_error for issue in issues):
         with_id = {**resource, "id": resource.get("id") or resource_id or "validate"}
         for derive in ctx.derivations:
@@ -54,6 +56,27 @@ def validate(
             except FHIRBridgeError as exc:
                 issues.extend(exc.issues)
     return issues
+
+
+def _update_issues(
+    ctx: ServiceContext, resource_type: str, resource: dict[str, Any], resource_id: str | None
+) -> list[Issue]:
+    """What an update of `resource_id` (default: the body's id) would refuse besides the
+    resource's own checks: an id other than the URL's, a change the transition rules forbid."""
+    body_id = resource.get("id")
+    if resource_id and body_id and body_id != resource_id:
+        message = f"id '{body_id}' does not match the URL id '{resource_id}'"
+        return [Issue("error", "invalid", message, f"{resource_type}.id")]
+    target = resource_id or body_id
+    with ctx.store.session() as session:
+        current = session.read(resource_type, target) if isinstance(target, str) else None
+    if current is None or current.deleted:
+        return []
+    try:
+        resources.check_transition(ctx, orjson.loads(current.data), resource)
+    except FHIRBridgeError as exc:
+        return exc.issues
+    return []
 
 
 def _mode(value: Any, expression: str) -> str:

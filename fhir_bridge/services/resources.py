@@ -300,12 +300,12 @@ def update_in(
     check_version(current, if_match, resource_type, resource_id)
     created = current is None or current.deleted
     if current is not None and not current.deleted:
-        _check_transition(ctx, orjson.loads(current.data), resource)
+        check_transition(ctx, orjson.loads(current.data), resource)
     prepared = prepared or prepare(ctx, resource)
     return commit(session, prepared, method), created
 
 
-def _check_transition(
+def check_transition(
     ctx: ServiceContext, current: dict[str, Any], resource: dict[str, Any]
 ) -> None:
     issues = [

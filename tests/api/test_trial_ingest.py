@@ -243,7 +243,13 @@ def test_withdrawn_research_subject_stays_withdrawn(client: TestClient) -> None:
     response = client.put(f"/fhir/ResearchSubject/{created['id']}", json=back, headers=FHIR)
     assert response.status_code == 422
     assert errors(response) == [("business-rule", ["ResearchSubject.status"])]
+    # $validate in update mode finds what the update would refuse
+    check = f"/fhir/ResearchSubject/{created['id']}/$validate?mode=update"
+    assert errors(client.post(check, json=back, headers=FHIR)) == errors(response)
+    other_id = client.post(check, json={**back, "id": "other"}, headers=FHIR)
+    assert errors(other_id) == [("invalid", ["ResearchSubject.id"])]
     moving_on = {**created, "status": "withdrawn", "period": {"end": "2024-01-01"}}
+    assert not errors(client.post(check, json=moving_on, headers=FHIR))
     assert (
         client.put(
             f"/fhir/ResearchSubject/{created['id']}", json=moving_on, headers=FHIR
