@@ -131,7 +131,11 @@ def _value_condition(sql: _SQL, c: ParamCriterion, v: SearchValue, a: str) -> st
         return f"({condition})"
     if v.url is not None:
         args.append(indexed(v.url if v.version is None else f"{v.url}|{v.version}"))
-        return f"{a}.url = ?"
+        if v.target_id is None:
+            return f"{a}.url = ?"
+        # under this server's base: stored as that URL, or as the local reference it names
+        args.extend([indexed(v.target_id), indexed(v.target_type or "")])
+        return f"({a}.url = ? OR ({a}.target_id = ? AND {a}.target_type = ?))"
     target_type = c.modifier or v.target_type
     if target_type:
         args.extend([indexed(v.target_id), indexed(target_type)])
@@ -483,9 +487,16 @@ def find_ids(execute: Execute, resource_type: str, query: str) -> list[str]:
     """Ids of live resources matching `query` (`identifier=sys|123&...`), for conditional
     create/update/delete and conditional references; https://hl7.org/fhir/R4/http.html#ccreate.
 
-    Unknown parameters are refused: ignoring one would widen the match.
+    Unknown and empty parameters are refused: ignoring one would widen the match.
     """
-    request = parse_search(resource_type, parse_query_string(query))
+    params = parse_query_string(query)
+    empty = sorted({name for name, value in params if value == ""})
+    if empty:
+        names = ", ".join(empty)
+        raise InvalidRequestError(
+            f"Empty search parameter(s) in condition: {names}", expression=names
+        )
+    request = parse_search(resource_type, params)
     if not request.criteria and not request.unknown:
         # An empty condition would match every resource of the type.
         raise InvalidRequestError("A condition needs at least one search parameter")

@@ -353,6 +353,11 @@ def test_errors_in_conditions_and_patches_name_the_entry(client: TestClient) -> 
     failing_op = b'[{"op": "remove", "path": "/birthDate"}]'
     cases = [
         (patient_entry(ifNoneExist="nosuch=1"), "Bundle.entry[1].request.ifNoneExist"),
+        # an empty parameter would widen the condition, not narrow it
+        (
+            patient_entry(ifNoneExist="identifier=&gender=male"),
+            "Bundle.entry[1].request.ifNoneExist",
+        ),
         (observation_entry(subject="Basic?code=x"), "Bundle.entry[1].resource"),
         (patch_entry(f"Patient/{created['id']}", failing_op), "Bundle.entry[1].resource.data[0]"),
     ]
