@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from email.utils import format_datetime
 
@@ -61,9 +62,10 @@ def resource_response(
 
 def prefer_return(prefer: str | None) -> str:
     """The `return=` preference of a Prefer header; representation by default. Preferences
-    are separated by commas, their parameters by semicolons (RFC 7240 section 2)."""
-    for preference in (prefer or "").split(","):
-        name, _, value = preference.split(";")[0].strip().partition("=")
+    are separated by commas (RFC 7240 section 2); semicolons are read alike, as clients
+    write `handling=strict; return=minimal` too."""
+    for token in re.split("[;,]", prefer or ""):
+        name, _, value = token.strip().partition("=")
         if name.strip() == "return":
             return value.strip().strip('"')
     return "representation"

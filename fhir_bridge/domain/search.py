@@ -445,10 +445,10 @@ def _reference_value(
 ) -> SearchValue:
     if base and raw.startswith(f"{base}/"):  # this server's: search 3.1.1.4.12
         local = _reference_value(definition, modifier, raw[len(base) + 1 :], "")
-        if local.target_type is not None:  # matches the URL too (it may be stored as such)
-            return SearchValue(
-                raw, url=raw, target_type=local.target_type, target_id=local.target_id
-            )
+        if local.target_type is None:  # `{base}/id`: no URL a reference is stored as
+            return local
+        # `{base}/Type/id` matches the URL too: a reference may be stored as such
+        return SearchValue(raw, url=raw, target_type=local.target_type, target_id=local.target_id)
     if "://" in raw or raw.startswith("urn:"):
         url, _, version = raw.partition("|")
         return SearchValue(raw, url=url, version=version or None)

@@ -121,8 +121,9 @@ def test_prefer_return_minimal_and_outcome(client: TestClient) -> None:
     # the warnings of the accepted write, e.g. no narrative (dom-6)
     assert any(i["code"] == "invariant" for i in outcome.json()["issue"])
     # several preferences: separated by commas (RFC 7240)
-    both = {**FHIR, "Prefer": "return=minimal, handling=strict"}
-    assert client.post("/fhir/Patient", json=PATIENT, headers=both).content == b""
+    for prefer in ("return=minimal, handling=strict", "handling=strict; return=minimal"):
+        both = {**FHIR, "Prefer": prefer}
+        assert client.post("/fhir/Patient", json=PATIENT, headers=both).content == b"", prefer
 
 
 def test_patch_and_conditional_update_answer_return_outcome_with_the_warnings(

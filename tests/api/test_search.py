@@ -179,6 +179,8 @@ def test_a_reference_under_this_servers_base_is_a_local_one(client: TestClient) 
     assert client.get(f"/fhir/Observation?subject={url}&_summary=count").json()["total"] == 1
     score_of_a_new_patient(client, subject={"reference": url})  # one stored as the URL
     assert client.get(f"/fhir/Observation?subject={url}&_summary=count").json()["total"] == 2
+    bare = f"http://testserver/fhir/{patient['id']}"  # the base and an id, as subject=id
+    assert client.get(f"/fhir/Observation?subject={bare}&_summary=count").json()["total"] == 1
 
 
 def test_an_escaped_bar_in_a_quantity_system_is_part_of_it(client: TestClient) -> None:
