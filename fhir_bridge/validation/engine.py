@@ -418,6 +418,16 @@ class Engine:
         items = value if f.is_array and type(value) is list else [value]
         if f.is_array and type(value) is not list:
             ctx.issues.append(Issue("error", "structure", "must be a JSON array", where))
+        values = obj.get(key[1:])
+        if (
+            f.is_array
+            and type(value) is list
+            and type(values) is list
+            and len(values) != len(value)
+        ):
+            # the two arrays pair up item by item, null filling the gaps (json.html#primitive)
+            text = f"{key} has {len(value)} items, {key[1:]} {len(values)}: they must pair up"
+            ctx.issues.append(Issue("error", "structure", text, where))
         for i, item in enumerate(items):
             if item is None and f.is_array:
                 continue

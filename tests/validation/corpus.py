@@ -497,6 +497,20 @@ MUTATIONS: list[Mutation] = [
         "value",
     ),
     _m(
+        "base64-empty",
+        PA,
+        [S("photo", [{"contentType": "image/png", "data": ""}])],
+        "Patient.photo[0].data",
+        "value",
+    ),
+    _m(
+        "primitive-extensions-past-the-values",
+        PA,
+        [S("name.0._given", [None, {"id": "g2"}])],
+        "Patient.name[0].given",
+        "structure",
+    ),
+    _m(
         "identifier-value-number",
         PA,
         [S("identifier.0.value", 12)],
