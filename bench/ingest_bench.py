@@ -86,7 +86,7 @@ def post_all(
             # http.client: the load generator shares the machine, and httpx cost it several
             # times the CPU (h11 in Python). A connection per Bundle: the server process that
             # accepts a connection serves it to the end, and with one keep-alive connection per
-            # client all four sometimes landed on one process (2 of 8 runs here).
+            # client all four sometimes landed on one process (2 of 18 runs here).
             connection = http.client.HTTPConnection(url.hostname, url.port, timeout=600)
             try:
                 connection.request("POST", url.path, body, headers)

@@ -50,7 +50,7 @@ def in_process(count: int) -> None:
         ctx = trial_rules.trial_context(store, trial_rules.load_trial())
         tune_collector()  # as the server does after loading
         for body in bodies(count):
-            bundles.process(ctx, body, "http://x/fhir", status_for, "return=minimal")
+            bundles.process(ctx, body, "http://x/fhir", status_for, minimal=True)
         store.close()
 
 

@@ -71,7 +71,7 @@ def main() -> None:
         bodies = [orjson.dumps(bundle(rng, args.size)) for _ in range(args.bundles)]
 
         def post(body: bytes) -> None:
-            bundles.process(ctx, body, "http://x/fhir", status_for, "return=minimal")
+            bundles.process(ctx, body, "http://x/fhir", status_for, minimal=True)
 
         _timed_inserts()
         post(bodies[0])  # warm-up

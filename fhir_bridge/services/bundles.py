@@ -83,16 +83,16 @@ _ONE_AT_A_TIME = threading.Lock()
 
 
 def process(
-    ctx: ServiceContext, body: bytes, base: str, status_for: StatusFor, prefer: str | None = None
+    ctx: ServiceContext, body: bytes, base: str, status_for: StatusFor, minimal: bool = False
 ) -> bytes:
     """Run a posted transaction or batch Bundle (the request body); returns the response
-    Bundle's bytes."""
+    Bundle's bytes, without the entries' resources when `minimal` (Prefer: return=minimal)."""
     with _ONE_AT_A_TIME:
-        return _process(ctx.for_body(body), parse_json(body), base, status_for, prefer)
+        return _process(ctx.for_body(body), parse_json(body), base, status_for, minimal)
 
 
 def _process(
-    ctx: ServiceContext, bundle: Any, base: str, status_for: StatusFor, prefer: str | None
+    ctx: ServiceContext, bundle: Any, base: str, status_for: StatusFor, minimal: bool
 ) -> bytes:
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
         raise InvalidRequestError(
@@ -111,7 +111,6 @@ def _process(
             f"The Bundle has {len(entries)} entries; the limit is {ctx.max_bundle_entries}",
             expression="Bundle.entry",
         )
-    minimal = bool(prefer) and "return=minimal" in (prefer or "")
     if kind == "transaction":
         return transaction(ctx, entries, base, minimal)
     return _batch(ctx, entries, base, status_for, minimal)

@@ -64,16 +64,14 @@ def _update_issues(
     """What an update of `resource_id` (default: the body's id) would refuse besides the
     resource's own checks: an id other than the URL's, a change the transition rules forbid."""
     body_id = resource.get("id")
-    if resource_id and body_id and body_id != resource_id:
-        message = f"id '{body_id}' does not match the URL id '{resource_id}'"
-        return [Issue("error", "invalid", message, f"{resource_type}.id")]
-    target = resource_id or body_id
-    with ctx.store.session() as session:
-        current = session.read(resource_type, target) if isinstance(target, str) else None
-    if current is None or current.deleted:
-        return []
     try:
-        resources.check_transition(ctx, orjson.loads(current.data), resource)
+        if resource_id and body_id:
+            resources.check_body(resource, resource_type, resource_id)  # as PUT checks it
+        target = resource_id or body_id
+        with ctx.store.session() as session:
+            current = session.read(resource_type, target) if isinstance(target, str) else None
+        if current is not None and not current.deleted:
+            resources.check_transition(ctx, orjson.loads(current.data), resource)
     except FHIRBridgeError as exc:
         return exc.issues
     return []

@@ -558,21 +558,22 @@ def _reindex_absolute_references(session: SQLSession, indexer: Indexer, batch: i
     over 1,000,000 resources: 124 s -> 35 s)."""
     after: tuple[str, str] = ("", "")
     while True:
+        # index rows are only ever those of live resources: each owner's data is its JSON
         owners = session.execute(
-            "SELECT DISTINCT resource_type, id FROM idx_reference WHERE url IS NOT NULL "
-            "AND target_id IS NOT NULL AND (resource_type, id) > (?, ?) "
-            "ORDER BY resource_type, id LIMIT ?",
+            "SELECT r.resource_type, r.id, r.data FROM resources r "
+            "WHERE (r.resource_type, r.id) IN (SELECT DISTINCT resource_type, id "
+            "FROM idx_reference WHERE url IS NOT NULL AND target_id IS NOT NULL "
+            "AND (resource_type, id) > (?, ?) ORDER BY resource_type, id LIMIT ?) "
+            "ORDER BY r.resource_type, r.id",
             (after[0], after[1], batch),
         )
-        for resource_type, resource_id in owners:
-            stored = session.read(resource_type, resource_id)
+        for resource_type, resource_id, data in owners:
             session.execute(
                 "DELETE FROM idx_reference WHERE resource_type = ? AND id = ?",
                 (resource_type, resource_id),
             )
-            if stored is not None and not stored.deleted:
-                rows = stage(orjson.loads(stored.data), indexer).rows.get("idx_reference", [])
-                session._many("idx_reference", rows)
+            rows = stage(orjson.loads(bytes(data)), indexer).rows.get("idx_reference", [])
+            session._many("idx_reference", rows)
         if len(owners) < batch:
             break
         after = (str(owners[-1][0]), str(owners[-1][1]))

@@ -9,7 +9,7 @@ from starlette.responses import Response
 
 from fhir_bridge.api.deps import RESOURCE_BODY, base_url, context, history_query, json_bytes
 from fhir_bridge.api.handlers import status_for
-from fhir_bridge.api.responses import FHIRResponse
+from fhir_bridge.api.responses import FHIRResponse, prefer_return
 from fhir_bridge.services import bundles, history
 from fhir_bridge.services.context import ServiceContext
 from fhir_bridge.services.history import HistoryQuery
@@ -33,4 +33,5 @@ def transaction_or_batch(
     base: Annotated[str, Depends(base_url)],
     prefer: Annotated[str | None, Header()] = None,
 ) -> Response:
-    return FHIRResponse(bundles.process(ctx, body, base, status_for, prefer))
+    minimal = prefer_return(prefer) == "minimal"
+    return FHIRResponse(bundles.process(ctx, body, base, status_for, minimal))
