@@ -87,6 +87,40 @@ def _export_table(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    import time
+
+    from fhir_bridge.bulk_client import BulkExportClient
+
+    path = f"Group/{args.group}/$export" if args.group else "$export"
+    path = "Patient/$export" if args.patients and not args.group else path
+    params: list[tuple[str, str | int | float | bool | None]] = []
+    params += [("_type", ",".join(args.type))] if args.type else []
+    params += [("_since", args.since)] if args.since else []
+    params += [("_typeFilter", f) for f in args.type_filter or []]
+    params += [("view", args.view)] if args.view else []
+    out = Path(args.out)
+
+    def progress(text: str) -> None:
+        print(f"\r{text[:70]:<70}", end="", file=sys.stderr, flush=True)
+
+    with BulkExportClient(args.server) as client:
+        started = time.monotonic()
+        status_url = client.kickoff(path, params)
+        manifest = client.wait(status_url, started + args.timeout, progress)
+        print(f"\rdone in {time.monotonic() - started:.1f} s{'':<60}", file=sys.stderr)
+        got = client.download(manifest, out)
+    total = 0
+    for resource_type, _, count, file in got.files:
+        total += count if resource_type != "OperationOutcome" else 0
+        print(f"{resource_type:<28} {count:>10}  {file}")
+    excluded = manifest.get("extension", {}).get("https://fhir-bridge.org/fhir/export/excluded")
+    if excluded:
+        print(f"excluded by the research policy: {orjson.dumps(excluded).decode()}")
+    print(f"{total} resources in {len(got.files)} files, manifest in {out / 'manifest.json'}")
+    return 0
+
+
 def _package(args: argparse.Namespace) -> int:
     from fhir_bridge.mapping import build_ig_package
     from fhir_bridge.services.trial_rules import load_trial
@@ -130,6 +164,20 @@ def build_parser() -> argparse.ArgumentParser:
     export_table.add_argument("--server", default=DEFAULT_SERVER)
     export_table.add_argument("--out", help="write here instead of standard output")
     export_table.set_defaults(run=_export_table)
+
+    export = commands.add_parser(
+        "export", help="Bulk Data $export: kick off, poll, download the NDJSON files"
+    )
+    export.add_argument("--server", default=DEFAULT_SERVER)
+    export.add_argument("--type", action="append", help="resource type (repeatable)")
+    export.add_argument("--group", help="export the compartments of this Group's members")
+    export.add_argument("--patients", action="store_true", help="Patient-level export")
+    export.add_argument("--since", help="only resources changed after this instant")
+    export.add_argument("--type-filter", action="append", help="e.g. Observation?code=...")
+    export.add_argument("--view", choices=("plain", "research"), help="research: pseudonymised")
+    export.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait at most")
+    export.add_argument("--out", required=True, help="folder for the files and manifest.json")
+    export.set_defaults(run=_export)
 
     package = commands.add_parser("package", help="build the FHIR NPM package of the profiles")
     package.add_argument("--out", default="dist", help="folder for package/ and the .tgz")

@@ -19,7 +19,14 @@ class Settings(BaseSettings):
     max_page_size: int = 1000
     max_body_bytes: int = 50 * 1024 * 1024
     max_bundle_entries: int = 10_000
+    # HMAC key of the research view's pseudonyms and date offsets; unset: a random key made
+    # once and kept in the database (stable for this server, unlike any other's)
     pseudonym_key: SecretStr | None = None
+    export_dir: str = "fhir-bridge-exports"  # Bulk Data output files, a folder per job
+    export_ttl_seconds: int = 24 * 3600  # a finished job's files are served this long
+    max_export_jobs: int = 4  # export jobs queued or running at once; more get 429
+    export_file_resources: int = 100_000  # resources per NDJSON output file
+    export_stale_seconds: float = 30.0  # a running job whose worker is silent this long restarts
     remission_threshold_madrs: int = 10
     demo: bool = False
 

@@ -14,6 +14,7 @@ FHIRBridgeError                 carries issues: list[Issue(severity, code, diagn
 ├── PreconditionFailedError     412  conflict, multiple-matches
 ├── UnsupportedMediaTypeError   415  not-supported
 ├── UnprocessableResourceError  422  invariant, business-rule, code-invalid
+├── TooManyRequestsError        429  throttled (carries retry_after seconds)
 ├── MappingError                422  expression names file, row, column
 │   └── MappingSpecError             a bad file in mappings/: startup fails
 └── StoreError                  500  exception (driver errors wrapped inside store/)
@@ -92,6 +93,16 @@ class UnsupportedMediaTypeError(FHIRBridgeError):
 
 class UnprocessableResourceError(FHIRBridgeError):
     default_code = "processing"
+
+
+class TooManyRequestsError(FHIRBridgeError):
+    """A bounded resource (e.g. concurrent export jobs) is used up; try after `retry_after` s."""
+
+    default_code = "throttled"
+
+    def __init__(self, diagnostics: str, *, retry_after: int) -> None:
+        super().__init__(diagnostics)
+        self.retry_after = retry_after
 
 
 class MappingError(FHIRBridgeError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI
@@ -13,14 +14,17 @@ from fhir_bridge import __version__
 from fhir_bridge.api import handlers
 from fhir_bridge.api.deps import negotiate
 from fhir_bridge.api.responses import FHIRResponse
-from fhir_bridge.api.routes import metadata, operations, resources, system
+from fhir_bridge.api.routes import export, metadata, operations, resources, system
 from fhir_bridge.config import Settings, get_settings
+from fhir_bridge.pseudonym import ResearchView, load_policy
 from fhir_bridge.services import conformance, demo, trial_rules
 from fhir_bridge.services.capability import (
     VALIDATE_OPERATION,
     capability_statement,
     searchable_parameters,
 )
+from fhir_bridge.services.export_runner import ExportSettings, Worker
+from fhir_bridge.store.exports import server_secret
 from fhir_bridge.store.indexing import extract_index
 from fhir_bridge.store.sql import SQLStore
 
@@ -59,8 +63,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.demo:
             demo.load_examples(context)
         app.state.context = context
+        worker = Worker(context, _export_settings(settings), research_view(settings, store))
+        worker.start()
         tune_collector()
         yield
+        worker.stop()
         store.close()
 
     app = FastAPI(
@@ -77,6 +84,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         profiles=trial.profiles_by_type(),
     )
     handlers.install(app)
+    # before the resource routes, which would read `Patient/$export` as a Patient's id
+    app.include_router(export.router, prefix="/fhir", responses=OUTCOME_RESPONSES)
     for module in (metadata, system, operations, resources):  # order matters: literal paths first
         app.include_router(
             module.router,
@@ -86,3 +95,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             responses=OUTCOME_RESPONSES,
         )
     return app
+
+
+def research_view(settings: Settings, store: SQLStore) -> ResearchView:
+    """The research view of this server: the policy in mappings/ and the configured pseudonym
+    key, or else the one this server made and keeps in its database."""
+    if settings.pseudonym_key is not None:
+        key = settings.pseudonym_key.get_secret_value().encode()
+    else:
+        with store.session(write=True) as session:
+            key = server_secret(session, "pseudonym_key")
+    return ResearchView(load_policy(), key)
+
+
+def _export_settings(settings: Settings) -> ExportSettings:
+    return ExportSettings(
+        export_dir=Path(settings.export_dir),
+        ttl_seconds=settings.export_ttl_seconds,
+        file_resources=settings.export_file_resources,
+        stale_seconds=settings.export_stale_seconds,
+    )

@@ -34,6 +34,7 @@ STATUS: dict[type[errors.FHIRBridgeError], int] = {
     errors.PreconditionFailedError: 412,
     errors.UnsupportedMediaTypeError: 415,
     errors.UnprocessableResourceError: 422,
+    errors.TooManyRequestsError: 429,
     errors.MappingError: 422,
     errors.MappingSpecError: 500,
     errors.StoreError: 500,
@@ -54,7 +55,10 @@ async def fhir_error(request: Request, exc: Exception) -> Response:
     status = status_for(exc)
     if status >= 500:
         return _internal(exc)
-    return outcome_response(exc.issues, status)
+    response = outcome_response(exc.issues, status, request.headers.get("accept"))
+    if isinstance(exc, errors.TooManyRequestsError):
+        response.headers["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 async def request_validation_error(request: Request, exc: Exception) -> Response:
@@ -64,7 +68,7 @@ async def request_validation_error(request: Request, exc: Exception) -> Response
         location = ".".join(str(part) for part in error.get("loc", ()) if part != "body")
         code = "required" if error.get("type") == "missing" else "value"
         issues.append(Issue("error", code, str(error.get("msg", "Invalid request")), location))
-    return outcome_response(issues, 400)
+    return outcome_response(issues, 400, request.headers.get("accept"))
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
@@ -74,7 +78,9 @@ async def http_error(request: Request, exc: Exception) -> Response:
         404: f"No route for {request.method} {request.url.path}",
         405: f"{request.method} is not allowed on {request.url.path}",
     }.get(exc.status_code, str(exc.detail))
-    response = outcome_response([Issue("error", code, text)], exc.status_code)
+    response = outcome_response(
+        [Issue("error", code, text)], exc.status_code, request.headers.get("accept")
+    )
     response.headers.update(exc.headers or {})  # e.g. Allow on a 405
     return response
 

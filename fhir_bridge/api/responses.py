@@ -18,8 +18,13 @@ class FHIRResponse(Response):
     media_type = FHIR_JSON
 
 
-def outcome_response(issues: list[Issue], status: int) -> Response:
-    return FHIRResponse(orjson.dumps(operation_outcome(issues)), status_code=status)
+def outcome_response(issues: list[Issue], status: int, accept: str | None = None) -> Response:
+    """An OperationOutcome; as `application/json` to a client that accepts that and not
+    `application/fhir+json` (R4 http.html#mime: both name FHIR JSON)."""
+    body = orjson.dumps(operation_outcome(issues))
+    if accept and "application/json" in accept and FHIR_JSON not in accept:
+        return Response(body, status_code=status, media_type="application/json")
+    return FHIRResponse(body, status_code=status)
 
 
 def http_date(instant: str) -> str:

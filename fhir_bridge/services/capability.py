@@ -31,6 +31,18 @@ VALIDATE_OPERATION = {
     "name": "validate",
     "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate",
 }
+# Bulk Data Access IG v2.0.0 (https://hl7.org/fhir/uv/bulkdata/STU2/CapabilityStatement-bulk-data.html);
+# the Patient and Group operations are listed under the IG's names and as `export`
+BULK_DATA = "http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"
+_BULK_DEFINITION = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/"
+SYSTEM_OPERATIONS = [{"name": "export", "definition": _BULK_DEFINITION + "export"}]
+EXPORT_OPERATIONS = {
+    resource_type: [
+        {"name": name, "definition": _BULK_DEFINITION + definition}
+        for name in (definition, "export")
+    ]
+    for resource_type, definition in (("Patient", "patient-export"), ("Group", "group-export"))
+}
 
 
 def searchable_parameters() -> dict[str, list[dict[str, str]]]:
@@ -72,8 +84,9 @@ def capability_statement(
         params = search_params.get(resource_type, ())
         if params:
             entry["searchParam"] = [dict(p) for p in params]
-        if type_operations:
-            entry["operation"] = [dict(op) for op in type_operations]
+        operations = [*type_operations, *EXPORT_OPERATIONS.get(resource_type, ())]
+        if operations:
+            entry["operation"] = [dict(op) for op in operations]
         resources.append(entry)
     if type_operations:  # Bundles are posted to the base and validated, never stored as such
         resources.append(
@@ -90,6 +103,7 @@ def capability_statement(
         "kind": "instance",
         "software": {"name": "fhir-bridge", "version": __version__},
         "implementation": {"description": "fhir-bridge FHIR R4 server", "url": base},
+        "instantiates": [BULK_DATA],
         "fhirVersion": FHIR_VERSION,
         "format": ["application/fhir+json", "json"],
         "rest": [
@@ -97,6 +111,7 @@ def capability_statement(
                 "mode": "server",
                 "resource": resources,
                 "interaction": [{"code": code} for code in system_interactions],
+                "operation": [dict(op) for op in SYSTEM_OPERATIONS],
             }
         ],
     }

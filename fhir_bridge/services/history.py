@@ -27,16 +27,16 @@ class HistoryQuery:
     summary_count: bool = False
 
 
-def _since(value: str | None) -> str | None:
+def since_instant(value: str, expression: str = "_since") -> str:
     """`_since` as a UTC instant in the stored form, so that text order is time order."""
-    if value is None:
-        return None
     try:
         low, _ = date_range(value)
         # 9999-12-31T23:59:59-14:00 is in the year 10000 in UTC: out of datetime's range
         instant = datetime.fromtimestamp(low, UTC).isoformat(timespec="microseconds")
     except (ValueError, OverflowError, OSError) as exc:
-        raise InvalidRequestError(f"_since '{value}' is not a date", expression="_since") from exc
+        raise InvalidRequestError(
+            f"{expression} '{value}' is not a date", expression=expression
+        ) from exc
     return instant.replace("+00:00", "Z")
 
 
@@ -48,7 +48,8 @@ def history(
     query: HistoryQuery,
 ) -> bytes:
     """A history Bundle; `cursor` (the `_cursor` link parameter) keeps pages stable under writes."""
-    since, count, cursor = _since(query.since), query.count, query.cursor
+    since = None if query.since is None else since_instant(query.since)
+    count, cursor = query.count, query.cursor
     if resource_type and resource_id:
         known_id(resource_type, resource_id)
     page_size = min(count or ctx.default_page_size, ctx.max_page_size)

@@ -26,6 +26,7 @@ from fhir_bridge.errors import (
     UnprocessableResourceError,
     VersionConflictError,
 )
+from fhir_bridge.services import cohort
 from fhir_bridge.services.context import ServiceContext
 from fhir_bridge.services.patch import apply_patch
 from fhir_bridge.store import search as store_search
@@ -158,6 +159,8 @@ def commit(
     """Store a prepared resource and its derived resources in the caller's session;
     `new` when the resource's id is a fresh uuid."""
     stored = session.put(prepared.resource, method, new, prepared.staged)
+    if stored.resource_type == "ResearchSubject":
+        cohort.update(session, prepared.resource)
     source = f"{stored.resource_type}/{stored.id}"
     for item, staged in prepared.derived:
         existing = session.read(item["resourceType"], item["id"])
@@ -355,6 +358,8 @@ def delete_in(
     check_version(current, if_match, resource_type, resource_id)
     if current is None or current.deleted:
         return None
+    if resource_type == "ResearchSubject":
+        cohort.update(session, orjson.loads(current.data), removed=True)
     return session.delete(resource_type, resource_id)
 
 
@@ -372,7 +377,7 @@ def conditional_delete(ctx: ServiceContext, resource_type: str, query: str) -> i
     with ctx.store.session(write=True) as session:
         match = single_match(session, resource_type, query)
         if match:
-            session.delete(resource_type, match)
+            delete_in(session, resource_type, match)
         return 1 if match else 0
 
 

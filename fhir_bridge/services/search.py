@@ -125,17 +125,29 @@ def _url(path: str, params: list[tuple[str, str]], cursor: str | None) -> str:
 
 def _shape(data: bytes, request: SearchRequest) -> bytes:
     """Apply _elements and _summary=data/text; untouched bytes otherwise (the common case)."""
-    if not request.elements and request.summary not in ("data", "text"):
+    if request.elements:
+        return shape_elements(data, request.elements)
+    if request.summary not in ("data", "text"):
         return data
     resource: dict[str, Any] = orjson.loads(data)
-    mandatory = _mandatory(resource.get("resourceType", ""))
-    if request.elements:
-        keep = {n for e in request.elements for n in (e, *choice_names(e))} | mandatory
-        resource = {k: v for k, v in resource.items() if k in keep}
-    elif request.summary == "data":
+    if request.summary == "data":
         resource.pop("text", None)
     else:  # text: the narrative and the mandatory top-level elements only
+        mandatory = _mandatory(resource.get("resourceType", ""))
         resource = {k: v for k, v in resource.items() if k in mandatory or k == "text"}
+    return _subsetted(resource)
+
+
+def shape_elements(data: bytes, elements: list[str]) -> bytes:
+    """The resource with the top-level `elements` and the mandatory ones only, tagged
+    SUBSETTED (`_elements` of a search or a Bulk Data export)."""
+    resource: dict[str, Any] = orjson.loads(data)
+    mandatory = _mandatory(resource.get("resourceType", ""))
+    keep = {n for e in elements for n in (e, *choice_names(e))} | mandatory
+    return _subsetted({k: v for k, v in resource.items() if k in keep})
+
+
+def _subsetted(resource: dict[str, Any]) -> bytes:
     meta = dict(resource.get("meta") or {})
     meta["tag"] = [*meta.get("tag", []), SUBSETTED]
     resource["meta"] = meta

@@ -20,7 +20,8 @@ from __future__ import annotations
 # for what its base parameter's rows hold (search_parameters.narrowed); sql.py drops them.
 # 7: a reference by absolute URL has no local type and id (indexing.parse_reference): another
 # server's Patient/p1 is not this one's; sql.py makes such resources' reference rows again.
-SCHEMA_VERSION = 7
+# 8: export_jobs, the Bulk Data export jobs (store/exports.py); no data changes.
+SCHEMA_VERSION = 8
 
 INDEX_TABLES: dict[str, str] = {
     # set_id: the token values of one parameter of one resource, as a set shared by every
@@ -84,6 +85,14 @@ def ddl(dialect: str) -> list[str]:
             PRIMARY KEY (set_id, n))""",
         "CREATE INDEX IF NOT EXISTS token_set_member_code ON token_set_member "
         "(code, system, set_id)",
+        # Bulk Data export jobs: any node's worker claims one (owner, heartbeat) and writes
+        # its files; `params` is the parsed kick-off as JSON, `manifest` the finished answer
+        f"""CREATE TABLE IF NOT EXISTS export_jobs (
+            id {text} PRIMARY KEY, status {text} NOT NULL, request {text} NOT NULL,
+            params {blob} NOT NULL, transaction_time {text} NOT NULL, created {real} NOT NULL,
+            owner {text}, heartbeat {real}, attempts INTEGER NOT NULL, progress {text},
+            manifest {blob}, expires {real})""",
+        "CREATE INDEX IF NOT EXISTS export_jobs_status ON export_jobs (status, created)",
     ]
     for table, columns in INDEX_TABLES.items():
         cols = columns.format(text=text, real=real, big=big)

@@ -27,11 +27,21 @@ def server_url(database_url: str) -> Iterator[str]:
         yield url
 
 
+class ServerURL(str):
+    """A running server's FHIR base URL, with its process (a test may kill it)."""
+
+    process: subprocess.Popen[bytes]
+
+
 @contextmanager
-def running_server(database_url: str, demo: bool = False, workers: int = 1) -> Iterator[str]:
-    """`fhir-bridge serve` in a subprocess; yields its FHIR base URL."""
+def running_server(
+    database_url: str, demo: bool = False, workers: int = 1, **settings: str
+) -> Iterator[ServerURL]:
+    """`fhir-bridge serve` in a subprocess; yields its FHIR base URL. `settings` are more
+    FHIR_BRIDGE_ variables (export_dir=...)."""
     port = _free_port()
     env = {**os.environ, "FHIR_BRIDGE_DATABASE_URL": database_url, "FHIR_BRIDGE_DEMO": str(demo)}
+    env.update({f"FHIR_BRIDGE_{name.upper()}": value for name, value in settings.items()})
     command = ["serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
     process = subprocess.Popen(
         [sys.executable, "-m", "fhir_bridge", *command],
@@ -39,7 +49,8 @@ def running_server(database_url: str, demo: bool = False, workers: int = 1) -> I
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    url = f"http://127.0.0.1:{port}/fhir"
+    url = ServerURL(f"http://127.0.0.1:{port}/fhir")
+    url.process = process
     try:
         deadline = time.monotonic() + 60
         while True:

@@ -1,0 +1,448 @@
+"""The export worker: a thread in every server process that claims queued export jobs (one
+worker per job, on any node) and writes their NDJSON files, streaming batch by batch.
+
+A job restarts from the beginning when its worker stopped without finishing (its heartbeat
+goes stale): the same transactionTime bounds what it reads, so the files come out the same.
+After MAX_ATTEMPTS starts it ends as failed, with the reason in its status answer.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import parse_qsl
+
+import orjson
+
+from fhir_bridge.domain.compartment import PATIENT_COMPARTMENT
+from fhir_bridge.domain.search import SearchRequest, parse_search
+from fhir_bridge.pseudonym import ResearchView, after_cutoff, participation
+from fhir_bridge.pseudonym.consent import Participation
+from fhir_bridge.services.context import ServiceContext
+from fhir_bridge.services.export import (
+    ExportRequest,
+    job_folder,
+    job_request,
+    warning_outcome,
+)
+from fhir_bridge.services.search import shape_elements
+from fhir_bridge.store import exports
+from fhir_bridge.store.base import StoreSession
+from fhir_bridge.store.exports import JobRow, Selection
+
+log = logging.getLogger("fhir_bridge.export")
+
+BATCH = 2000  # resources read in one query
+MAX_ATTEMPTS = 3
+
+
+@dataclass
+class ExportSettings:
+    export_dir: Path
+    ttl_seconds: int
+    file_resources: int
+    stale_seconds: float = 30.0
+    poll_seconds: float = 0.5
+
+
+class Cancelled(Exception):
+    """The job was deleted, or taken over, while running."""
+
+
+@dataclass
+class _Research:
+    """The research view of one job: the transform and each participant's standing."""
+
+    view: ResearchView
+    participants: dict[str, tuple[Participation, str | None]]  # patient -> (standing, anchor)
+    excluded_participants: Counter[str] = field(default_factory=Counter)
+    excluded_resources: Counter[str] = field(default_factory=Counter)
+
+    def transform(self, data: bytes, patient: str | None) -> bytes | None:
+        resource: dict[str, Any] = orjson.loads(data)
+        anchor = None
+        if patient is not None:
+            standing = self.participants.get(patient)
+            if standing is None:
+                self.excluded_resources["not-a-participant"] += 1
+                return None
+            decision, anchor = standing
+            if not decision.included:
+                self.excluded_resources[decision.reason or "excluded"] += 1
+                return None
+            if decision.cutoff and after_cutoff(resource, decision.cutoff):
+                self.excluded_resources[f"after-{decision.reason or 'cutoff'}"] += 1
+                return None
+        return orjson.dumps(self.view.apply(resource, patient, anchor))
+
+
+class Worker:
+    """Claims and runs export jobs until stopped; one per server process."""
+
+    def __init__(
+        self, ctx: ServiceContext, settings: ExportSettings, research_view: ResearchView
+    ) -> None:
+        self.ctx = ctx
+        self.settings = settings
+        self.research_view = research_view
+        self.owner = uuid.uuid4().hex
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="export-worker", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join(timeout=30)
+
+    def _loop(self) -> None:
+        while not self._stopping.wait(self.settings.poll_seconds):
+            try:
+                self.sweep()
+                job = self.claim()
+                if job is not None:
+                    self.run(job)
+            except Exception:  # a database hiccup must not end the worker
+                log.exception("export worker error")
+
+    def sweep(self) -> None:
+        """Forget expired jobs and remove their files."""
+        with self.ctx.store.session() as session:
+            expired = exports.expired_jobs(session, time.time())
+        for job_id in expired:
+            with self.ctx.store.session(write=True) as session:
+                exports.delete_job(session, job_id)
+            shutil.rmtree(job_folder(self.settings.export_dir, job_id), ignore_errors=True)
+
+    def claim(self) -> JobRow | None:
+        stale_before = time.time() - self.settings.stale_seconds
+        with self.ctx.store.session() as session:
+            if not exports.claimable(session, stale_before):
+                return None
+        with self.ctx.store.session(write=True) as session:
+            return exports.claim_job(session, self.owner, time.time(), stale_before)
+
+    def run(self, job: JobRow) -> None:
+        folder = job_folder(self.settings.export_dir, job.id)
+        shutil.rmtree(folder, ignore_errors=True)  # a restarted job begins again
+        try:
+            if job.attempts > MAX_ATTEMPTS:
+                raise RuntimeError(f"the export stopped unfinished {MAX_ATTEMPTS} times")
+            folder.mkdir(parents=True, exist_ok=True)
+            manifest = self._export(job, folder)
+            status = "completed"
+        except Cancelled:
+            shutil.rmtree(folder, ignore_errors=True)
+            return
+        except Exception as exc:
+            log.exception("export job failed")
+            shutil.rmtree(folder, ignore_errors=True)
+            reason = str(exc) if isinstance(exc, RuntimeError) else "the export failed"
+            manifest, status = {"failure": reason}, "failed"
+        expires = time.time() + self.settings.ttl_seconds
+        with self.ctx.store.session(write=True) as session:
+            done = exports.finish_job(
+                session, job.id, self.owner, status, orjson.dumps(manifest), expires
+            )
+        if not done:  # cancelled at the last moment
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def _beat(self, job: JobRow, progress: str) -> None:
+        with self.ctx.store.session(write=True) as session:
+            if not exports.beat(session, job.id, self.owner, progress, time.time()):
+                raise Cancelled
+
+    def _export(self, job: JobRow, folder: Path) -> dict[str, Any]:
+        request = job_request(job)
+        patients = self._patients(request)
+        research = self._research(job, patients) if request.view == "research" else None
+        base = request.base
+        output: list[dict[str, Any]] = []
+        last_beat = time.monotonic()
+        exported = 0
+        for resource_type in request.level_types():
+            if research is not None and not research.view.releases(resource_type):
+                continue
+            writer = _Files(folder, resource_type, self.settings.file_resources)
+            for data in self._resources(request, job, resource_type, patients, research):
+                writer.write(data)
+                exported += 1
+                if time.monotonic() - last_beat > 1.0:
+                    self._beat(job, f"{exported} resources exported ({resource_type})")
+                    last_beat = time.monotonic()
+            writer.close()
+            output.extend(
+                {"type": resource_type, "url": f"{base}/$export-file/{job.id}/{name}", "count": n}
+                for name, n in writer.files
+            )
+        if request.associated:
+            writer = _Files(folder, "Provenance-associated", self.settings.file_resources)
+            for data in self._provenance(request, job, patients, research):
+                writer.write(data)
+            writer.close()
+            output.extend(
+                {"type": "Provenance", "url": f"{base}/$export-file/{job.id}/{name}", "count": n}
+                for name, n in writer.files
+            )
+        errors = []
+        if request.warnings:
+            name = "OperationOutcome-1.ndjson"
+            (folder / name).write_bytes(orjson.dumps(warning_outcome(request.warnings)) + b"\n")
+            errors.append(
+                {"type": "OperationOutcome", "url": f"{base}/$export-file/{job.id}/{name}"}
+            )
+        manifest: dict[str, Any] = {
+            "transactionTime": job.transaction_time,
+            "request": job.request,
+            "requiresAccessToken": False,
+            "output": output,
+            "error": errors,
+        }
+        if research is not None:
+            manifest["extension"] = {
+                "https://fhir-bridge.org/fhir/export/excluded": {
+                    "participants": dict(research.excluded_participants),
+                    "resources": dict(research.excluded_resources),
+                }
+            }
+        return manifest
+
+    def _resources(
+        self,
+        request: ExportRequest,
+        job: JobRow,
+        resource_type: str,
+        patients: tuple[str, ...] | None,
+        research: _Research | None,
+    ) -> Iterator[bytes]:
+        """The NDJSON lines of one type, in write order, batch by batch."""
+        in_compartment = resource_type in PATIENT_COMPARTMENT
+        if request.level != "system" and not in_compartment:
+            return
+        filters = _filters(request, resource_type)
+        elements = _elements_of(request.elements, resource_type)
+        chunks: list[tuple[str, ...] | None] = [None]
+        if patients is not None:
+            chunks = [patients[n : n + 500] for n in range(0, len(patients), 500)] or [()]
+            if not patients:
+                return  # a Group without members
+        for chunk in chunks:
+            selection = Selection(
+                resource_type,
+                until=job.transaction_time,
+                since=request.since,
+                compartment=request.level != "system",
+                patients=chunk,
+                filters=filters,
+                with_patient=research is not None and in_compartment,
+            )
+            after = -1
+            while True:
+                with self.ctx.store.session() as session:
+                    rows = exports.read_batch(session, selection, after, BATCH)
+                for _, _, data, patient in rows:
+                    line: bytes | None = data
+                    if research is not None:
+                        line = research.transform(data, patient)
+                    if line is not None and elements:
+                        line = shape_elements(line, elements)
+                    if line is not None:
+                        yield line
+                if len(rows) < BATCH:
+                    break
+                after = rows[-1][0]
+
+    def _provenance(
+        self,
+        request: ExportRequest,
+        job: JobRow,
+        patients: tuple[str, ...] | None,
+        research: _Research | None,
+    ) -> Iterator[bytes]:
+        """includeAssociatedData: the Provenance resources whose target is an exported
+        resource (RelevantProvenanceResources), or only the newest one of each exported
+        resource (LatestProvenanceResources); those the export already holds are left out."""
+        exported = request.level_types()
+        if "Provenance" in exported and not request.filters.get("Provenance"):
+            return  # every Provenance in scope is in the Provenance files already
+        latest_only = "RelevantProvenanceResources" not in request.associated
+        selection = Selection(
+            "Provenance", until=job.transaction_time, with_patient=research is not None
+        )
+        after = -1
+        while True:
+            with self.ctx.store.session() as session:
+                rows = exports.read_batch(session, selection, after, BATCH)
+                named = [_targets(data, exported) for _, _, data, _ in rows]
+                every = {target for targets in named for target in targets}
+                kept = self._in_export(session, request, job, patients, every, latest_only)
+            for (seq, _, data, patient), targets in zip(rows, named, strict=True):
+                if latest_only:
+                    relevant = any(kept.get(t) == seq for t in targets)
+                else:
+                    relevant = any(t in kept for t in targets)
+                if not relevant:
+                    continue
+                line = data if research is None else research.transform(data, patient)
+                if line is not None:
+                    yield line
+            if len(rows) < BATCH:
+                return
+            after = rows[-1][0]
+
+    def _in_export(
+        self,
+        session: StoreSession,
+        request: ExportRequest,
+        job: JobRow,
+        patients: tuple[str, ...] | None,
+        targets: set[tuple[str, str]],
+        latest_only: bool,
+    ) -> dict[tuple[str, str], int]:
+        """Of `targets`, those the export holds, each with the write sequence of its newest
+        Provenance (latest_only), or 0."""
+        by_type: dict[str, list[str]] = {}
+        for resource_type, resource_id in targets:
+            by_type.setdefault(resource_type, []).append(resource_id)
+        kept: dict[tuple[str, str], int] = {}
+        for resource_type, ids in by_type.items():
+            selection = Selection(
+                resource_type,
+                until=job.transaction_time,
+                since=request.since,
+                compartment=request.level != "system",
+                patients=patients,
+                filters=_filters(request, resource_type),
+                ids=tuple(ids),
+            )
+            found = [row[1] for row in exports.read_batch(session, selection, -1, len(ids))]
+            newest = (
+                exports.latest_provenance(session, job.transaction_time, resource_type, found)
+                if latest_only and found
+                else {}
+            )
+            kept.update({(resource_type, i): newest.get(i, 0) for i in found})
+        return kept
+
+    def _patients(self, request: ExportRequest) -> tuple[str, ...] | None:
+        """The Patients a Group or `patient` export is limited to; None: no limit. A `patient`
+        parameter of a Group export keeps the members it names."""
+        if request.group is None:
+            return None if request.patients is None else tuple(request.patients)
+        with self.ctx.store.session() as session:
+            stored = session.read("Group", request.group)
+        if stored is None or stored.deleted:
+            raise RuntimeError(f"Group/{request.group} was deleted")
+        members = orjson.loads(stored.data).get("member") or []
+        found: dict[str, None] = {}
+        for member in members:
+            kind, _, patient_id = str(member.get("entity", {}).get("reference", "")).partition("/")
+            if kind == "Patient" and patient_id and "/" not in patient_id:
+                found[patient_id] = None
+        if request.patients is not None:
+            return tuple(p for p in found if p in request.patients)
+        return tuple(found)
+
+    def _research(self, job: JobRow, patients: tuple[str, ...] | None) -> _Research:
+        """Each participant's standing under the policy, from their ResearchSubjects and
+        Consents (read in full: one record per participant)."""
+        subjects: dict[str, list[dict[str, Any]]] = {}
+        consents: dict[str, list[dict[str, Any]]] = {}
+        for resource_type, into in (("ResearchSubject", subjects), ("Consent", consents)):
+            selection = Selection(
+                resource_type, until=job.transaction_time, compartment=True, with_patient=True
+            )
+            after = -1
+            while True:
+                with self.ctx.store.session() as session:
+                    rows = exports.read_batch(session, selection, after, BATCH)
+                for _, _, data, patient in rows:
+                    if patient is not None:
+                        into.setdefault(patient, []).append(orjson.loads(data))
+                if len(rows) < BATCH:
+                    break
+                after = rows[-1][0]
+        research = _Research(self.research_view, {})
+        policy = self.research_view.policy
+        for patient, theirs in subjects.items():
+            if patients is not None and patient not in patients:
+                continue
+            decision = participation(theirs, consents.get(patient, []), policy)
+            starts = [s["period"]["start"] for s in theirs if s.get("period", {}).get("start")]
+            if not starts and policy.date_method == "study-day":
+                decision = Participation(False, "no-enrolment-date", None)
+            research.participants[patient] = (decision, min(starts) if starts else None)
+            if not decision.included:
+                research.excluded_participants[decision.reason or "excluded"] += 1
+            elif decision.cutoff:
+                research.excluded_participants[f"cut-off-{decision.reason or 'cutoff'}"] += 1
+        return research
+
+
+class _Files:
+    """The NDJSON files of one type: a new file every `limit` resources."""
+
+    def __init__(self, folder: Path, resource_type: str, limit: int) -> None:
+        self.folder = folder
+        self.resource_type = resource_type
+        self.limit = limit
+        self.files: list[tuple[str, int]] = []
+        self._out: IO[bytes] | None = None
+        self._count = 0
+
+    def write(self, line: bytes) -> None:
+        if self._out is None or self._count >= self.limit:
+            self._next()
+        assert self._out is not None
+        self._out.write(line)
+        self._out.write(b"\n")
+        self._count += 1
+        self.files[-1] = (self.files[-1][0], self._count)
+
+    def _next(self) -> None:
+        if self._out is not None:
+            self._out.close()
+        name = f"{self.resource_type}-{len(self.files) + 1}.ndjson"
+        self._out = open(self.folder / name, "wb", buffering=1 << 20)  # noqa: SIM115
+        self.files.append((name, 0))
+        self._count = 0
+
+    def close(self) -> None:
+        if self._out is not None:
+            self._out.close()
+
+
+def _filters(request: ExportRequest, resource_type: str) -> tuple[SearchRequest, ...]:
+    return tuple(
+        parse_search(resource_type, parse_qsl(query, keep_blank_values=True))
+        for query in request.filters.get(resource_type, ())
+    )
+
+
+def _targets(data: bytes, types: list[str]) -> list[tuple[str, str]]:
+    """The local (type, id) targets of a Provenance among `types`."""
+    found = []
+    for target in orjson.loads(data).get("target") or []:
+        kind, _, rest = str(target.get("reference", "")).partition("/")
+        if kind in types and rest and "/" not in rest:
+            found.append((kind, rest))
+    return found
+
+
+def _elements_of(elements: list[str], resource_type: str) -> list[str]:
+    """The `_elements` that apply to a type: bare names, and `Type.name` of this type."""
+    names = []
+    for element in elements:
+        owner, dot, name = element.rpartition(".")
+        if not dot or owner == resource_type:
+            names.append(name)
+    return names
