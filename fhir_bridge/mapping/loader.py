@@ -100,13 +100,18 @@ class Mappings:
         ]
 
 
-def _read(path: Path, model: type[M]) -> M:
+def read_json(path: Path) -> Any:
+    """A file of mappings/ as parsed JSON; unreadable or malformed: MappingSpecError."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise MappingSpecError(
             f"{path.name}: not readable JSON: {exc}", expression=str(path)
         ) from exc
+
+
+def _read(path: Path, model: type[M]) -> M:
+    data = read_json(path)
     try:
         return model.model_validate(data)
     except ValidationError as exc:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any, Literal, cast
 
 from fhir_bridge.errors import MappingSpecError
+from fhir_bridge.mapping.loader import read_json
 from fhir_bridge.validation.definitions import load_definitions, resource_types
 
 DEFAULT_PATH = Path(__file__).resolve().parents[2] / "mappings" / "research-policy.json"
@@ -169,12 +169,7 @@ def _consent(reader: _Reader) -> ConsentRules:
 
 
 def _read(path: Path) -> ResearchPolicy:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise MappingSpecError(
-            f"{path.name}: not readable JSON: {exc}", expression=str(path)
-        ) from exc
+    data = read_json(path)
     if not isinstance(data, dict):
         raise MappingSpecError(f"{path.name}: expected a JSON object", expression=str(path))
     reader = _Reader(path, data)

@@ -315,7 +315,11 @@ class ResearchView:
         )
 
     def apply(
-        self, resource: dict[str, Any], patient_id: str | None, anchor: str | None = None
+        self,
+        resource: dict[str, Any],
+        patient_id: str | None,
+        anchor: str | None = None,
+        serialized: bytes | None = None,
     ) -> dict[str, Any]:
         """The research view of `resource`, a new dict; the input is not changed (unchanged
         subtrees are shared with it, so treat both as read-only).
@@ -324,6 +328,7 @@ class ResearchView:
         are shifted by date_offset_days(patient_id, anchor); without, only ids, references and
         removals apply. `anchor` (enrolment date) is needed for "study-day" and, when given,
         also hides birth dates of participants older than the policy's max_age at it.
+        `serialized`: the resource's compact JSON when the caller has it (saves a dump).
         Raises ValueError for a resource type that is not released (see `releases`).
         """
         resource_type = resource.get("resourceType")
@@ -331,10 +336,11 @@ class ResearchView:
             raise ValueError(f"resource type {resource_type!r} is not released for research")
         shift = None if patient_id is None else self._offset(patient_id, anchor)
         anchor_day = None if anchor is None else _day(anchor)
-        try:
-            serialized = orjson.dumps(resource)
-        except orjson.JSONEncodeError:
-            serialized = None
+        if serialized is None:
+            try:
+                serialized = orjson.dumps(resource)
+            except orjson.JSONEncodeError:
+                pass
         result: dict[str, Any]
         if serialized is not None:
             walk = _Walk(self, self._fast, shift, anchor_day)

@@ -23,7 +23,7 @@ from urllib.parse import parse_qsl
 import orjson
 
 from fhir_bridge.domain.compartment import PATIENT_COMPARTMENT
-from fhir_bridge.domain.search import SearchRequest, parse_search
+from fhir_bridge.domain.search import parse_search
 from fhir_bridge.pseudonym import ResearchView, after_cutoff, participation
 from fhir_bridge.pseudonym.consent import Participation
 from fhir_bridge.services.context import ServiceContext
@@ -36,7 +36,7 @@ from fhir_bridge.services.export import (
 from fhir_bridge.services.search import shape_elements
 from fhir_bridge.store import exports
 from fhir_bridge.store.base import StoreSession
-from fhir_bridge.store.exports import JobRow, Selection
+from fhir_bridge.store.exports import JobRow, Row, Selection
 
 log = logging.getLogger("fhir_bridge.export")
 
@@ -81,7 +81,7 @@ class _Research:
             if decision.cutoff and after_cutoff(resource, decision.cutoff):
                 self.excluded_resources[f"after-{decision.reason or 'cutoff'}"] += 1
                 return None
-        return orjson.dumps(self.view.apply(resource, patient, anchor))
+        return orjson.dumps(self.view.apply(resource, patient, anchor, data))
 
 
 class Worker:
@@ -228,7 +228,6 @@ class Worker:
         in_compartment = resource_type in PATIENT_COMPARTMENT
         if request.level != "system" and not in_compartment:
             return
-        filters = _filters(request, resource_type)
         elements = _elements_of(request.elements, resource_type)
         chunks: list[tuple[str, ...] | None] = [None]
         if patients is not None:
@@ -236,19 +235,9 @@ class Worker:
             if not patients:
                 return  # a Group without members
         for chunk in chunks:
-            selection = Selection(
-                resource_type,
-                until=job.transaction_time,
-                since=request.since,
-                compartment=request.level != "system",
-                patients=chunk,
-                filters=filters,
-                with_patient=research is not None and in_compartment,
-            )
-            after = -1
-            while True:
-                with self.ctx.store.session() as session:
-                    rows = exports.read_batch(session, selection, after, BATCH)
+            with_patient = research is not None and in_compartment
+            selection = _selection(request, job, resource_type, chunk, with_patient=with_patient)
+            for rows in self._batches(selection):
                 for _, _, data, patient in rows:
                     line: bytes | None = data
                     if research is not None:
@@ -257,9 +246,19 @@ class Worker:
                         line = shape_elements(line, elements)
                     if line is not None:
                         yield line
-                if len(rows) < BATCH:
-                    break
-                after = rows[-1][0]
+
+    def _batches(self, selection: Selection) -> Iterator[list[Row]]:
+        """The selection's rows in write order, BATCH at a time, each read in its own session
+        (no transaction stays open for the whole export)."""
+        after = -1
+        while True:
+            with self.ctx.store.session() as session:
+                rows = exports.read_batch(session, selection, after, BATCH)
+            if rows:
+                yield rows
+            if len(rows) < BATCH:
+                return
+            after = rows[-1][0]
 
     def _provenance(
         self,
@@ -278,12 +277,10 @@ class Worker:
         selection = Selection(
             "Provenance", until=job.transaction_time, with_patient=research is not None
         )
-        after = -1
-        while True:
+        for rows in self._batches(selection):
+            named = [_targets(data, exported) for _, _, data, _ in rows]
+            every = {target for targets in named for target in targets}
             with self.ctx.store.session() as session:
-                rows = exports.read_batch(session, selection, after, BATCH)
-                named = [_targets(data, exported) for _, _, data, _ in rows]
-                every = {target for targets in named for target in targets}
                 kept = self._in_export(session, request, job, patients, every, latest_only)
             for (seq, _, data, patient), targets in zip(rows, named, strict=True):
                 if latest_only:
@@ -295,9 +292,6 @@ class Worker:
                 line = data if research is None else research.transform(data, patient)
                 if line is not None:
                     yield line
-            if len(rows) < BATCH:
-                return
-            after = rows[-1][0]
 
     def _in_export(
         self,
@@ -315,15 +309,7 @@ class Worker:
             by_type.setdefault(resource_type, []).append(resource_id)
         kept: dict[tuple[str, str], int] = {}
         for resource_type, ids in by_type.items():
-            selection = Selection(
-                resource_type,
-                until=job.transaction_time,
-                since=request.since,
-                compartment=request.level != "system",
-                patients=patients,
-                filters=_filters(request, resource_type),
-                ids=tuple(ids),
-            )
+            selection = _selection(request, job, resource_type, patients, ids=tuple(ids))
             found = [row[1] for row in exports.read_batch(session, selection, -1, len(ids))]
             newest = (
                 exports.latest_provenance(session, job.transaction_time, resource_type, found)
@@ -361,16 +347,10 @@ class Worker:
             selection = Selection(
                 resource_type, until=job.transaction_time, compartment=True, with_patient=True
             )
-            after = -1
-            while True:
-                with self.ctx.store.session() as session:
-                    rows = exports.read_batch(session, selection, after, BATCH)
+            for rows in self._batches(selection):
                 for _, _, data, patient in rows:
                     if patient is not None:
                         into.setdefault(patient, []).append(orjson.loads(data))
-                if len(rows) < BATCH:
-                    break
-                after = rows[-1][0]
         research = _Research(self.research_view, {})
         policy = self.research_view.policy
         for patient, theirs in subjects.items():
@@ -421,10 +401,28 @@ class _Files:
             self._out.close()
 
 
-def _filters(request: ExportRequest, resource_type: str) -> tuple[SearchRequest, ...]:
-    return tuple(
+def _selection(
+    request: ExportRequest,
+    job: JobRow,
+    resource_type: str,
+    patients: tuple[str, ...] | None,
+    with_patient: bool = False,
+    ids: tuple[str, ...] | None = None,
+) -> Selection:
+    """What the job reads of a type: its time window, level, patients and `_typeFilter`."""
+    filters = tuple(
         parse_search(resource_type, parse_qsl(query, keep_blank_values=True))
         for query in request.filters.get(resource_type, ())
+    )
+    return Selection(
+        resource_type,
+        until=job.transaction_time,
+        since=request.since,
+        compartment=request.level != "system",
+        patients=patients,
+        filters=filters,
+        with_patient=with_patient,
+        ids=ids,
     )
 
 

@@ -172,9 +172,12 @@ class Selection:
     ids: tuple[str, ...] | None = None  # only these resources
 
 
+Row = tuple[int, str, bytes, str | None]  # seq, id, JSON, patient id
+
+
 def read_batch(
     session: StoreSession, selection: Selection, after_seq: int, limit: int
-) -> list[tuple[int, str, bytes, str | None]]:
+) -> list[Row]:
     """The next `limit` live resources of the selection after `after_seq`, in write order:
     (seq, id, JSON, patient id or None)."""
     sql = _SQL()

@@ -61,6 +61,13 @@ def two_patients(client: TestClient) -> tuple[str, str]:
     return first, second
 
 
+def group_of(client: TestClient, *patients: str) -> str:
+    members = [{"entity": {"reference": f"Patient/{p}"}} for p in patients]
+    return create(
+        client, {"resourceType": "Group", "type": "person", "actual": True, "member": members}
+    )
+
+
 def finished(client: TestClient, status_url: str, timeout: float = 30) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
@@ -218,15 +225,7 @@ def test_patient_and_group_exports_hold_their_patients_compartments(client: Test
     everyone = exported(client, finished(client, kickoff(client, "Patient/$export")))
     assert "Practitioner" not in everyone
     assert len(everyone["Observation"]) == 3
-    group = create(
-        client,
-        {
-            "resourceType": "Group",
-            "type": "person",
-            "actual": True,
-            "member": [{"entity": {"reference": f"Patient/{first}"}}],
-        },
-    )
+    group = group_of(client, first)
     members = exported(client, finished(client, kickoff(client, f"Group/{group}/$export")))
     assert [p["id"] for p in members["Patient"]] == [first]
     assert {o["subject"]["reference"] for o in members["Observation"]} == {f"Patient/{first}"}
@@ -252,15 +251,7 @@ def test_posted_patient_parameter_of_a_group_export_keeps_those_members(
     client: TestClient,
 ) -> None:
     first, second = two_patients(client)
-    group = create(
-        client,
-        {
-            "resourceType": "Group",
-            "type": "person",
-            "actual": True,
-            "member": [{"entity": {"reference": f"Patient/{first}"}}],
-        },
-    )
+    group = group_of(client, first)
     body = {
         "resourceType": "Parameters",
         "parameter": [
@@ -294,15 +285,7 @@ def test_associated_provenance_of_exported_resources_comes_along(client: TestCli
     older = provenance(f"Patient/{first}", "2024-01-01T00:00:00Z")
     newer = provenance(f"Patient/{first}", "2024-02-01T00:00:00Z")
     provenance(f"Patient/{second}", "2024-01-01T00:00:00Z")
-    group = create(
-        client,
-        {
-            "resourceType": "Group",
-            "type": "person",
-            "actual": True,
-            "member": [{"entity": {"reference": f"Patient/{first}"}}],
-        },
-    )
+    group = group_of(client, first)
     path = f"Group/{group}/$export"
     latest = exported(
         client,
@@ -431,7 +414,7 @@ def participant(
             "provision": {"type": consent},
         },
     )
-    for day in ("2024-03-05T09:30:00+01:00", "2024-04-02T09:30:00+01:00"):
+    for day in ("2024-03-05T09:30:00+01:00", "2024-04-02T14:15:00+02:00"):
         create(
             client,
             {
@@ -462,8 +445,8 @@ def test_research_export_holds_no_identities_and_keeps_intervals(client: TestCli
         "555 01234",
         "Tollbugata",
         "1961-03-14",
-        "2024-03-05",
-        "2024-04-02",
+        "2024-03-05T09:30:00+01:00",  # the times differ: no shift makes one the other
+        "2024-04-02T14:15:00+02:00",
         *originals,
     ):
         assert secret.encode() not in text, secret
@@ -475,7 +458,7 @@ def test_research_export_holds_no_identities_and_keeps_intervals(client: TestCli
     observations = [r for r in lines if r["resourceType"] == "Observation"]
     assert {o["subject"]["reference"] for o in observations} == {f"Patient/{person['id']}"}
     days = sorted(datetime.fromisoformat(o["effectiveDateTime"]) for o in observations)
-    assert days[1] - days[0] == timedelta(days=28)
+    assert days[1] - days[0] == timedelta(days=28, hours=3, minutes=45)
     [subject] = [r for r in lines if r["resourceType"] == "ResearchSubject"]
     assert subject["identifier"][0]["value"] == "SUBJ-9"
     again = research_export(client)[1]

@@ -45,6 +45,11 @@ def load(url: str, patients: int) -> None:
     assert httpx.post(url, json=body, headers=FHIR, timeout=60).status_code == 200
 
 
+def cli_export(*args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "fhir_bridge", "export", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+
 def finished(status_url: str, timeout: float = 60) -> httpx.Response:
     deadline = time.monotonic() + timeout
     while True:
@@ -153,24 +158,8 @@ def test_cli_export_downloads_every_file_and_reports_counts(
     with running_server(database_url, export_dir=str(tmp_path / "exports")) as url:
         load(url, 4)
         out = tmp_path / "download"
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "fhir_bridge",
-                "export",
-                "--server",
-                url,
-                "--type",
-                "Patient",
-                "--type",
-                "Observation",
-                "--out",
-                str(out),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
+        result = cli_export(
+            "--server", url, "--type", "Patient", "--type", "Observation", "--out", str(out)
         )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == (
@@ -183,22 +172,6 @@ def test_cli_export_downloads_every_file_and_reports_counts(
 
 def test_cli_export_of_a_refused_request_exits_1(database_url: str, tmp_path: Path) -> None:
     with running_server(database_url, export_dir=str(tmp_path / "exports")) as url:
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "fhir_bridge",
-                "export",
-                "--server",
-                url,
-                "--type",
-                "Spaceship",
-                "--out",
-                str(tmp_path / "out"),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        result = cli_export("--server", url, "--type", "Spaceship", "--out", str(tmp_path / "out"))
     assert result.returncode == 1
     assert "_type 'Spaceship' is not a resource type this server holds" in result.stderr

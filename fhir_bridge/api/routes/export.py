@@ -28,6 +28,21 @@ Base = Annotated[str, Depends(base_url)]
 # Bulk Data kick-off: "Accept: application/fhir+json" (export.html#headers); an absent
 # Accept or */* is taken as that, plain application/json is refused
 _ACCEPTED = ("application/fhir+json", "*/*")
+# A POST kick-off's body; a GET has none
+PARAMETERS_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": False,
+        "content": {
+            "application/fhir+json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["resourceType"],
+                    "properties": {"resourceType": {"const": "Parameters"}},
+                }
+            }
+        },
+    }
+}
 
 
 def _kickoff(
@@ -70,49 +85,35 @@ def _posted(body: Any) -> list[tuple[str, Any]]:
     return found
 
 
-@router.get("/$export")
-def export_system(request: Request, ctx: Ctx, base: Base) -> Response:
-    params = list(request.query_params.multi_items())
-    return _kickoff(request, ctx, base, "system", None, params, posted=False)
+async def kickoff_params(request: Request) -> tuple[list[tuple[str, Any]], bool]:
+    """The kick-off parameters: the query string of a GET, the Parameters body of a POST."""
+    if request.method == "POST":
+        return _posted(await json_body(request)), True
+    return list(request.query_params.multi_items()), False
 
 
-@router.post("/$export")
-def export_system_post(
-    request: Request, ctx: Ctx, base: Base, body: Annotated[Any, Depends(json_body)]
-) -> Response:
-    return _kickoff(request, ctx, base, "system", None, _posted(body), posted=True)
+Params = Annotated[tuple[list[tuple[str, Any]], bool], Depends(kickoff_params)]
 
 
-@router.get("/Patient/$export")
-def export_patients(request: Request, ctx: Ctx, base: Base) -> Response:
-    params = list(request.query_params.multi_items())
-    return _kickoff(request, ctx, base, "patient", None, params, posted=False)
+@router.get("/$export", operation_id="export_system_get")
+@router.post("/$export", operation_id="export_system_post", openapi_extra=PARAMETERS_BODY)
+def export_system(request: Request, ctx: Ctx, base: Base, params: Params) -> Response:
+    return _kickoff(request, ctx, base, "system", None, *params)
 
 
-@router.post("/Patient/$export")
-def export_patients_post(
-    request: Request, ctx: Ctx, base: Base, body: Annotated[Any, Depends(json_body)]
-) -> Response:
-    return _kickoff(request, ctx, base, "patient", None, _posted(body), posted=True)
+@router.get("/Patient/$export", operation_id="export_patients_get")
+@router.post("/Patient/$export", operation_id="export_patients_post", openapi_extra=PARAMETERS_BODY)
+def export_patients(request: Request, ctx: Ctx, base: Base, params: Params) -> Response:
+    return _kickoff(request, ctx, base, "patient", None, *params)
 
 
-@router.get("/Group/{group_id}/$export")
-def export_group(group_id: str, request: Request, ctx: Ctx, base: Base) -> Response:
+@router.get("/Group/{group_id}/$export", operation_id="export_group_get")
+@router.post(
+    "/Group/{group_id}/$export", operation_id="export_group_post", openapi_extra=PARAMETERS_BODY
+)
+def export_group(group_id: str, request: Request, ctx: Ctx, base: Base, params: Params) -> Response:
     known_id("Group", group_id)
-    params = list(request.query_params.multi_items())
-    return _kickoff(request, ctx, base, "group", group_id, params, posted=False)
-
-
-@router.post("/Group/{group_id}/$export")
-def export_group_post(
-    group_id: str,
-    request: Request,
-    ctx: Ctx,
-    base: Base,
-    body: Annotated[Any, Depends(json_body)],
-) -> Response:
-    known_id("Group", group_id)
-    return _kickoff(request, ctx, base, "group", group_id, _posted(body), posted=True)
+    return _kickoff(request, ctx, base, "group", group_id, *params)
 
 
 @router.get("/$export-status/{job_id}")
