@@ -252,7 +252,7 @@ class Worker:
         (no transaction stays open for the whole export)."""
         after = -1
         while True:
-            with self.ctx.store.session() as session:
+            with self.ctx.store.session(scan=True) as session:
                 rows = exports.read_batch(session, selection, after, BATCH)
             if rows:
                 yield rows
@@ -350,7 +350,7 @@ class Worker:
             for rows in self._batches(selection):
                 for _, _, data, patient in rows:
                     if patient is not None:
-                        into.setdefault(patient, []).append(orjson.loads(data))
+                        into.setdefault(patient, []).append(_standing(orjson.loads(data)))
         research = _Research(self.research_view, {})
         policy = self.research_view.policy
         for patient, theirs in subjects.items():
@@ -434,6 +434,13 @@ def _targets(data: bytes, types: list[str]) -> list[tuple[str, str]]:
         if kind in types and rest and "/" not in rest:
             found.append((kind, rest))
     return found
+
+
+def _standing(resource: dict[str, Any]) -> dict[str, Any]:
+    """What participation() reads of a ResearchSubject or Consent: the job holds one per
+    participant for the whole export, so not the whole resource."""
+    kept = ("resourceType", "status", "period", "scope", "category", "provision")
+    return {key: resource[key] for key in kept if key in resource}
 
 
 def _elements_of(elements: list[str], resource_type: str) -> list[str]:

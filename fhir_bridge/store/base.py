@@ -6,7 +6,7 @@ version (deletes too); the current version is read, older ones are vread and his
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -92,14 +92,15 @@ class StoreSession(Protocol):
 class ResourceStore(Protocol):
     dialect: str
 
-    def session(self, write: bool = False) -> AbstractContextManager[StoreSession]:
-        """A transaction; write sessions serialise writers so versions stay ordered."""
+    def session(
+        self, write: bool = False, *, scan: bool = False
+    ) -> AbstractContextManager[StoreSession]:
+        """A transaction; write sessions serialise writers so versions stay ordered. `scan`:
+        a read of many rows once (an export), kept apart from the connections serving requests
+        so that it does not fill their caches."""
 
     def stage(self, resource: dict[str, Any]) -> Staged:
         """The resource's JSON and search index rows, ready to store: CPU work that a writer
         does before taking the write lock and hands to StoreSession.put."""
 
     def close(self) -> None: ...
-
-    def export_rows(self, resource_type: str, batch_size: int) -> Iterator[bytes]:
-        """Stream the current live resources of a type as JSON bytes, in write order."""

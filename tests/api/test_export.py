@@ -434,10 +434,14 @@ def research_export(client: TestClient) -> tuple[dict[str, Any], bytes]:
 
 def test_research_export_holds_no_identities_and_keeps_intervals(client: TestClient) -> None:
     study = create(client, {"resourceType": "ResearchStudy", "status": "active"})
-    patient = participant(client, study, "Zebediah Quuxley", "MRN-7734219")
+    participant(client, study, "Zebediah Quuxley", "MRN-7734219")
     manifest, text = research_export(client)
-    stored = [client.get(f"/fhir/Observation?subject=Patient/{patient}").json()]
-    originals = [e["resource"]["id"] for e in stored[0]["entry"]] + [patient, study]
+    originals = {study} | {  # every id the participant's data was stored under
+        entry["resource"]["id"]
+        for kind in ("Patient", "ResearchSubject", "Consent", "Observation")
+        for entry in client.get(f"/fhir/{kind}/_history", params={"_count": 100}).json()["entry"]
+    }
+    assert len(originals) == 6
     for secret in (
         "Zebediah",
         "Quuxley",

@@ -175,3 +175,30 @@ def test_cli_export_of_a_refused_request_exits_1(database_url: str, tmp_path: Pa
         result = cli_export("--server", url, "--type", "Spaceship", "--out", str(tmp_path / "out"))
     assert result.returncode == 1
     assert "_type 'Spaceship' is not a resource type this server holds" in result.stderr
+
+
+def test_demo_trial_research_export_through_the_cli_holds_no_identities(
+    database_url: str, tmp_path: Path
+) -> None:
+    with running_server(database_url, demo=True, export_dir=str(tmp_path / "exports")) as url:
+        group = httpx.get(
+            f"{url}/Group", params={"identifier": "https://fhir-bridge.org/fhir/sid/cohort|"}
+        )
+        ids = [e["resource"]["id"] for e in group.json()["entry"]]
+        assert ids == ["cohort-psykforsk-mat-mdd"]
+        out = tmp_path / "trial"
+        result = cli_export(
+            "--server", url, "--group", ids[0], "--view", "research", "--out", str(out)
+        )
+    assert result.returncode == 0, result.stderr
+    text = b"".join(path.read_bytes() for path in out.glob("*.ndjson"))
+    for secret in (b"SYNTHETIC Participant", b"SYN-1000", b"Participant12", b"1963-12-15"):
+        assert secret not in text
+    lines = [orjson.loads(line) for line in text.splitlines()]
+    patients = [r for r in lines if r["resourceType"] == "Patient"]
+    assert len(patients) == 12  # the withdrawn participant contributes until withdrawal
+    subjects = {
+        r["identifier"][0]["value"] for r in lines if r["resourceType"] == "ResearchSubject"
+    }
+    assert subjects == {f"MDD-{n:02d}" for n in range(1, 13)}
+    assert "excluded by the research policy" in result.stdout

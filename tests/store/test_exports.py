@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from fhir_bridge.store.exports import (
+    Selection,
     beat,
     claim_job,
     delete_job,
     expired_jobs,
     finish_job,
     insert_job,
+    read_batch,
     read_job,
     server_secret,
 )
@@ -71,3 +73,69 @@ def test_server_secret_is_made_once_and_kept(store: SQLStore) -> None:
     with store.session(write=True) as session:
         assert server_secret(session, "pseudonym_key") == first
     assert len(first) == 32
+
+
+def test_read_batch_pages_live_resources_in_write_order(store: SQLStore) -> None:
+    with store.session(write=True) as session:
+        for n in range(5):
+            session.put({"resourceType": "Patient", "id": f"p{n}"}, "POST")
+        session.delete("Patient", "p2")
+    selection = Selection("Patient", until="2999-01-01T00:00:00Z")
+    seen: list[str] = []
+    after = -1
+    while True:
+        with store.session(scan=True) as session:
+            rows = read_batch(session, selection, after, 2)
+        seen += [row[1] for row in rows]
+        if len(rows) < 2:
+            break
+        after = rows[-1][0]
+    assert seen == ["p0", "p1", "p3", "p4"]
+
+
+def test_read_batch_keeps_the_chosen_patients_compartments_with_their_ids(
+    store: SQLStore,
+) -> None:
+    with store.session(write=True) as session:
+        for patient in ("a", "b"):
+            session.put({"resourceType": "Patient", "id": patient}, "POST")
+            session.put(
+                {
+                    "resourceType": "Encounter",
+                    "id": f"e-{patient}",
+                    "status": "finished",
+                    "class": {"code": "AMB"},
+                    "subject": {"reference": f"Patient/{patient}"},
+                },
+                "POST",
+            )
+    selection = Selection(
+        "Encounter",
+        until="2999-01-01T00:00:00Z",
+        compartment=True,
+        patients=("b",),
+        with_patient=True,
+    )
+    with store.session() as session:
+        rows = read_batch(session, selection, -1, 10)
+    assert [(row[1], row[3]) for row in rows] == [("e-b", "b")]
+
+
+def test_read_batch_leaves_out_what_changed_after_the_job_began(store: SQLStore) -> None:
+    with store.session(write=True) as session:
+        session.put({"resourceType": "Patient", "id": "old"}, "POST")
+    with store.session() as session:
+        instant = session.read("Patient", "old")
+    assert instant is not None
+    with store.session(write=True) as session:
+        session.put({"resourceType": "Patient", "id": "new"}, "POST")
+    with store.session() as session:
+        until = read_batch(session, Selection("Patient", until=instant.last_updated), -1, 10)
+        since = read_batch(
+            session,
+            Selection("Patient", until="2999-01-01T00:00:00Z", since=instant.last_updated),
+            -1,
+            10,
+        )
+    assert [row[1] for row in until] == ["old"]
+    assert [row[1] for row in since] == ["new"]

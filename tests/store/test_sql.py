@@ -156,15 +156,6 @@ def test_concurrent_writers_lose_no_version(store: SQLStore) -> None:
     assert sorted(s.version_id for _, s in versions) == list(range(1, 42))
 
 
-def test_export_rows_streams_live_resources_in_write_order(store: SQLStore) -> None:
-    with store.session(write=True) as session:
-        for n in range(5):
-            session.put({"resourceType": "Patient", "id": f"p{n}"}, "POST")
-        session.delete("Patient", "p2")
-    ids = [orjson.loads(data)["id"] for data in store.export_rows("Patient", batch_size=2)]
-    assert ids == ["p0", "p1", "p3", "p4"]
-
-
 def test_unknown_database_scheme_is_refused() -> None:
     with pytest.raises(StoreError):
         SQLStore("mysql://localhost/x", lambda resource: None)  # type: ignore[arg-type,return-value]
