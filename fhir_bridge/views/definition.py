@@ -14,6 +14,7 @@ from typing import Any
 from fhir_bridge.errors import InvalidRequestError
 from fhir_bridge.validation.definitions import SD_BASE, resource_types
 from fhir_bridge.validation.fhirpath import Fn, Unsupported
+from fhir_bridge.views.fallback import compile_fallback
 from fhir_bridge.views.paths import PathError, compile_path, value_test
 
 SQL_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
@@ -174,10 +175,12 @@ def _compile(path: str | None, constants: Mapping[str, Any], location: str) -> F
         return compile_path(str(path), constants)
     except PathError as error:
         raise _invalid(str(error), location) from error
-    except Unsupported as error:
-        raise _invalid(
-            f"FHIRPath not supported here: {error}", location, "not-supported"
-        ) from error
+    except Unsupported:
+        pass
+    try:
+        return compile_fallback(str(path), constants)
+    except Exception as error:  # noqa: BLE001 - fhirpathpy raises plain exceptions
+        raise _invalid(f"FHIRPath not supported: {error}", location, "not-supported") from error
 
 
 def _select(element: dict[str, Any], location: str, constants: Mapping[str, Any]) -> Select:

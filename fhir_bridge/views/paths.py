@@ -8,11 +8,12 @@ https://sql-on-fhir.org/ig/StructureDefinition-ViewDefinition.html#fhirpath-func
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from antlr4 import CommonTokenStream, InputStream
 from antlr4.error.ErrorListener import ErrorListener
+from fhirpathpy.parser import parse
 from fhirpathpy.parser.generated.FHIRPathLexer import FHIRPathLexer
 from fhirpathpy.parser.generated.FHIRPathParser import FHIRPathParser
 
@@ -32,6 +33,7 @@ from fhir_bridge.validation.fhirpath import (
 from fhir_bridge.views.boundaries import boundary
 
 ROW_INDEX = "rowIndex"
+_BUILT_IN = frozenset({ROW_INDEX, "resource", "rootResource", "context", "ucum"})
 _ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 _STRING_TYPES = PRIMITIVE_TYPES - {"boolean", "integer", "decimal", "positiveInt", "unsignedInt"}
 _SYSTEM_TYPES = {
@@ -53,11 +55,25 @@ def compile_path(expression: str, constants: Mapping[str, Any]) -> Fn:
     """`expression` as a closure over (focus collection, env); env carries `this`, `resource`
     and `rowIndex`. Raises PathError, or Unsupported for FHIRPath outside the compiler."""
     _check_syntax(expression)
+    for name in _external_names(parse(expression)):  # type: ignore[no-untyped-call]
+        if name not in constants and name not in _BUILT_IN:
+            raise PathError(f"unknown constant %{name}")
     nodes: dict[str, NodeCompiler] = {
         "InvocationExpression": _invocation,
+        "TypeExpression": _type_expression,
         "ExternalConstantTerm": lambda node: _external(node, constants),
     }
     return compile_expression(expression, Dialect(nodes=nodes, functions=_FUNCTIONS))
+
+
+def _external_names(node: dict[str, Any]) -> Iterator[str]:
+    """The %names a parse tree uses (%name, %`name`, %'name')."""
+    if node.get("type") == "ExternalConstant":
+        children = node.get("children")
+        text = children[0]["terminalNodeText"][0] if children else node["terminalNodeText"][-1]
+        yield str(text).strip("`'")
+    for child in node.get("children") or ():
+        yield from _external_names(child)
 
 
 class _RaiseOnError(ErrorListener):  # type: ignore[misc]
@@ -126,6 +142,19 @@ def _invocation(node: dict[str, Any]) -> Fn:
             bound = _boundary(params, name == "highBoundary", _of_type_named(node["children"][0]))
             return lambda focus, env: bound(left(focus, env), env)
     return compile_standard(node)
+
+
+def _type_expression(node: dict[str, Any]) -> Fn:
+    """`element as T` and `element is T` over a choice element, as ofType() reads them."""
+    member = _trailing_member(node["children"][0])
+    if member is None:
+        return compile_standard(node)
+    base = compile_node(member[0]) if member[0] is not None else None
+    choice = _choice(base, member[1], _type_name([node["children"][1]]))
+    if node["terminalNodeText"][0] == "as":
+        return choice
+    left = compile_node(node["children"][0])
+    return lambda focus, env: [bool(choice(focus, env))] if left(focus, env) else []
 
 
 def _of_type_named(node: dict[str, Any]) -> str | None:
@@ -206,33 +235,34 @@ def _external(node: dict[str, Any], constants: Mapping[str, Any]) -> Fn:
 def _get_resource_key(params: list[dict[str, Any]]) -> Fn:
     if params:
         raise PathError("getResourceKey() takes no parameter")
+    return lambda focus, env: resource_keys(focus)
 
-    # The resource id: getReferenceKey() gives the id of a relative reference to match.
-    def get_resource_key(focus: list[Any], env: Env) -> list[Any]:
-        return [
-            item["id"]
-            for item in focus
-            if type(item) is dict and "resourceType" in item and type(item.get("id")) is str
-        ]
 
-    return get_resource_key
+def resource_keys(items: list[Any]) -> list[Any]:
+    """getResourceKey(): the resource id, which getReferenceKey() finds in references to it."""
+    return [
+        item["id"]
+        for item in items
+        if type(item) is dict and "resourceType" in item and type(item.get("id")) is str
+    ]
 
 
 def _get_reference_key(params: list[dict[str, Any]]) -> Fn:
     wanted = _type_name(params) if params else None
     if wanted is not None and wanted not in resource_types():
         raise PathError(f"getReferenceKey({wanted}): not a resource type")
+    return lambda focus, env: reference_keys(focus, wanted)
 
-    def get_reference_key(focus: list[Any], env: Env) -> list[Any]:
-        out = []
-        for item in focus:
-            if type(item) is dict:
-                key = reference_key(item.get("reference"), wanted)
-                if key is not None:
-                    out.append(key)
-        return out
 
-    return get_reference_key
+def reference_keys(items: list[Any], wanted: str | None) -> list[Any]:
+    """getReferenceKey([type]): the keys of the resources the references point to."""
+    out = []
+    for item in items:
+        if type(item) is dict:
+            key = reference_key(item.get("reference"), wanted)
+            if key is not None:
+                out.append(key)
+    return out
 
 
 def reference_key(reference: Any, wanted: str | None) -> str | None:
