@@ -4,8 +4,9 @@
     for row in run(view, resources):              # dicts in column order, streamed
         ...
 
-Modules: definition (the checked, compiled model), paths (the FHIRPath dialect of views),
-boundaries (lowBoundary, highBoundary), runner (rows).
+Modules: definition (the checked, compiled model), columns (cells and their types), paths
+(the FHIRPath dialect of views), keys (getResourceKey, getReferenceKey), boundaries
+(lowBoundary, highBoundary), fallback (fhirpathpy for the rest), runner (rows).
 https://sql-on-fhir.org/ig/StructureDefinition-ViewDefinition.html
 """
 

@@ -11,7 +11,7 @@ import re
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any
 
-from fhir_bridge.validation.fhirpath import Unsupported
+from fhir_bridge.validation.fhirpath import Env, Fn, Unsupported, compile_node, singleton
 
 _DATE = re.compile(r"(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?")
 _TIME = re.compile(r"(\d{2})(?::(\d{2})(?::(\d{2})(?:\.(\d+))?)?)?")
@@ -23,6 +23,24 @@ _DATE_TIME = re.compile(
 # in the zone furthest east (+14:00), the latest in the zone furthest west (-12:00).
 _EARLIEST_ZONE, _LATEST_ZONE = "+14:00", "-12:00"
 DEFAULT_DECIMAL_PRECISION = 8
+
+
+def boundary_function(params: list[dict[str, Any]], high: bool, type_name: str | None) -> Fn:
+    """lowBoundary([precision]) or highBoundary([precision]); `type_name` as for boundary()."""
+    precision = compile_node(params[0]) if params else None
+
+    def bound(focus: list[Any], env: Env) -> list[Any]:
+        digits = singleton(precision(focus, env)) if precision is not None else None
+        if digits is not None and (not isinstance(digits, int) or isinstance(digits, bool)):
+            raise Unsupported("a precision that is not an integer")
+        out = []
+        for value in focus:
+            found = boundary(value, high, type_name, digits)
+            if found is not None:
+                out.append(found)
+        return out
+
+    return bound
 
 
 def boundary(value: Any, high: bool, type_name: str | None, precision: int | None) -> Any:

@@ -7,13 +7,14 @@ https://sql-on-fhir.org/ig/StructureDefinition-ViewDefinition.html
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from fhir_bridge.errors import InvalidRequestError
-from fhir_bridge.validation.definitions import SD_BASE, resource_types
+from fhir_bridge.validation.definitions import resource_types
 from fhir_bridge.validation.fhirpath import Fn, Unsupported
+from fhir_bridge.views.columns import Cell, Column, accepts, compile_cell
 from fhir_bridge.views.fallback import compile_fallback
 from fhir_bridge.views.paths import PathError, compile_path, value_test
 
@@ -32,25 +33,13 @@ _WHERE_KEYS = _BACKBONE | {"path", "description"}
 
 
 @dataclass(frozen=True, slots=True)
-class Column:
-    """One column: its path compiled, and what its values may be."""
-
-    name: str
-    path: str
-    location: str
-    evaluate: Fn
-    collection: bool
-    type: str | None
-    accepts: Callable[[Any], bool]
-
-
-@dataclass(frozen=True, slots=True)
 class Select:
     """A selection structure: its columns, nested selects and unionAll branches, iterated over
     the nodes of forEach, forEachOrNull or repeat (when one is given)."""
 
     location: str
     columns: tuple[Column, ...]
+    cells: tuple[Cell, ...]
     selects: tuple[Select, ...]
     union: tuple[Select, ...]
     iteration: str | None
@@ -237,7 +226,8 @@ def _structure(
     if union:
         names += union[0].names
         null_row += union[0].null_row
-    return Select(location, columns, selects, union, iteration, paths, names, null_row)
+    cells = tuple(c.cell for c in columns)
+    return Select(location, columns, cells, selects, union, iteration, paths, names, null_row)
 
 
 def _column(element: dict[str, Any], location: str, constants: Mapping[str, Any]) -> Column:
@@ -250,34 +240,13 @@ def _column(element: dict[str, Any], location: str, constants: Mapping[str, Any]
     if not isinstance(collection, bool):
         raise _invalid("must be true or false", f"{location}.collection", "structure")
     type_name = _string(element.get("type"), f"{location}.type")
-    return Column(
-        name,
-        path,
-        f"{location}.path",
-        _compile(path, constants, f"{location}.path"),
-        collection,
-        type_name,
-        _accepts(type_name, f"{location}.type"),
-    )
-
-
-def _primitive(value: Any) -> bool:
-    return not isinstance(value, (dict, list))
-
-
-def _accepts(type_name: str | None, location: str) -> Callable[[Any], bool]:
-    """The test of a column's values: of its type, or primitive when the type is unset (the
-    spec asks for an error when a complex value comes out of a column without a type)."""
-    if type_name is None:
-        return _primitive
-    name = type_name.removeprefix(SD_BASE)
-    if not name[:1].isalpha() or any(c in name for c in ".:/#"):
-        # A backbone element (Observation.referenceRange) or a structure we do not know.
-        return lambda value: isinstance(value, dict)
     try:
-        return value_test(name)
+        accepts(type_name)
     except PathError as error:
-        raise _invalid(str(error), location) from error
+        raise _invalid(str(error), f"{location}.type") from error
+    evaluate = _compile(path, constants, f"{location}.path")
+    cell = compile_cell(name, f"{location}.path", evaluate, collection, type_name)
+    return Column(name, path, f"{location}.path", collection, type_name, cell)
 
 
 def _check_unique(root: Select) -> None:

@@ -16,7 +16,8 @@ from fhirpathpy.models import models
 from fhirpathpy.parser import parse
 
 from fhir_bridge.validation.fhirpath import Env, Fn, Unsupported
-from fhir_bridge.views.paths import ROW_INDEX, reference_keys, resource_keys
+from fhir_bridge.views.keys import reference_keys, resource_keys
+from fhir_bridge.views.paths import ROW_INDEX
 
 
 def compile_fallback(expression: str, constants: Mapping[str, Any]) -> Fn:

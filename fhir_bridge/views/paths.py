@@ -7,7 +7,6 @@ https://sql-on-fhir.org/ig/StructureDefinition-ViewDefinition.html#fhirpath-func
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -28,13 +27,14 @@ from fhir_bridge.validation.fhirpath import (
     compile_expression,
     compile_node,
     compile_standard,
+    member_values,
     singleton,
 )
-from fhir_bridge.views.boundaries import boundary
+from fhir_bridge.views.boundaries import boundary_function
+from fhir_bridge.views.keys import reference_keys, resource_keys
 
 ROW_INDEX = "rowIndex"
 _BUILT_IN = frozenset({ROW_INDEX, "resource", "rootResource", "context", "ucum"})
-_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 _STRING_TYPES = PRIMITIVE_TYPES - {"boolean", "integer", "decimal", "positiveInt", "unsignedInt"}
 _SYSTEM_TYPES = {
     "Boolean": "boolean",
@@ -139,9 +139,76 @@ def _invocation(node: dict[str, Any]) -> Fn:
                 return _choice(base, member[1], _type_name(params))
         elif name in ("lowBoundary", "highBoundary"):
             left = compile_node(node["children"][0])
-            bound = _boundary(params, name == "highBoundary", _of_type_named(node["children"][0]))
+            high, type_name = name == "highBoundary", _of_type_named(node["children"][0])
+            bound = boundary_function(params, high, type_name)
             return lambda focus, env: bound(left(focus, env), env)
+    steps = _steps(node)
+    if steps is not None and FIRST in steps:
+        return _walk(steps)
     return compile_standard(node)
+
+
+FIRST = None  # first() among the member steps of a path
+
+
+def _steps(node: dict[str, Any]) -> list[str | None] | None:
+    """`a.b.first().c` as ["a", "b", FIRST, "c"]; None for other expressions."""
+    if node.get("type") != "InvocationExpression":
+        member = _trailing_member(node)
+        return [member[1]] if member is not None and member[0] is None else None
+    head = _steps(node["children"][0])
+    right = node["children"][1]
+    if head is None:
+        return None
+    if right["type"] == "MemberInvocation":
+        return head + [right["children"][0]["terminalNodeText"][0].strip("`")]
+    if right["type"] == "FunctionInvocation" and _function_parts(right) == ("first", []):
+        return head + [FIRST]
+    return None
+
+
+def _walk(steps: list[str | None]) -> Fn:
+    """Member steps and first() in one loop, a member followed by first() stopping at its
+    first value: `code.coding.first().code` is the usual column path."""
+    plan: list[tuple[str | None, bool]] = []  # (member or FIRST, keep the first value only)
+    for n, step in enumerate(steps):
+        if step is FIRST and n > 0 and steps[n - 1] is not FIRST:
+            continue  # folded into the member before it
+        plan.append((step, step is FIRST or (n + 1 < len(steps) and steps[n + 1] is FIRST)))
+
+    def walk(focus: list[Any], env: Env) -> list[Any]:
+        current, shared = focus, True  # shared: `current` may be the caller's or the data's
+        for name, first in plan:
+            if name is None:
+                current, shared = current[:1], False
+                continue
+            if len(current) == 1:  # the usual step, through a singleton
+                item = current[0]
+                if type(item) is dict and name in item:
+                    value = item[name]
+                    if type(value) is not list:
+                        current, shared = [value], False
+                    elif first:
+                        current, shared = value[:1], False
+                    else:
+                        current, shared = value, True
+                    continue
+            found: list[Any] = []
+            for item in current:
+                if type(item) is dict and name in item:
+                    value = item[name]
+                    if type(value) is list:
+                        found.extend(value)
+                    else:
+                        found.append(value)
+                else:
+                    found.extend(member_values(item, name))
+                if first and found:
+                    break
+            current, shared = (found[:1] if first else found), False
+        return list(current) if shared else current
+
+    return walk
 
 
 def _type_expression(node: dict[str, Any]) -> Fn:
@@ -238,47 +305,11 @@ def _get_resource_key(params: list[dict[str, Any]]) -> Fn:
     return lambda focus, env: resource_keys(focus)
 
 
-def resource_keys(items: list[Any]) -> list[Any]:
-    """getResourceKey(): the resource id, which getReferenceKey() finds in references to it."""
-    return [
-        item["id"]
-        for item in items
-        if type(item) is dict and "resourceType" in item and type(item.get("id")) is str
-    ]
-
-
 def _get_reference_key(params: list[dict[str, Any]]) -> Fn:
     wanted = _type_name(params) if params else None
     if wanted is not None and wanted not in resource_types():
         raise PathError(f"getReferenceKey({wanted}): not a resource type")
     return lambda focus, env: reference_keys(focus, wanted)
-
-
-def reference_keys(items: list[Any], wanted: str | None) -> list[Any]:
-    """getReferenceKey([type]): the keys of the resources the references point to."""
-    out = []
-    for item in items:
-        if type(item) is dict:
-            key = reference_key(item.get("reference"), wanted)
-            if key is not None:
-                out.append(key)
-    return out
-
-
-def reference_key(reference: Any, wanted: str | None) -> str | None:
-    """The id of a relative literal reference (`Patient/123`, `Patient/123/_history/2`) to a
-    `wanted` type (any when None); None for other references, which the spec lets go empty."""
-    if type(reference) is not str:
-        return None
-    kind, slash, rest = reference.partition("/")
-    if not slash or not (kind.isascii() and kind.isalpha() and kind[0].isupper()):
-        return None
-    if wanted is not None and kind != wanted:
-        return None
-    key, slash, history = rest.partition("/")
-    if slash and not history.startswith("_history/"):
-        return None
-    return key if _ID.fullmatch(key) else None
 
 
 def _join(params: list[dict[str, Any]]) -> Fn:
@@ -320,29 +351,12 @@ def _extension(params: list[dict[str, Any]]) -> Fn:
     return extension
 
 
-def _boundary(params: list[dict[str, Any]], high: bool, type_name: str | None) -> Fn:
-    precision = compile_node(params[0]) if params else None
-
-    def bound(focus: list[Any], env: Env) -> list[Any]:
-        digits = singleton(precision(focus, env)) if precision is not None else None
-        if digits is not None and (not isinstance(digits, int) or isinstance(digits, bool)):
-            raise Unsupported("a precision that is not an integer")
-        out = []
-        for value in focus:
-            found = boundary(value, high, type_name, digits)
-            if found is not None:
-                out.append(found)
-        return out
-
-    return bound
-
-
 _FUNCTIONS: dict[str, FunctionFactory] = {
     "getResourceKey": _get_resource_key,
     "getReferenceKey": _get_reference_key,
     "ofType": _of_type,
     "join": _join,
     "extension": _extension,
-    "lowBoundary": lambda params: _boundary(params, False, None),
-    "highBoundary": lambda params: _boundary(params, True, None),
+    "lowBoundary": lambda params: boundary_function(params, False, None),
+    "highBoundary": lambda params: boundary_function(params, True, None),
 }

@@ -8,8 +8,10 @@ from typing import Any
 import pytest
 
 from fhir_bridge.errors import InvalidRequestError
+from fhir_bridge.validation.fhirpath import compile_fhirpath
 from fhir_bridge.views import ViewDefinition, run
-from fhir_bridge.views.paths import reference_key
+from fhir_bridge.views.keys import reference_key
+from fhir_bridge.views.paths import compile_path
 
 
 def _observation(n: int, patient: str = "p1") -> dict[str, Any]:
@@ -158,7 +160,7 @@ def test_many_values_in_a_column_that_is_no_collection_is_an_error() -> None:
     ("column", "reason"),
     [
         ({"name": "v", "path": "id", "type": "integer"}, "is of type integer but yields str"),
-        ({"name": "v", "path": "code"}, "a complex value needs a column type"),
+        ({"name": "v", "path": "code"}, "a complex value needs a type"),
         ({"name": "v", "path": "status", "type": "CodeableConcept"}, "yields str"),
     ],
 )
@@ -246,3 +248,31 @@ def test_arithmetic_and_boundaries() -> None:
     assert list(run(_view(*columns), [_observation(1)])) == [
         {"half": 10.5, "low": 20.5, "month_end": "2024-02-29"}
     ]
+
+
+PATIENT: dict[str, Any] = {
+    "resourceType": "Patient",
+    "name": [{"given": ["a", "b"], "family": "f"}, {"given": ["c"]}, {"family": "g"}],
+    "contact": [{"name": {"family": "x"}}, {"telecom": [{"value": "1"}, {"value": "2"}]}],
+    "deceasedBoolean": False,
+}
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "name.first().given",
+        "name.given.first()",
+        "name.first().given.first()",
+        "name.family.first()",
+        "contact.telecom.first().value",
+        "contact.first().telecom.value",
+        "name.first().first().family",
+        "deceased.first()",
+        "Patient.name.first().family",
+        "nothing.first().at.all",
+    ],
+)
+def test_member_paths_with_first_agree_with_the_standard_compiler(path: str) -> None:
+    env = {"resource": PATIENT, "rowIndex": 0}
+    assert compile_path(path, {})([PATIENT], env) == compile_fhirpath(path)(PATIENT, env)
