@@ -1,7 +1,7 @@
 """The official SQL on FHIR v2 test suite (vendored in sql_on_fhir/): every case of every file.
 
 Rows are compared in any order, as the suite's own runner compares them; values must match in
-JSON type too (true is not 1). https://sql-on-fhir.org/ig/tests.html
+JSON type too (true is not 1). https://github.com/FHIR/sql-on-fhir-v2/tree/master/tests
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def _cases() -> list[Any]:
             marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
             cases.append(
                 pytest.param(
-                    suite["resources"], case, id=f"{path.stem}: {case['title']}", marks=marks
+                    suite["resources"], case, id=f"{path.name}: {case['title']}", marks=marks
                 )
             )
     return cases
