@@ -9,7 +9,9 @@ Semantics follow https://hl7.org/fhirpath/N1/ (empty propagation, three-valued l
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import Any
 
 from fhirpathpy.parser import parse
@@ -18,6 +20,8 @@ from fhir_bridge.validation.definitions import PRIMITIVE_TYPES, resource_types
 
 Env = dict[str, Any]
 Fn = Callable[[list[Any], Env], list[Any]]
+NodeCompiler = Callable[[dict[str, Any]], Fn]
+FunctionFactory = Callable[[list[dict[str, Any]]], Fn]
 
 _STRING_TYPES = PRIMITIVE_TYPES - {"boolean", "integer", "decimal", "positiveInt", "unsignedInt"}
 _SYSTEM_TYPES: dict[str, tuple[type, ...]] = {
@@ -39,10 +43,33 @@ class Unsupported(Exception):
     """The expression uses FHIRPath this compiler does not cover."""
 
 
+@dataclass(frozen=True)
+class Dialect:
+    """Node compilers and functions used in place of (or besides) the standard ones, e.g. the
+    SQL on FHIR additions (https://sql-on-fhir.org/ig/StructureDefinition-ViewDefinition.html)."""
+
+    nodes: Mapping[str, NodeCompiler] = field(default_factory=dict)
+    functions: Mapping[str, FunctionFactory] = field(default_factory=dict)
+
+
+# The dialect of the compilation under way: node compilers in other modules recurse through
+# compile_node, so it travels with the context instead of through every signature.
+_dialect: ContextVar[Dialect | None] = ContextVar("fhirpath_dialect", default=None)
+
+
+def compile_expression(expression: str, dialect: Dialect | None = None) -> Fn:
+    """Compile `expression` to a closure over (focus collection, env); parse errors propagate."""
+    tree = parse(expression)  # type: ignore[no-untyped-call]
+    token = _dialect.set(dialect)
+    try:
+        return compile_node(tree["children"][0])
+    finally:
+        _dialect.reset(token)
+
+
 def compile_fhirpath(expression: str) -> Callable[[Any, Env], list[Any]]:
     """Compile `expression`; the result takes (focus item, env) and returns a collection."""
-    tree = parse(expression)  # type: ignore[no-untyped-call]
-    fn = compile_node(tree["children"][0])
+    fn = compile_expression(expression)
 
     def run(item: Any, env: Env) -> list[Any]:
         env["this"] = item
@@ -85,10 +112,21 @@ def member_values(item: Any, name: str) -> list[Any]:
 
 
 def compile_node(node: dict[str, Any]) -> Fn:
-    kind = node.get("type")
-    handler = _HANDLERS.get(kind or "")
+    kind = node.get("type") or ""
+    dialect = _dialect.get()
+    handler = dialect.nodes.get(kind) if dialect is not None else None
     if handler is None:
-        raise Unsupported(str(kind))
+        handler = _HANDLERS.get(kind)
+    if handler is None:
+        raise Unsupported(kind)
+    return handler(node)
+
+
+def compile_standard(node: dict[str, Any]) -> Fn:
+    """`node` compiled as standard FHIRPath (its children still in the current dialect)."""
+    handler = _HANDLERS.get(node.get("type") or "")
+    if handler is None:
+        raise Unsupported(str(node.get("type")))
     return handler(node)
 
 
@@ -170,7 +208,10 @@ def _function(node: dict[str, Any]) -> Fn:
     # Imported here: the function library builds on this module's compiler.
     from fhir_bridge.validation.fhirpath_functions import FUNCTIONS
 
-    factory = FUNCTIONS.get(name)
+    dialect = _dialect.get()
+    factory = dialect.functions.get(name) if dialect is not None else None
+    if factory is None:
+        factory = FUNCTIONS.get(name)
     if factory is None:
         raise Unsupported(f"function {name}")
     return factory(params)
@@ -280,6 +321,35 @@ def _additive(node: dict[str, Any]) -> Fn:
         return [a + b if op == "+" else a - b]
 
     return additive
+
+
+def _multiplicative(node: dict[str, Any]) -> Fn:
+    left, right, op = _binary(node)
+
+    def multiplicative(focus: list[Any], env: Env) -> list[Any]:
+        a, b = singleton(left(focus, env)), singleton(right(focus, env))
+        if a is None or b is None:
+            return []
+        if not _is_number(a) or not _is_number(b):
+            raise Unsupported(f"{op} on a non-number")
+        if op == "*":
+            return [a * b]
+        if b == 0:  # division by zero is empty, not an error
+            return []
+        if op == "/":
+            return [a / b]
+        # div and mod truncate toward zero (Python's // floors); integers stay exact.
+        if type(a) is int and type(b) is int:
+            quotient = abs(a) // abs(b) * (1 if (a < 0) == (b < 0) else -1)
+        else:
+            quotient = int(a / b)
+        return [quotient if op == "div" else a - b * quotient]
+
+    return multiplicative
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def unwrap(node: dict[str, Any]) -> dict[str, Any]:
@@ -448,6 +518,7 @@ _HANDLERS: dict[str, Callable[[dict[str, Any]], Fn]] = {
     "EqualityExpression": _equality,
     "InequalityExpression": _inequality,
     "AdditiveExpression": _additive,
+    "MultiplicativeExpression": _multiplicative,
     "AndExpression": _logic,
     "OrExpression": _logic,
     "ImpliesExpression": _logic,

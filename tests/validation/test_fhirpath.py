@@ -52,6 +52,12 @@ EXPRESSIONS = [
     "component[1].valueInteger",
     "component.value.ofType(integer).count()",
     "component.tail().first().valueInteger = 4",
+    "valueQuantity.value * component.valueInteger.first()",
+    "valueQuantity.value / 2",
+    "valueQuantity.value div 2",
+    "-7 div 2",
+    "7.5 mod 2",
+    "valueQuantity.value / 0",
 ]
 
 
@@ -60,6 +66,14 @@ def test_compiled_expression_agrees_with_fhirpathpy(expression: str) -> None:
     expected = fhirpathpy.evaluate(RESOURCE, expression, {"resource": RESOURCE}, models["r4"])
     compiled = compile_fhirpath(expression)
     assert compiled(RESOURCE, {"resource": RESOURCE, "rootResource": RESOURCE}) == expected
+
+
+@pytest.mark.parametrize(
+    ("expression", "expected"), [("-7 mod 3", [-1]), ("7 mod -3", [1]), ("-7.5 mod 2", [-1.5])]
+)
+def test_mod_is_the_remainder_of_truncated_division(expression: str, expected: list[Any]) -> None:
+    # https://hl7.org/fhirpath/N1/#mod (fhirpathpy floors integers: -7 mod 3 = 2 there)
+    assert compile_fhirpath(expression)(RESOURCE, {}) == expected
 
 
 @pytest.mark.parametrize("expression", ["descendants().count()", "value.as(Quantity)", "%vs-x"])
