@@ -14,7 +14,14 @@ from fhir_bridge import __version__
 from fhir_bridge.api import handlers
 from fhir_bridge.api.deps import negotiate
 from fhir_bridge.api.responses import FHIRResponse
-from fhir_bridge.api.routes import export, metadata, operations, resources, system
+from fhir_bridge.api.routes import (
+    export,
+    metadata,
+    operations,
+    resources,
+    system,
+    view_definitions,
+)
 from fhir_bridge.config import Settings, get_settings
 from fhir_bridge.pseudonym import ResearchView, load_policy
 from fhir_bridge.services import conformance, demo, trial_rules
@@ -86,7 +93,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     handlers.install(app)
     # before the resource routes, which would read `Patient/$export` as a Patient's id
     app.include_router(export.router, prefix="/fhir", responses=OUTCOME_RESPONSES)
-    for module in (metadata, system, operations, resources):  # order matters: literal paths first
+    # ViewDefinition is not an R4 type: its routes come before the generic ones, which refuse it
+    modules = (metadata, system, view_definitions, operations, resources)
+    for module in modules:  # order matters: literal paths first
         app.include_router(
             module.router,
             prefix="/fhir",

@@ -35,7 +35,61 @@ VALIDATE_OPERATION = {
 # the Patient and Group operations are listed under the IG's names and as `export`
 BULK_DATA = "http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"
 _BULK_DEFINITION = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/"
-SYSTEM_OPERATIONS = [{"name": "export", "definition": _BULK_DEFINITION + "export"}]
+# SQL on FHIR v2 (https://sql-on-fhir.org/ig/latest/operations.html), R4 mode: the operations
+# at the system level; ViewDefinitions are also kept and served as a type of this server
+_VIEWS_DEFINITION = "http://sql-on-fhir.org/OperationDefinition/$"
+_VIEW_REFERENCES = (
+    "viewReference: ViewDefinition/[id], this server's absolute URL of one, or the canonical "
+    "url (url|version) of a stored one"
+)
+VIEW_RUN_OPERATION = {
+    "name": "viewdefinition-run",
+    "definition": _VIEWS_DEFINITION + "viewdefinition-run",
+    "documentation": (
+        "_format json, ndjson or csv (parquet is not supported); " + _VIEW_REFERENCES + "; "
+        "over this server's data every row comes from the research view (pseudonymised)"
+    ),
+}
+VIEW_EXPORT_OPERATION = {
+    "name": "viewdefinition-export",
+    "definition": _VIEWS_DEFINITION + "viewdefinition-export",
+    "documentation": "_format ndjson, csv or json, a file per view; " + _VIEW_REFERENCES,
+}
+SYSTEM_OPERATIONS = [
+    {"name": "export", "definition": _BULK_DEFINITION + "export"},
+    VIEW_RUN_OPERATION,
+    VIEW_EXPORT_OPERATION,
+]
+VIEW_DEFINITION_RESOURCE: dict[str, Any] = {
+    "type": "ViewDefinition",
+    "profile": "https://sql-on-fhir.org/ig/StructureDefinition/ViewDefinition",
+    "interaction": [
+        {"code": code}
+        for code in (
+            "read",
+            "vread",
+            "update",
+            "delete",
+            "history-instance",
+            "create",
+            "search-type",
+        )
+    ],
+    "versioning": "versioned-update",
+    "readHistory": True,
+    "updateCreate": True,
+    "searchParam": [
+        {"name": name, "type": kind}
+        for name, kind in (
+            ("_id", "token"),
+            ("name", "string"),
+            ("url", "uri"),
+            ("status", "token"),
+            ("resource", "token"),
+        )
+    ],
+    "operation": [VIEW_RUN_OPERATION],
+}
 EXPORT_OPERATIONS = {
     resource_type: [
         {"name": name, "definition": _BULK_DEFINITION + definition}
@@ -96,6 +150,7 @@ def capability_statement(
                 "operation": [dict(op) for op in type_operations],
             }
         )
+    resources.append(dict(VIEW_DEFINITION_RESOURCE))
     return {
         "resourceType": "CapabilityStatement",
         "status": "active",

@@ -140,12 +140,10 @@ def test_capability_statement_declares_the_export_operations(client: TestClient)
     assert statement["instantiates"] == [
         "http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"
     ]
-    assert statement["rest"][0]["operation"] == [
-        {
-            "name": "export",
-            "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export",
-        }
-    ]
+    assert statement["rest"][0]["operation"][0] == {
+        "name": "export",
+        "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export",
+    }
     by_type = {r["type"]: r for r in statement["rest"][0]["resource"]}
     assert {op["name"] for op in by_type["Group"]["operation"]} >= {"group-export", "export"}
     assert {op["name"] for op in by_type["Patient"]["operation"]} >= {"patient-export", "export"}
