@@ -70,7 +70,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.demo:
             demo.load_examples(context)
         app.state.context = context
-        worker = Worker(context, _export_settings(settings), research_view(settings, store))
+        app.state.research_view = research_view(settings, store)
+        worker = Worker(context, _export_settings(settings), app.state.research_view)
         worker.start()
         tune_collector()
         yield

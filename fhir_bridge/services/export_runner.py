@@ -13,9 +13,8 @@ import shutil
 import threading
 import time
 import uuid
-from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import parse_qsl
@@ -24,8 +23,7 @@ import orjson
 
 from fhir_bridge.domain.compartment import PATIENT_COMPARTMENT
 from fhir_bridge.domain.search import parse_search
-from fhir_bridge.pseudonym import ResearchView, after_cutoff, participation
-from fhir_bridge.pseudonym.consent import Participation
+from fhir_bridge.pseudonym import ResearchView
 from fhir_bridge.services.context import ServiceContext
 from fhir_bridge.services.export import (
     ExportRequest,
@@ -33,14 +31,14 @@ from fhir_bridge.services.export import (
     job_request,
     warning_outcome,
 )
+from fhir_bridge.services.research import PATIENT_CHUNK, Research, batches, group_members
 from fhir_bridge.services.search import shape_elements
 from fhir_bridge.store import exports
 from fhir_bridge.store.base import StoreSession
-from fhir_bridge.store.exports import JobRow, Row, Selection
+from fhir_bridge.store.exports import JobRow, Selection
 
 log = logging.getLogger("fhir_bridge.export")
 
-BATCH = 2000  # resources read in one query
 MAX_ATTEMPTS = 3
 
 
@@ -55,33 +53,6 @@ class ExportSettings:
 
 class Cancelled(Exception):
     """The job was deleted, or taken over, while running."""
-
-
-@dataclass
-class _Research:
-    """The research view of one job: the transform and each participant's standing."""
-
-    view: ResearchView
-    participants: dict[str, tuple[Participation, str | None]]  # patient -> (standing, anchor)
-    excluded_participants: Counter[str] = field(default_factory=Counter)
-    excluded_resources: Counter[str] = field(default_factory=Counter)
-
-    def transform(self, data: bytes, patient: str | None) -> bytes | None:
-        resource: dict[str, Any] = orjson.loads(data)
-        anchor = None
-        if patient is not None:
-            standing = self.participants.get(patient)
-            if standing is None:
-                self.excluded_resources["not-a-participant"] += 1
-                return None
-            decision, anchor = standing
-            if not decision.included:
-                self.excluded_resources[decision.reason or "excluded"] += 1
-                return None
-            if decision.cutoff and after_cutoff(resource, decision.cutoff):
-                self.excluded_resources[f"after-{decision.reason or 'cutoff'}"] += 1
-                return None
-        return orjson.dumps(self.view.apply(resource, patient, anchor, data))
 
 
 class Worker:
@@ -164,7 +135,9 @@ class Worker:
     def _export(self, job: JobRow, folder: Path) -> dict[str, Any]:
         request = job_request(job)
         patients = self._patients(request)
-        research = self._research(job, patients) if request.view == "research" else None
+        research = None
+        if request.view == "research":
+            research = Research.read(self.ctx, self.research_view, job.transaction_time, patients)
         base = request.base
         output: list[dict[str, Any]] = []
         last_beat = time.monotonic()
@@ -209,10 +182,7 @@ class Worker:
         }
         if research is not None:
             manifest["extension"] = {
-                "https://fhir-bridge.org/fhir/export/excluded": {
-                    "participants": dict(research.excluded_participants),
-                    "resources": dict(research.excluded_resources),
-                }
+                "https://fhir-bridge.org/fhir/export/excluded": research.excluded()
             }
         return manifest
 
@@ -222,7 +192,7 @@ class Worker:
         job: JobRow,
         resource_type: str,
         patients: tuple[str, ...] | None,
-        research: _Research | None,
+        research: Research | None,
     ) -> Iterator[bytes]:
         """The NDJSON lines of one type, in write order, batch by batch."""
         in_compartment = resource_type in PATIENT_COMPARTMENT
@@ -231,41 +201,31 @@ class Worker:
         elements = _elements_of(request.elements, resource_type)
         chunks: list[tuple[str, ...] | None] = [None]
         if patients is not None:
-            chunks = [patients[n : n + 500] for n in range(0, len(patients), 500)] or [()]
+            chunks = [
+                patients[n : n + PATIENT_CHUNK] for n in range(0, len(patients), PATIENT_CHUNK)
+            ]
             if not patients:
                 return  # a Group without members
         for chunk in chunks:
             with_patient = research is not None and in_compartment
             selection = _selection(request, job, resource_type, chunk, with_patient=with_patient)
-            for rows in self._batches(selection):
+            for rows in batches(self.ctx, selection):
                 for _, _, data, patient in rows:
                     line: bytes | None = data
                     if research is not None:
-                        line = research.transform(data, patient)
+                        resource = research.apply(data, patient)
+                        line = None if resource is None else orjson.dumps(resource)
                     if line is not None and elements:
                         line = shape_elements(line, elements)
                     if line is not None:
                         yield line
-
-    def _batches(self, selection: Selection) -> Iterator[list[Row]]:
-        """The selection's rows in write order, BATCH at a time, each read in its own session
-        (no transaction stays open for the whole export)."""
-        after = -1
-        while True:
-            with self.ctx.store.session(scan=True) as session:
-                rows = exports.read_batch(session, selection, after, BATCH)
-            if rows:
-                yield rows
-            if len(rows) < BATCH:
-                return
-            after = rows[-1][0]
 
     def _provenance(
         self,
         request: ExportRequest,
         job: JobRow,
         patients: tuple[str, ...] | None,
-        research: _Research | None,
+        research: Research | None,
     ) -> Iterator[bytes]:
         """includeAssociatedData: the Provenance resources whose target is an exported
         resource (RelevantProvenanceResources), or only the newest one of each exported
@@ -277,7 +237,7 @@ class Worker:
         selection = Selection(
             "Provenance", until=job.transaction_time, with_patient=research is not None
         )
-        for rows in self._batches(selection):
+        for rows in batches(self.ctx, selection):
             named = [_targets(data, exported) for _, _, data, _ in rows]
             every = {target for targets in named for target in targets}
             with self.ctx.store.session() as session:
@@ -289,9 +249,10 @@ class Worker:
                     relevant = any(t in kept for t in targets)
                 if not relevant:
                     continue
-                line = data if research is None else research.transform(data, patient)
-                if line is not None:
-                    yield line
+                if research is None:
+                    yield data
+                elif (resource := research.apply(data, patient)) is not None:
+                    yield orjson.dumps(resource)
 
     def _in_export(
         self,
@@ -322,50 +283,9 @@ class Worker:
     def _patients(self, request: ExportRequest) -> tuple[str, ...] | None:
         """The Patients a Group or `patient` export is limited to; None: no limit. A `patient`
         parameter of a Group export keeps the members it names."""
-        if request.group is None:
-            return None if request.patients is None else tuple(request.patients)
-        with self.ctx.store.session() as session:
-            stored = session.read("Group", request.group)
-        if stored is None or stored.deleted:
-            raise RuntimeError(f"Group/{request.group} was deleted")
-        members = orjson.loads(stored.data).get("member") or []
-        found: dict[str, None] = {}
-        for member in members:
-            kind, _, patient_id = str(member.get("entity", {}).get("reference", "")).partition("/")
-            if kind == "Patient" and patient_id and "/" not in patient_id:
-                found[patient_id] = None
-        if request.patients is not None:
-            return tuple(p for p in found if p in request.patients)
-        return tuple(found)
-
-    def _research(self, job: JobRow, patients: tuple[str, ...] | None) -> _Research:
-        """Each participant's standing under the policy, from their ResearchSubjects and
-        Consents (read in full: one record per participant)."""
-        subjects: dict[str, list[dict[str, Any]]] = {}
-        consents: dict[str, list[dict[str, Any]]] = {}
-        for resource_type, into in (("ResearchSubject", subjects), ("Consent", consents)):
-            selection = Selection(
-                resource_type, until=job.transaction_time, compartment=True, with_patient=True
-            )
-            for rows in self._batches(selection):
-                for _, _, data, patient in rows:
-                    if patient is not None:
-                        into.setdefault(patient, []).append(_standing(orjson.loads(data)))
-        research = _Research(self.research_view, {})
-        policy = self.research_view.policy
-        for patient, theirs in subjects.items():
-            if patients is not None and patient not in patients:
-                continue
-            decision = participation(theirs, consents.get(patient, []), policy)
-            starts = [s["period"]["start"] for s in theirs if s.get("period", {}).get("start")]
-            if not starts and policy.date_method == "study-day":
-                decision = Participation(False, "no-enrolment-date", None)
-            research.participants[patient] = (decision, min(starts) if starts else None)
-            if not decision.included:
-                research.excluded_participants[decision.reason or "excluded"] += 1
-            elif decision.cutoff:
-                research.excluded_participants[f"cut-off-{decision.reason or 'cutoff'}"] += 1
-        return research
+        if request.group is not None:
+            return group_members(self.ctx, request.group, request.patients)
+        return None if request.patients is None else tuple(request.patients)
 
 
 class _Files:
@@ -434,13 +354,6 @@ def _targets(data: bytes, types: list[str]) -> list[tuple[str, str]]:
         if kind in types and rest and "/" not in rest:
             found.append((kind, rest))
     return found
-
-
-def _standing(resource: dict[str, Any]) -> dict[str, Any]:
-    """What participation() reads of a ResearchSubject or Consent: the job holds one per
-    participant for the whole export, so not the whole resource."""
-    kept = ("resourceType", "status", "period", "scope", "category", "provision")
-    return {key: resource[key] for key in kept if key in resource}
 
 
 def _elements_of(elements: list[str], resource_type: str) -> list[str]:
