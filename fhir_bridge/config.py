@@ -27,6 +27,10 @@ class Settings(BaseSettings):
     max_export_jobs: int = 4  # export jobs queued or running at once; more get 429
     export_file_resources: int = 100_000  # resources per NDJSON output file
     export_stale_seconds: float = 30.0  # a running job whose worker is silent this long restarts
+    # $viewdefinition-run: a body (with its inline resources) and its rows are bounded
+    max_view_run_bytes: int = 16 * 1024 * 1024
+    max_view_run_resources: int = 10_000
+    max_view_run_rows: int = 1_000_000
     remission_threshold_madrs: int = 10
     demo: bool = False
 

@@ -21,6 +21,7 @@ from fhir_bridge.api.routes import (
     resources,
     system,
     view_definitions,
+    views,
 )
 from fhir_bridge.config import Settings, get_settings
 from fhir_bridge.pseudonym import ResearchView, load_policy
@@ -94,6 +95,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     handlers.install(app)
     # before the resource routes, which would read `Patient/$export` as a Patient's id
     app.include_router(export.router, prefix="/fhir", responses=OUTCOME_RESPONSES)
+    app.include_router(views.router, prefix="/fhir", responses=OUTCOME_RESPONSES)
     # ViewDefinition is not an R4 type: its routes come before the generic ones, which refuse it
     modules = (metadata, system, view_definitions, operations, resources)
     for module in modules:  # order matters: literal paths first

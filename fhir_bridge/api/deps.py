@@ -38,6 +38,22 @@ RESOURCE_BODY: dict[str, Any] = {
     }
 }
 
+# A POSTed Parameters body (an operation's); a GET has none
+PARAMETERS_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": False,
+        "content": {
+            "application/fhir+json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["resourceType"],
+                    "properties": {"resourceType": {"const": "Parameters"}},
+                }
+            }
+        },
+    }
+}
+
 
 async def context(request: Request) -> ServiceContext:
     ctx: ServiceContext = request.app.state.context
@@ -96,7 +112,14 @@ async def form_params(request: Request) -> list[tuple[str, str]]:
     return list(request.query_params.multi_items()) + parse_qsl(body, keep_blank_values=True)
 
 
-async def _read_body(request: Request, accepted: tuple[str, ...]) -> bytes:
+async def json_body_within(request: Request, limit: int) -> Any:
+    """The parsed body of a JSON media type, at most `limit` bytes (413 beyond)."""
+    return parse_json(await _read_body(request, JSON_TYPES, limit))
+
+
+async def _read_body(
+    request: Request, accepted: tuple[str, ...], limit: int | None = None
+) -> bytes:
     """The body of an accepted media type; otherwise 415, over the size limit 413."""
     content_type = request.headers.get("content-type", "")
     media = content_type.split(";")[0].strip().lower()
@@ -104,7 +127,8 @@ async def _read_body(request: Request, accepted: tuple[str, ...]) -> bytes:
         raise UnsupportedMediaTypeError(
             f"Content-Type '{content_type or '(none)'}' is not supported; send {accepted[0]}"
         )
-    limit: int = request.app.state.settings.max_body_bytes
+    if limit is None:
+        limit = request.app.state.settings.max_body_bytes
     declared = request.headers.get("content-length")
     size = parse_uint(declared) if declared else None
     if size is not None and size > limit:

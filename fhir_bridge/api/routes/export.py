@@ -13,7 +13,7 @@ import orjson
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import FileResponse, Response
 
-from fhir_bridge.api.deps import base_url, context, json_body
+from fhir_bridge.api.deps import PARAMETERS_BODY, base_url, context, json_body
 from fhir_bridge.api.responses import FHIRResponse, http_date
 from fhir_bridge.domain.issues import Issue, operation_outcome
 from fhir_bridge.errors import InvalidRequestError, ResourceNotFoundError
@@ -28,21 +28,6 @@ Base = Annotated[str, Depends(base_url)]
 # Bulk Data kick-off: "Accept: application/fhir+json" (export.html#headers); an absent
 # Accept or */* is taken as that, plain application/json is refused
 _ACCEPTED = ("application/fhir+json", "*/*")
-# A POST kick-off's body; a GET has none
-PARAMETERS_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": False,
-        "content": {
-            "application/fhir+json": {
-                "schema": {
-                    "type": "object",
-                    "required": ["resourceType"],
-                    "properties": {"resourceType": {"const": "Parameters"}},
-                }
-            }
-        },
-    }
-}
 
 
 def _kickoff(
