@@ -271,6 +271,8 @@ def _job(ctx: ServiceContext, job_id: str) -> JobRow:
         job = exports.read_job(session, job_id) if job_id.isalnum() else None
     if job is None or (job.expires is not None and job.expires < time.time()):
         raise ResourceNotFoundError(f"No export job {job_id}")
+    if "kind" in orjson.loads(job.params):  # another kind of job: a $viewdefinition-export
+        raise ResourceNotFoundError(f"No export job {job_id}")
     return job
 
 

@@ -1,5 +1,6 @@
 """The export worker: a thread in every server process that claims queued export jobs (one
-worker per job, on any node) and writes their NDJSON files, streaming batch by batch.
+worker per job, on any node) and writes their NDJSON files, streaming batch by batch; a
+`$viewdefinition-export` job's files are written by services/view_export.py.
 
 A job restarts from the beginning when its worker stopped without finishing (its heartbeat
 goes stale): the same transactionTime bounds what it reads, so the files come out the same.
@@ -15,6 +16,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import parse_qsl
@@ -24,6 +26,7 @@ import orjson
 from fhir_bridge.domain.compartment import PATIENT_COMPARTMENT
 from fhir_bridge.domain.search import parse_search
 from fhir_bridge.pseudonym import ResearchView
+from fhir_bridge.services import view_export
 from fhir_bridge.services.context import ServiceContext
 from fhir_bridge.services.export import (
     ExportRequest,
@@ -109,7 +112,11 @@ class Worker:
             if job.attempts > MAX_ATTEMPTS:
                 raise RuntimeError(f"the export stopped unfinished {MAX_ATTEMPTS} times")
             folder.mkdir(parents=True, exist_ok=True)
-            manifest = self._export(job, folder)
+            if view_export.is_view_job(job):
+                beat = partial(self._beat, job)
+                manifest = view_export.write(self.ctx, self.research_view, job, folder, beat)
+            else:
+                manifest = self._export(job, folder)
             status = "completed"
         except Cancelled:
             shutil.rmtree(folder, ignore_errors=True)
