@@ -218,7 +218,6 @@ def _withdrawals(participants: Rows, labels: Mapping[str, str]) -> list[dict[str
         {
             "participant": p["participant"],
             "study_subject_id": p["study_subject_id"],
-            "withdrawal_date": p["withdrawal_date"],
             "withdrawal_day": p["withdrawal_day"],
             "after_visit": p["last_visit"],
             "after_visit_label": labels.get(str(p["last_visit"])),
