@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -38,11 +39,17 @@ def research_export(client: TestClient, out: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def demo_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder with the research-view export of the demo trial's cohort Group."""
+def demo_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    """The app with the demo trial loaded, for the whole session."""
     root = tmp_path_factory.mktemp("demo")
     settings = Settings(
         database_url=f"sqlite:///{root / 'fhir.db'}", demo=True, export_dir=str(root / "exports")
     )
     with TestClient(create_app(settings), base_url="http://testserver") as client:
-        return research_export(client, root / "research")
+        yield client
+
+
+@pytest.fixture(scope="session")
+def demo_export(demo_client: TestClient, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with the research-view export of the demo trial's cohort Group."""
+    return research_export(demo_client, tmp_path_factory.mktemp("research") / "export")
