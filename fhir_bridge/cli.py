@@ -121,6 +121,33 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    import time
+
+    from fhir_bridge.bulk_client import BulkExportClient
+    from fhir_bridge.mapping import load_mappings
+    from fhir_bridge.report.files import ndjson_source
+    from fhir_bridge.report.formatting import text_table
+    from fhir_bridge.services.report import VIEW_TYPES, write_report
+
+    out = Path(args.out)
+    params: list[tuple[str, str | int | float | bool | None]] = [
+        ("_type", ",".join(VIEW_TYPES)),
+        ("view", "research"),
+    ]
+    with BulkExportClient(args.server) as client:
+        started = time.monotonic()
+        status_url = client.kickoff(f"Group/{args.group}/$export", params)
+        manifest = client.wait(status_url, started + args.timeout, lambda _: None)
+        client.download(manifest, out / "export")
+    threshold = Settings().remission_threshold_madrs
+    report = write_report(ndjson_source(out / "export"), out, load_mappings(), threshold)
+    print(text_table(report.outcomes))
+    for path in report.files:
+        print(path, file=sys.stderr)
+    return 0
+
+
 def _package(args: argparse.Namespace) -> int:
     from fhir_bridge.mapping import build_ig_package
     from fhir_bridge.services.trial_rules import load_trial
@@ -178,6 +205,19 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait at most")
     export.add_argument("--out", required=True, help="folder for the files and manifest.json")
     export.set_defaults(run=_export)
+
+    report = commands.add_parser(
+        "report",
+        help="outcome report of a study's cohort Group: research-view Bulk export, trial views "
+        "as CSV, outcomes.json, report.html",
+    )
+    report.add_argument("--server", default=DEFAULT_SERVER)
+    report.add_argument(
+        "--group", required=True, help="the cohort Group, e.g. cohort-psykforsk-mat-mdd"
+    )
+    report.add_argument("--out", required=True, help="folder for the report and its tables")
+    report.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait at most")
+    report.set_defaults(run=_report)
 
     package = commands.add_parser("package", help="build the FHIR NPM package of the profiles")
     package.add_argument("--out", default="dist", help="folder for package/ and the .tgz")

@@ -23,17 +23,29 @@ from typing import Any
 
 import orjson
 
+from fhir_bridge.pseudonym.plans import (
+    BIRTH,
+    DATE,
+    DROP,
+    ELEMENT,
+    EXTENSION,
+    ID,
+    IDENTIFIER,
+    NODE,
+    REF,
+    REFERENCE,
+    RESOURCE,
+    UNKNOWN,
+    Plan,
+    ResourcePlans,
+    resource_plans,
+)
 from fhir_bridge.pseudonym.policy import ResearchPolicy
-from fhir_bridge.validation.definitions import PRIMITIVE_TYPES, load_definitions, resource_types
+from fhir_bridge.validation.definitions import resource_types
 
 SECURITY_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-ObservationValue"
 MIN_KEY_BYTES = 16
 
-# What a plan does with the JSON value of an element; the last two are extension keys.
-KEEP, DROP, NODE, REF, DATE, BIRTH, REFERENCE, IDENTIFIER, RESOURCE, ID, EXTENSION, ELEMENT = range(
-    12
-)
-_DATE_TYPES = frozenset({"date", "dateTime", "instant"})
 _REFERENCE = re.compile(
     r"([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/[A-Za-z0-9\-.]{1,64})?"
 )
@@ -48,135 +60,6 @@ def _extension_keys(serialized: bytes) -> int:
     return count + serialized.count(b'"_') if b"_" in serialized else count
 
 
-class _Plan:
-    """What to do with each JSON key of one type or backbone element."""
-
-    __slots__ = ("actions", "inert", "needs", "required")
-
-    def __init__(self, actions: dict[str, tuple[int, Any]] | None = None) -> None:
-        self.actions: dict[str, tuple[int, Any]] = actions or {}
-        self.inert: frozenset[str] = frozenset()  # keys whose values are kept as they are
-        self.needs: frozenset[str] = frozenset()  # the node is dropped unless one of these stays
-        self.required: frozenset[str] = frozenset()  # complex elements of minimum cardinality 1
-
-    def seal(self) -> None:
-        self.inert = frozenset(k for k, (op, _) in self.actions.items() if op == KEEP)
-
-
-class _Planner:
-    """Builds the plans of every vendored type under one policy."""
-
-    def __init__(self, policy: ResearchPolicy) -> None:
-        self.policy = policy
-        self.structures: dict[str, Any] = load_definitions()["structures"]
-        self.plans: dict[str, _Plan] = {}
-        self.children: dict[str, list[dict[str, Any]]] = {}
-        for structure in self.structures.values():
-            for element in structure["elements"]:
-                parent, _, _ = element["p"].rpartition(".")
-                if parent:
-                    self.children.setdefault(parent, []).append(element)
-
-    def plan(self, path: str) -> _Plan:
-        """The plan of a type ("Coding") or backbone element ("Observation.component")."""
-        if path in self.plans:
-            return self.plans[path]
-        plan = self.plans[path] = _Plan()  # registered first: content references recurse
-        root = path if "." not in path else ""
-        is_resource = self.structures.get(root, {}).get("kind") == "resource"
-        if is_resource:
-            plan.actions["resourceType"] = (KEEP, None)
-        for element in self.children.get(path, []):
-            name = element["p"].rpartition(".")[2]
-            if "r" in element:
-                plan.actions[name] = (NODE, self.plan(element["r"]))
-                continue
-            types = element["t"]
-            if name.endswith("[x]"):
-                keys = [(name[:-3] + t[0][0].upper() + t[0][1:], t[0]) for t in types]
-            else:
-                keys = [(name, types[0][0])]
-            if element["n"] >= 1:
-                plan.required |= {k for k, t in keys if t not in PRIMITIVE_TYPES}
-            for key, type_name in keys:
-                action = self.action(f"{path}.{key}", element["p"], type_name)
-                if is_resource and key == "id":
-                    action = (ID, root)
-                plan.actions[key] = action
-                if type_name in PRIMITIVE_TYPES:
-                    element_action = (ELEMENT, self.plan("Element"))
-                    plan.actions["_" + key] = action if action[0] == DROP else element_action
-        if path == "Patient":
-            # birthTime and other extensions of birthDate would undo the cut to a year
-            plan.actions["_birthDate"] = (DROP, None)
-        if path == "Reference":
-            plan.needs = frozenset({"reference"})
-        elif path == "Extension":
-            plan.needs = frozenset(k for k in plan.actions if k.startswith(("value", "extension")))
-        plan.seal()
-        return plan
-
-    def action(self, json_path: str, element_path: str, type_name: str) -> tuple[int, Any]:
-        if json_path in self.policy.remove_elements or type_name in self.policy.remove_types:
-            return (DROP, None)
-        if json_path == "Patient.birthDate":
-            return (BIRTH, None)
-        if json_path == "Reference.reference":
-            return (REFERENCE, None)
-        if type_name in _DATE_TYPES:
-            return (DATE, None)
-        if type_name in PRIMITIVE_TYPES:
-            return (KEEP, None)
-        if type_name == "Reference":
-            return (REF, self.plan("Reference"))
-        if type_name == "Extension":
-            return (EXTENSION, self.plan("Extension"))
-        if type_name == "Identifier":
-            return (IDENTIFIER, self.plan("Identifier"))
-        if type_name == "Resource":
-            return (RESOURCE, element_path.endswith(".contained"))
-        if element_path in self.children:  # a backbone element, defined in place
-            return (NODE, self.plan(element_path))
-        return (NODE, self.plan(type_name))
-
-
-def _static(plans: list[_Plan]) -> set[int]:
-    """ids of the plans whose subtrees hold nothing to change but extensions: the greatest
-    fixpoint, as content references (Questionnaire.item.item) make cycles."""
-    static = {id(plan) for plan in plans}
-    changed = True
-    while changed:
-        changed = False
-        for plan in plans:
-            if id(plan) in static and not all(
-                op in (KEEP, EXTENSION, ELEMENT) or (op == NODE and id(arg) in static)
-                for op, arg in plan.actions.values()
-            ):
-                static.discard(id(plan))
-                changed = True
-    return static
-
-
-def _fast(plans: list[_Plan]) -> dict[int, _Plan]:
-    """id(full plan) -> the same plan with static subtrees kept unvisited."""
-    static = _static(plans)
-    fast = {id(plan): _Plan() for plan in plans}
-    for plan in plans:
-        twin = fast[id(plan)]
-        for key, (op, arg) in plan.actions.items():
-            if op == NODE and id(arg) in static:
-                twin.actions[key] = (KEEP, None)
-            elif op in (NODE, REF, EXTENSION, ELEMENT, IDENTIFIER):
-                twin.actions[key] = (op, fast[id(arg)])
-            else:
-                twin.actions[key] = (op, arg)
-        twin.needs, twin.required = plan.needs, plan.required
-        twin.seal()
-    return fast
-
-
-_ResourcePlans = dict[tuple[str, bool], _Plan]
-_UNKNOWN = (DROP, None)  # a key no plan knows: removed
 _NO_IDS: frozenset[str] = frozenset()
 DATA_ABSENT_REASON = "http://hl7.org/fhir/StructureDefinition/data-absent-reason"
 
@@ -192,31 +75,6 @@ def _all_inert(items: list[Any], inert: frozenset[str]) -> bool:
         if type(item) is not dict or not item.keys() <= inert:
             return False
     return True
-
-
-@lru_cache(maxsize=8)
-def _resource_plans(policy: ResearchPolicy) -> tuple[_ResourcePlans, _ResourcePlans]:
-    """(resource type, contained) -> plan, for the fast walk and for the full one; a contained
-    resource keeps its local id."""
-    planner = _Planner(policy)
-    names = [
-        name
-        for name, structure in planner.structures.items()
-        if structure["kind"] == "resource" and not structure.get("abstract")
-    ]
-    for name in names:
-        planner.plan(name)
-    full = list(planner.plans.values())
-    fast = _fast(full)
-    result: tuple[_ResourcePlans, _ResourcePlans] = ({}, {})
-    for plans, fast_walk in zip(result, (True, False), strict=True):
-        for name in names:
-            top = planner.plans[name]
-            top = plans[(name, False)] = fast[id(top)] if fast_walk else top
-            contained = plans[(name, True)] = _Plan({**top.actions, "id": (KEEP, None)})
-            contained.required = top.required
-            contained.seal()
-    return result
 
 
 @lru_cache(maxsize=1 << 14)
@@ -285,7 +143,7 @@ class ResearchView:
         block = block.ljust(64, b"\0")
         self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
         self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
-        self._fast, self._full = _resource_plans(policy)
+        self._fast, self._full = resource_plans(policy)
         self._resource_types = resource_types()
         # bounded, so memory stays flat however many resources pass through
         self._reference = lru_cache(maxsize=1 << 16)(self._rewrite)
@@ -393,7 +251,7 @@ class _Walk:
     )
 
     def __init__(
-        self, view: ResearchView, plans: _ResourcePlans, shift: int | None, anchor: date | None
+        self, view: ResearchView, plans: ResourcePlans, shift: int | None, anchor: date | None
     ) -> None:
         self.view = view
         self.plans = plans
@@ -438,7 +296,7 @@ class _Walk:
         self.redacted = outer or self.redacted
         return result
 
-    def node(self, node: Any, plan: _Plan) -> Any:
+    def node(self, node: Any, plan: Plan) -> Any:
         if type(node) is not dict:  # not what the definitions describe: fail closed
             self.redacted = True
             return None
@@ -449,7 +307,7 @@ class _Walk:
         result = dict(node)
         actions = plan.actions
         for key in todo:
-            op, arg = actions.get(key, _UNKNOWN)
+            op, arg = actions.get(key, UNKNOWN)
             if op >= EXTENSION or (op == DROP and (key[0] == "_" or key.endswith("xtension"))):
                 self.seen += 1
             if op == DROP:

@@ -58,6 +58,10 @@ class Cancelled(Exception):
     """The job was deleted, or taken over, while running."""
 
 
+class Stopping(Exception):
+    """The server process is shutting down: the job goes back to the queue."""
+
+
 class Worker:
     """Claims and runs export jobs until stopped; one per server process."""
 
@@ -121,6 +125,11 @@ class Worker:
         except Cancelled:
             shutil.rmtree(folder, ignore_errors=True)
             return
+        except Stopping:
+            shutil.rmtree(folder, ignore_errors=True)
+            with self.ctx.store.session(write=True) as session:
+                exports.release_job(session, job.id, self.owner)
+            return
         except Exception as exc:
             log.exception("export job failed")
             shutil.rmtree(folder, ignore_errors=True)
@@ -135,6 +144,8 @@ class Worker:
             shutil.rmtree(folder, ignore_errors=True)
 
     def _beat(self, job: JobRow, progress: str) -> None:
+        if self._stopping.is_set():  # another process takes the job now, not when it goes stale
+            raise Stopping
         with self.ctx.store.session(write=True) as session:
             if not exports.beat(session, job.id, self.owner, progress, time.time()):
                 raise Cancelled

@@ -115,6 +115,15 @@ def beat(session: StoreSession, job_id: str, owner: str, progress: str, now: flo
     return bool(rows)
 
 
+def release_job(session: StoreSession, job_id: str, owner: str) -> None:
+    """Give a job back to the queue (its owner is stopping); its attempt does not count."""
+    session.execute(
+        "UPDATE export_jobs SET status = ?, owner = NULL, heartbeat = NULL, "
+        "attempts = attempts - 1 WHERE id = ? AND owner = ? AND status = ?",
+        ("accepted", job_id, owner, "in-progress"),
+    )
+
+
 def finish_job(
     session: StoreSession,
     job_id: str,

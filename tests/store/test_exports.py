@@ -12,6 +12,7 @@ from fhir_bridge.store.exports import (
     insert_job,
     read_batch,
     read_job,
+    release_job,
     server_secret,
 )
 from fhir_bridge.store.sql import SQLStore
@@ -139,3 +140,14 @@ def test_read_batch_leaves_out_what_changed_after_the_job_began(store: SQLStore)
         )
     assert [row[1] for row in until] == ["old"]
     assert [row[1] for row in since] == ["new"]
+
+
+def test_a_released_job_is_queued_again_without_an_attempt_counted(store: SQLStore) -> None:
+    queue(store, "a", created=1.0)
+    claim(store, "stopping", now=10.0)
+    with store.session(write=True) as session:
+        release_job(session, "a", "stopping")
+    assert claim(store, "w2", now=11.0) == "a"
+    with store.session() as session:
+        job = read_job(session, "a")
+    assert job is not None and (job.owner, job.attempts) == ("w2", 1)

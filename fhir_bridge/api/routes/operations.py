@@ -1,18 +1,19 @@
-"""Operations: $validate at type and instance level."""
+"""Operations: $validate at type and instance level; a study's $outcomes."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
 from fhir_bridge.api.deps import RESOURCE_BODY, context, json_body
 from fhir_bridge.api.responses import FHIRResponse
 from fhir_bridge.domain.issues import operation_outcome
-from fhir_bridge.services import conformance, resources
+from fhir_bridge.services import conformance, report, resources
 from fhir_bridge.services.context import ServiceContext
+from fhir_bridge.services.trial_rules import load_trial
 
 router = APIRouter()
 
@@ -46,3 +47,14 @@ def validate_instance(
     resources.check_type(resource_type)
     issues = conformance.validate(ctx, resource_type, body, resource_id, *args)
     return FHIRResponse(orjson.dumps(operation_outcome(issues)))
+
+
+@router.get("/ResearchStudy/{study_id}/$outcomes")
+def research_study_outcomes(study_id: str, request: Request, ctx: Ctx) -> Response:
+    """The study's outcome table from the research view of its cohort, as Parameters."""
+    state = request.app.state
+    threshold = state.settings.remission_threshold_madrs
+    body = report.study_outcomes(
+        ctx, state.research_view, study_id, load_trial().mappings, threshold
+    )
+    return FHIRResponse(orjson.dumps(body))

@@ -1,0 +1,1 @@
+"""The trial report: analysis tables from the trial views, outcome statistics, HTML."""
