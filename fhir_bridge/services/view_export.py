@@ -186,13 +186,13 @@ def view_job(ctx: ServiceContext, job_id: str) -> tuple[JobRow, ViewExportReques
 
 def status(ctx: ServiceContext, job_id: str, location: str) -> tuple[int, dict[str, Any]]:
     """The HTTP status and Parameters of a status request: 202 accepted, in-progress or
-    failed (the failure in `error`), 200 completed with an `output` per view."""
+    failed (the failure in `error`; the operation says 202 for that too), 200 completed with
+    an `output` per view."""
     row, request = view_job(ctx, job_id)
     params: list[dict[str, Any]] = [{"name": "exportId", "valueString": row.id}]
     if request.client_tracking_id:
         params.append({"name": "clientTrackingId", "valueString": request.client_tracking_id})
-    state = row.status if row.status != "accepted" or row.owner is None else "in-progress"
-    params.append({"name": "status", "valueCode": state})
+    params.append({"name": "status", "valueCode": row.status})
     params.append({"name": "location", "valueUri": location})
     params.append({"name": "cancelUrl", "valueUri": location})
     params.append({"name": "_format", "valueCode": request.format})

@@ -103,7 +103,8 @@ def export_kickoff(
 def export_status(job_id: str, ctx: Ctx, base: Base) -> Response:
     location = f"{base}/$viewdefinition-export-status/{job_id}"
     status, body = view_export.status(ctx, job_id, location)
-    headers = {"Retry-After": str(export.RETRY_AFTER)} if status == 202 else {}
+    running = status == 202 and {"name": "status", "valueCode": "failed"} not in body["parameter"]
+    headers = {"Retry-After": str(export.RETRY_AFTER)} if running else {}
     return FHIRResponse(orjson.dumps(body), status_code=status, headers=headers)
 
 
