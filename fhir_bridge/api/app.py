@@ -70,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         conformance.publish(context, trial.conformance + trial.study)
         if settings.demo:
             demo.load_examples(context)
+            demo.load_views(context)
         app.state.context = context
         app.state.research_view = research_view(settings, store)
         worker = Worker(context, _export_settings(settings), app.state.research_view)
