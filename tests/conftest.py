@@ -56,8 +56,8 @@ def store(database_url: str) -> Iterator[SQLStore]:
 
 
 @pytest.fixture
-def settings(database_url: str) -> Settings:
-    return Settings(database_url=database_url)
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return Settings(database_url=database_url, export_dir=str(tmp_path / "exports"))
 
 
 @pytest.fixture

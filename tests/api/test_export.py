@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,12 +26,6 @@ def make_client(database_url: str, tmp_path: Path, **settings: Any) -> TestClien
         database_url=database_url, export_dir=str(tmp_path / "exports"), **settings
     )
     return TestClient(create_app(configured), base_url="http://testserver")
-
-
-@pytest.fixture
-def client(database_url: str, tmp_path: Path) -> Iterator[TestClient]:
-    with make_client(database_url, tmp_path) as client:
-        yield client
 
 
 def create(client: TestClient, resource: dict[str, Any]) -> str:

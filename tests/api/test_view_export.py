@@ -4,29 +4,17 @@ cancellation; the Bulk export routes do not answer for its jobs."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.api.test_export import create, make_client, participant
-from tests.api.test_view_run import PATIENTS, VIEW_OBSERVATIONS
+from tests.api.test_export import create, participant
+from tests.api.test_view_run import PATIENTS, VIEW_OBSERVATIONS, parameters
 
 KICKOFF = "/fhir/$viewdefinition-export"
 ASYNC = {"Content-Type": "application/fhir+json", "Prefer": "respond-async"}
-
-
-@pytest.fixture
-def client(database_url: str, tmp_path: Path) -> Iterator[TestClient]:
-    with make_client(database_url, tmp_path) as client:
-        yield client
-
-
-def parameters(*params: dict[str, Any]) -> dict[str, Any]:
-    return {"resourceType": "Parameters", "parameter": list(params)}
 
 
 def values(body: dict[str, Any], name: str) -> list[Any]:

@@ -3,7 +3,6 @@ this server's data, rows of the research view only."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +36,6 @@ BO = {
     "id": "b",
     "name": [{"family": "Bo, Jr", "given": ["X", "Y"]}],
 }
-
-
-@pytest.fixture
-def client(database_url: str, tmp_path: Path) -> Iterator[TestClient]:
-    with make_client(database_url, tmp_path) as client:
-        yield client
 
 
 def parameters(*params: dict[str, Any]) -> dict[str, Any]:
