@@ -27,7 +27,7 @@ class ValueSet:
 
 
 def _meaning(display: str, definition: str | None) -> str:
-    return f"{display}: {definition}" if definition else display
+    return f"{display} ({definition.rstrip('.')})" if definition else display
 
 
 def value_sets(m: Mappings) -> dict[str, ValueSet]:

@@ -89,7 +89,7 @@ def test_value_sets_give_the_meaning_of_every_coded_value(tables: Tables, m: Map
     sets = {name: dict(value_set.values) for name, value_set in tables.values.items()}
     assert sets["visit"]["baseline"].startswith("Baseline")
     assert "nominal study day 0" in sets["visit"]["baseline"]
-    assert sets["severity"]["madrs-moderate"] == "Moderate depression: MADRS total 20-34"
+    assert sets["severity"]["madrs-moderate"] == "Moderate depression (MADRS total 20-34)"
     assert sets["instrument"]["madrs"].startswith("MADRS: Montgomery")
     assert "withdrawn" in sets["research-subject-status"]
     for name, column in [
