@@ -71,13 +71,21 @@ class BulkExportClient:
                 raise FHIRBridgeError(f"The export did not finish in time; status: {status_url}")
             time.sleep(_pause(response.headers.get("retry-after")))
 
-    def download(self, manifest: dict[str, Any], out: Path) -> Downloaded:
-        """Every output and error file into `out`, streamed; the manifest is saved beside."""
+    def download(
+        self,
+        manifest: dict[str, Any],
+        out: Path,
+        progress: Callable[[int, int, str], None] | None = None,
+    ) -> Downloaded:
+        """Every output and error file into `out`, streamed; the manifest is saved beside.
+        `progress(done, total, type)` is called before each file and once at the end."""
         out.mkdir(parents=True, exist_ok=True)
         result = Downloaded(manifest)
         entries = [(e, "") for e in manifest.get("output", [])]
         entries += [(e, "error-") for e in manifest.get("error", [])]
-        for entry, prefix in entries:
+        for n, (entry, prefix) in enumerate(entries):
+            if progress is not None:
+                progress(n, len(entries), str(entry.get("type", "")))
             url = str(entry["url"])
             path = out / (prefix + url.rsplit("/", 1)[-1])
             with self._http.stream("GET", url, headers={"Accept": "application/fhir+ndjson"}) as r:
@@ -91,6 +99,8 @@ class BulkExportClient:
                 count = sum(1 for line in path.open("rb") if line.strip())
             result.files.append((str(entry.get("type", "")), url, int(count), path))
         (out / "manifest.json").write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
+        if progress is not None:
+            progress(len(entries), len(entries), "manifest.json")
         return result
 
 

@@ -5,14 +5,18 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import orjson
 
 from fhir_bridge.config import Settings
 from fhir_bridge.errors import FHIRBridgeError, StoreError
+
+if TYPE_CHECKING:
+    from fhir_bridge.report.tables import Source
 
 DEFAULT_SERVER = "http://127.0.0.1:8080/fhir"
 TABLE_TYPES = ("Patient", "ResearchSubject", "Encounter", "Observation")
@@ -121,30 +125,96 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _report(args: argparse.Namespace) -> int:
+class _ProgressLine:
+    """Progress redrawn on one line of stderr: the server's word while an export runs, then a
+    bar over the files downloaded and the tables written."""
+
+    WIDTH = 24
+
+    def __init__(self) -> None:
+        self.open = False  # a line is drawn and not yet ended
+
+    def __enter__(self) -> _ProgressLine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.open:  # ended by an error: its message starts a line of its own
+            print(file=sys.stderr)
+
+    def show(self, text: str) -> None:
+        self.open = True
+        print(f"\r{text[:78]:<78}", end="", file=sys.stderr, flush=True)
+
+    def exporting(self, status: str) -> None:
+        self.show(f"exporting    {status}")
+
+    def bar(self, phase: str) -> Callable[[int, int, str], None]:
+        def step(done: int, total: int, what: str) -> None:
+            filled = self.WIDTH * done // max(total, 1)
+            bar = "#" * filled + "." * (self.WIDTH - filled)
+            self.show(f"{phase:<12} [{bar}] {done}/{total} {what}")
+
+        return step
+
+    def done(self, text: str) -> None:
+        self.open = False
+        print(f"\r{text:<78}", file=sys.stderr)
+
+
+def _research_view(
+    server: str, group: str, folder: Path, timeout: float, line: _ProgressLine | None = None
+) -> Source:
+    """The Group's research view by Bulk Data export (the types the trial views read),
+    downloaded into `folder`: the resources as `report` and `export-dataset` read them."""
     import time
 
     from fhir_bridge.bulk_client import BulkExportClient
-    from fhir_bridge.mapping import load_mappings
     from fhir_bridge.report.files import ndjson_source
-    from fhir_bridge.report.formatting import text_table
-    from fhir_bridge.services.report import VIEW_TYPES, write_report
+    from fhir_bridge.services.report import VIEW_TYPES
 
-    out = Path(args.out)
     params: list[tuple[str, str | int | float | bool | None]] = [
         ("_type", ",".join(VIEW_TYPES)),
         ("view", "research"),
     ]
-    with BulkExportClient(args.server) as client:
+    with BulkExportClient(server) as client:
         started = time.monotonic()
-        status_url = client.kickoff(f"Group/{args.group}/$export", params)
-        manifest = client.wait(status_url, started + args.timeout, lambda _: None)
-        client.download(manifest, out / "export")
+        status_url = client.kickoff(f"Group/{group}/$export", params)
+        manifest = client.wait(
+            status_url, started + timeout, line.exporting if line else lambda _: None
+        )
+        client.download(manifest, folder, line.bar("downloading") if line else None)
+    return ndjson_source(folder)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from fhir_bridge.mapping import load_mappings
+    from fhir_bridge.report.formatting import text_table
+    from fhir_bridge.services.report import write_report
+
+    out = Path(args.out)
+    source = _research_view(args.server, args.group, out / "export", args.timeout)
     threshold = Settings().remission_threshold_madrs
-    report = write_report(ndjson_source(out / "export"), out, load_mappings(), threshold)
+    report = write_report(source, out, load_mappings(), threshold)
     print(text_table(report.outcomes))
     for path in report.files:
         print(path, file=sys.stderr)
+    return 0
+
+
+def _export_dataset(args: argparse.Namespace) -> int:
+    from fhir_bridge.mapping import load_mappings
+    from fhir_bridge.services.cohort import group_id
+    from fhir_bridge.services.dataset import write_dataset
+
+    out = Path(args.out)
+    group = args.group or group_id(args.study)
+    with _ProgressLine() as line:
+        source = _research_view(args.server, group, out / "export", args.timeout, line)
+        line.show("running the trial views over the research view")
+        files = write_dataset(source, out, load_mappings(), args.format, line.bar("writing"))
+        line.done(f"{group}: {len(files) - 1} tables and datapackage.json in {out}")
+    for path in files:
+        print(path)
     return 0
 
 
@@ -218,6 +288,20 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", required=True, help="folder for the report and its tables")
     report.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait at most")
     report.set_defaults(run=_report)
+
+    dataset = commands.add_parser(
+        "export-dataset",
+        help="analysis dataset of a study's cohort: research-view Bulk export, every trial view, "
+        "wide outcomes and codebook as a Frictionless Data Package (CSV or Parquet)",
+    )
+    dataset.add_argument("--server", default=DEFAULT_SERVER)
+    cohort = dataset.add_mutually_exclusive_group(required=True)
+    cohort.add_argument("--study", help="ResearchStudy id: its cohort Group cohort-{ID}")
+    cohort.add_argument("--group", help="the cohort Group, e.g. cohort-psykforsk-mat-mdd")
+    dataset.add_argument("--out", required=True, help="folder for the tables and datapackage.json")
+    dataset.add_argument("--format", choices=("csv", "parquet"), default="csv")
+    dataset.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait at most")
+    dataset.set_defaults(run=_export_dataset)
 
     package = commands.add_parser("package", help="build the FHIR NPM package of the profiles")
     package.add_argument("--out", default="dist", help="folder for package/ and the .tgz")

@@ -1,5 +1,5 @@
-"""The report's files: Bulk Data NDJSON read back by type, the tables written as CSV with a
-Frictionless Data Package descriptor (the codebook as Table Schema field descriptions).
+"""The report's files: Bulk Data NDJSON read back by type, the tables written as CSV or Parquet
+with a Frictionless Data Package descriptor (the codebook as Table Schema fields).
 
 https://hl7.org/fhir/uv/bulkdata/STU2/export.html#response---complete-status,
 https://specs.frictionlessdata.io/data-package/, https://specs.frictionlessdata.io/table-schema/
@@ -8,21 +8,21 @@ https://specs.frictionlessdata.io/data-package/, https://specs.frictionlessdata.
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
-from fhir_bridge.report.tables import Source, Tables
+from fhir_bridge.report.codebook import field
+from fhir_bridge.report.tables import Row, Source, Tables
 
-# FHIR types of view columns -> Table Schema field types (others are strings)
-FIELD_TYPES = {
-    "integer": "integer",
-    "decimal": "number",
-    "boolean": "boolean",
-    "date": "date",
-    "dateTime": "datetime",
+Progress = Callable[[int, int, str], None]  # (done, total, what comes next)
+REPORT_PACKAGE = {
+    "name": "trial-research-views",
+    "title": "Research views of the trial (pseudonymised)",
+    "description": "Tables of the SQL on FHIR ViewDefinitions in mappings/views run over "
+    "the research view of the trial, with the columns computed after the views.",
 }
 
 
@@ -52,49 +52,59 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def write_tables(tables: Tables, out: Path) -> list[Path]:
-    """Each table as `{name}.csv` (UTF-8, header row, empty cell = no value) and
-    datapackage.json describing them; the paths written."""
+def _write_csv(path: Path, rows: list[Row], names: list[str]) -> None:
+    with path.open("w", encoding="utf-8", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(names)
+        for row in rows:
+            writer.writerow([_cell(row[name]) for name in names])
+
+
+def write_tables(
+    tables: Tables,
+    out: Path,
+    file_format: Literal["csv", "parquet"] = "csv",
+    package: Mapping[str, str] = REPORT_PACKAGE,
+    progress: Progress | None = None,
+) -> list[Path]:
+    """Each table as `{name}.csv` (UTF-8, header row, empty cell = no value) or
+    `{name}.parquet`, and datapackage.json describing them (`package`: its name, title and
+    description), the codebook entries as field titles, descriptions and categories; the
+    paths written. `progress(done, total, table)` is called before each table."""
     out.mkdir(parents=True, exist_ok=True)
     written = []
     resources = []
-    for name, rows in tables.rows.items():
-        columns = tables.codebook[name]
-        path = out / f"{name}.csv"
-        with path.open("w", encoding="utf-8", newline="") as file:
-            writer = csv.writer(file)
-            writer.writerow([c.name for c in columns])
-            for row in rows:
-                writer.writerow([_cell(row[c.name]) for c in columns])
+    for n, (name, rows) in enumerate(tables.rows.items()):
+        if progress is not None:
+            progress(n, len(tables.rows), name)
+        fields = [field(column, tables.values) for column in tables.codebook[name]]
+        path = out / f"{name}.{file_format}"
+        if file_format == "parquet":
+            from fhir_bridge.report.parquet import write_parquet
+
+            write_parquet(path, rows, fields)
+            kind = {"format": "parquet", "mediatype": "application/vnd.apache.parquet"}
+        else:
+            _write_csv(path, rows, [f["name"] for f in fields])
+            kind = {"format": "csv", "mediatype": "text/csv", "encoding": "utf-8"}
         written.append(path)
-        fields = [
-            {
-                "name": c.name,
-                "type": FIELD_TYPES.get(c.type, "string"),
-                "description": c.description,
-            }
-            for c in columns
-        ]
         resources.append(
             {
                 "name": name.replace("_", "-"),
                 "path": path.name,
                 "profile": "tabular-data-resource",
-                "format": "csv",
-                "mediatype": "text/csv",
-                "encoding": "utf-8",
+                **kind,
                 "description": tables.descriptions[name],
                 "schema": {"fields": fields, "missingValues": [""]},
             }
         )
-    package = {
-        "name": "trial-research-views",
-        "title": "Research views of the trial (pseudonymised)",
-        "description": "Tables of the SQL on FHIR ViewDefinitions in mappings/views run over "
-        "the research view of the trial, with the columns computed after the views.",
-        "profile": "tabular-data-package",
-        "resources": resources,
-    }
     descriptor = out / "datapackage.json"
-    descriptor.write_bytes(orjson.dumps(package, option=orjson.OPT_INDENT_2))
+    descriptor.write_bytes(
+        orjson.dumps(
+            {**package, "profile": "tabular-data-package", "resources": resources},
+            option=orjson.OPT_INDENT_2,
+        )
+    )
+    if progress is not None:
+        progress(len(tables.rows), len(tables.rows), descriptor.name)
     return [*written, descriptor]

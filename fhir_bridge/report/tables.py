@@ -1,6 +1,6 @@
 """The trial's analysis tables: the ViewDefinitions of mappings/views run over research-view
 resources, then the columns FHIRPath cannot give added in Python (study days, protocol visit
-windows, instruments, item scores), each with its codebook entry.
+windows, instruments, item scores), each with its codebook entry (report/columns.py).
 
 Study day = days from the participant's visit at the protocol's anchor (baseline, V3, day 0),
 the day the protocol's offsets count from; both dates as the research view gives them, so
@@ -11,16 +11,16 @@ https://sql-on-fhir.org/ig/StructureDefinition-ViewDefinition.html
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
-from pathlib import Path
 from typing import Any
 
-from fhir_bridge.mapping.loader import DEFAULT_PATH, Mappings, read_json
+from fhir_bridge.mapping.loader import Mappings
 from fhir_bridge.mapping.spec import InstrumentSpec, split_code
-from fhir_bridge.views import ViewDefinition, run
+from fhir_bridge.report.columns import DERIVED, Column, TrialView
+from fhir_bridge.report.values import ValueSet, value_sets
+from fhir_bridge.views import run
 
-VIEWS = DEFAULT_PATH / "views"
 # the tables of the report, in codebook order; `patients` is joined into `participants`
 TABLES = ("participants", "visits", "scores_long", "items_long", "dosing", "adverse_events")
 JOINED = {"participants": "patients"}
@@ -29,164 +29,17 @@ Row = dict[str, Any]
 Source = Callable[[str], Iterable[dict[str, Any]]]  # the research view's resources of a type
 
 
-@dataclass(frozen=True)
-class Column:
-    name: str
-    type: str  # a FHIR type name, as ViewDefinition.select.column.type
-    description: str
-    derived: bool = False  # computed in Python after the view
-
-
-@dataclass(frozen=True)
-class TrialView:
-    name: str
-    resource: str
-    title: str
-    description: str
-    definition: ViewDefinition
-    columns: tuple[Column, ...]
-
-
-def _study_day(what: str) -> Column:
-    return Column(
-        "study_day",
-        "integer",
-        f"Days from the participant's baseline visit (V3, day 0) to {what}; computed in Python "
-        "after the view (FHIRPath has no difference of two dates).",
-        True,
-    )
-
-
-_VISIT = Column(
-    "visit",
-    "code",
-    "Visit code of the encounter, from the `visits` rows (joined on the encounter key in Python).",
-    True,
-)
-_INSTRUMENT = Column(
-    "instrument",
-    "code",
-    "Instrument id of mappings/instruments (madrs, sds, phq9, gad7, isi, pcl5, cssrs), found in "
-    "Python from the code or questionnaire.",
-    True,
-)
-DERIVED: dict[str, tuple[Column, ...]] = {
-    "participants": (
-        Column(
-            "arm",
-            "string",
-            "Arm: actual_arm, else assigned_arm; where the record names neither and the protocol "
-            "has a single arm (mappings/protocol), that arm. Computed in Python.",
-            True,
-        ),
-        Column(
-            "enrolment_day",
-            "integer",
-            "Study day of enrolment_date (negative: before baseline); computed in Python.",
-            True,
-        ),
-        Column(
-            "withdrawal_day",
-            "integer",
-            "Study day of withdrawal_date; empty when not withdrawn; computed in Python.",
-            True,
-        ),
-        Column(
-            "last_visit",
-            "code",
-            "The last visit attended (latest study day in `visits`); for a withdrawn participant "
-            "the visit after which they withdrew. Computed in Python.",
-            True,
-        ),
-    ),
-    "visits": (
-        Column("visit_label", "string", "Protocol visit label (V0..V14, FU).", True),
-        Column("kind", "code", "Protocol visit kind (assessment, dosing, ...).", True),
-        Column("date", "date", "Date of the visit (date part of start).", True),
-        _study_day("this visit"),
-        Column(
-            "planned_day",
-            "integer",
-            "Nominal study day of the visit in the protocol (mappings/protocol offsets followed "
-            "along their anchor chain).",
-            True,
-        ),
-        Column("anchor", "code", "The protocol visit this visit's offset counts from.", True),
-        Column(
-            "target_day",
-            "integer",
-            "Study day the visit was due: the participant's actual study day of the anchor visit "
-            "plus the protocol offset (the nominal day when the anchor visit is missing).",
-            True,
-        ),
-        Column("deviation_days", "integer", "study_day - target_day.", True),
-        Column("window_days", "integer", "Protocol window (+/- days) around target_day.", True),
-        Column(
-            "in_window",
-            "boolean",
-            "Whether |deviation_days| <= window_days; empty for visits outside the protocol.",
-            True,
-        ),
-    ),
-    "scores_long": (_INSTRUMENT, _VISIT, _study_day("the administration")),
-    "items_long": (
-        _INSTRUMENT,
-        Column(
-            "score",
-            "integer",
-            "Item score: the integer answer, or the score of the coded answer in the "
-            "instrument's answer set (mappings/instruments); computed in Python.",
-            True,
-        ),
-        _VISIT,
-        _study_day("the response"),
-    ),
-    "dosing": (
-        Column(
-            "session",
-            "code",
-            "Dosing session (dosing-1 or dosing-2): the visit code of the dose's encounter.",
-            True,
-        ),
-        _study_day("the dose"),
-    ),
-    "adverse_events": (_VISIT, _study_day("the event")),
-}
-
-
-def load_views(folder: Path = VIEWS) -> dict[str, TrialView]:
-    """The trial's ViewDefinitions in mappings/views, checked and compiled, by name."""
-    views: dict[str, TrialView] = {}
-    for path in sorted(folder.glob("*.json")):
-        data = read_json(path)
-        columns = tuple(
-            Column(c["name"], c.get("type", "string"), c["description"])
-            for select in _selects(data["select"])
-            for c in select.get("column", [])
-        )
-        views[data["name"]] = TrialView(
-            data["name"],
-            data["resource"],
-            data["title"],
-            data["description"],
-            ViewDefinition.parse(data),
-            columns,
-        )
-    return views
-
-
-def _selects(selects: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
-    for select in selects:
-        yield select
-        yield from _selects(select.get("select", []))
-        yield from _selects(select.get("unionAll", [])[:1])
-
-
 @dataclass
 class Tables:
     rows: dict[str, list[Row]]
     codebook: dict[str, tuple[Column, ...]]
     descriptions: dict[str, str]
+    values: dict[str, ValueSet] = field(default_factory=dict)  # the value sets columns name
+
+    def add(self, name: str, rows: list[Row], columns: tuple[Column, ...], about: str) -> None:
+        self.rows[name] = rows
+        self.codebook[name] = columns
+        self.descriptions[name] = about
 
 
 def trial_tables(source: Source, m: Mappings, views: Mapping[str, TrialView]) -> Tables:
@@ -235,7 +88,7 @@ def trial_tables(source: Source, m: Mappings, views: Mapping[str, TrialView]) ->
             tuple(seen[c] for c in rows[name][0]) if rows[name] else tuple(seen.values())
         )
         descriptions[name] = f"{view.title}. {view.description}"
-    return Tables(rows, codebook, descriptions)
+    return Tables(rows, codebook, descriptions, value_sets(m))
 
 
 def _key(row: Row) -> tuple[int, str]:

@@ -17,11 +17,12 @@ import orjson
 
 from fhir_bridge.mapping.loader import Mappings
 from fhir_bridge.pseudonym import ResearchView
+from fhir_bridge.report.columns import load_views
 from fhir_bridge.report.figures import trajectory_png
 from fhir_bridge.report.files import write_tables
 from fhir_bridge.report.html import write_html
 from fhir_bridge.report.outcomes import outcome_table
-from fhir_bridge.report.tables import Source, Tables, load_views, trial_tables
+from fhir_bridge.report.tables import Source, Tables, trial_tables
 from fhir_bridge.services import cohort, resources
 from fhir_bridge.services.context import ServiceContext
 from fhir_bridge.services.research import research_resources

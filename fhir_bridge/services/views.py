@@ -257,8 +257,8 @@ def format_of(param: Parameter, allowed: Sequence[str]) -> str:
     value = string_of(param, ("Code", "String")).split(";")[0].strip().lower()
     if value in _PARQUET:
         raise InvalidRequestError(
-            "_format parquet is not supported: this server has no Parquet writer (pyarrow is "
-            "not installed); use json, ndjson or csv",
+            "_format parquet is not supported by this operation (rows stream, a Parquet file "
+            "does not); use json, ndjson or csv, or fhir-bridge export-dataset --format parquet",
             code="not-supported",
             expression=param.location,
         )

@@ -109,8 +109,9 @@ def test_parquet_is_refused_as_not_supported(client: TestClient) -> None:
             {
                 "severity": "error",
                 "code": "not-supported",
-                "diagnostics": "_format parquet is not supported: this server has no Parquet "
-                "writer (pyarrow is not installed); use json, ndjson or csv",
+                "diagnostics": "_format parquet is not supported by this operation (rows "
+                "stream, a Parquet file does not); use json, ndjson or csv, or fhir-bridge "
+                "export-dataset --format parquet",
                 "expression": ["Parameters.parameter[2]"],
             }
         ],

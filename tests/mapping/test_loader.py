@@ -36,7 +36,10 @@ def _failure(root: Path) -> MappingSpecError:
 def test_every_file_cites_a_source() -> None:
     for path in DEFAULT_PATH.rglob("*.json"):
         data = json.loads(path.read_text(encoding="utf-8"))
-        assert data["source"], path
+        if data.get("resourceType") == "ViewDefinition":  # no `source` element: in the text
+            assert "Source:" in data["description"], path
+        else:
+            assert data["source"], path
 
 
 def test_all_instruments_load(m: Mappings) -> None:

@@ -12,8 +12,11 @@ import orjson
 import pytest
 
 from fhir_bridge.mapping import Mappings, load_mappings
+from fhir_bridge.report.columns import VIEWS, load_views
 from fhir_bridge.report.files import ndjson_source
-from fhir_bridge.report.tables import TABLES, VIEWS, Tables, load_views, trial_tables
+from fhir_bridge.report.tables import TABLES, Tables, trial_tables
+from fhir_bridge.report.values import FHIR_CODES
+from fhir_bridge.validation.definitions import load_definitions
 
 VISITS = [
     "screening", "enrollment", "preparatory-1", "preparatory-2", "baseline", "preparatory-3",
@@ -22,6 +25,10 @@ VISITS = [
     "follow-up-7m",
 ]  # fmt: skip
 INSTRUMENTS = ["madrs", "sds", "phq9", "gad7", "isi", "pcl5", "cssrs"]
+RESOURCES = {
+    "ResearchSubject", "Patient", "Encounter", "Observation", "QuestionnaireResponse",
+    "MedicationAdministration", "AdverseEvent",
+}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +64,63 @@ def test_codebook_describes_every_column_of_every_table(tables: Tables) -> None:
     derived = {c.name for c in tables.codebook["visits"] if c.derived}
     assert {"study_day", "planned_day", "in_window"} <= derived
     assert "visit" not in derived  # the view's own column
+
+
+def test_every_column_has_a_label_a_fhir_path_and_a_known_value_set(tables: Tables) -> None:
+    for name in TABLES:
+        for column in tables.codebook[name]:
+            assert column.label and column.source, (name, column.name)
+            assert column.path.split(".")[0] in RESOURCES, (name, column.name, column.path)
+            assert column.values is None or column.values in tables.values, column.values
+            assert ("Python" in column.source) == column.derived
+    columns = {(n, c.name): c for n in TABLES for c in tables.codebook[n]}
+    assert columns[("scores_long", "total")].path == "Observation.value.ofType(Quantity).value"
+    assert columns[("scores_long", "total")].unit == "{score}"
+    severity = columns[("scores_long", "severity")]
+    assert severity.path == (
+        "Observation.interpretation.coding.where(system = "
+        "'https://fhir-bridge.org/fhir/CodeSystem/severity').code.first()"
+    )  # the view's constant written out
+    assert columns[("items_long", "link_id")].path == "QuestionnaireResponse.item.linkId"
+    assert columns[("participants", "sex")].source.startswith("view patients")
+
+
+def test_value_sets_give_the_meaning_of_every_coded_value(tables: Tables, m: Mappings) -> None:
+    sets = {name: dict(value_set.values) for name, value_set in tables.values.items()}
+    assert sets["visit"]["baseline"].startswith("Baseline")
+    assert "nominal study day 0" in sets["visit"]["baseline"]
+    assert sets["severity"]["madrs-moderate"] == "Moderate depression (MADRS total 20-34)"
+    assert sets["instrument"]["madrs"].startswith("MADRS: Montgomery")
+    assert "withdrawn" in sets["research-subject-status"]
+    for name, column in [
+        ("participants", "status"),
+        ("participants", "sex"),
+        ("participants", "last_visit"),
+        ("visits", "visit"),
+        ("visits", "kind"),
+        ("visits", "status"),
+        ("scores_long", "severity"),
+        ("scores_long", "instrument"),
+        ("scores_long", "code"),
+        ("items_long", "questionnaire"),
+        ("dosing", "role"),
+        ("dosing", "session"),
+        ("adverse_events", "seriousness"),
+        ("adverse_events", "severity"),
+    ]:
+        (spec,) = [c for c in tables.codebook[name] if c.name == column]
+        assert spec.values is not None
+        used = {row[column] for row in tables.rows[name]} - {None}
+        assert used and used <= set(sets[spec.values]), (name, column, used)
+
+
+def test_fhir_code_meanings_list_the_r4_value_sets_codes() -> None:
+    expansions = load_definitions()["valueSets"]
+    data = orjson.loads(FHIR_CODES.read_bytes())
+    for value_set in data["value_sets"]:
+        (codes,) = expansions[value_set["url"]].values()
+        assert sorted(c["code"] for c in value_set["concepts"]) == sorted(codes), value_set["id"]
+        assert value_set["binding"] in ("required", "example")
 
 
 def test_participants_are_the_twelve_pseudonymous_subjects(tables: Tables) -> None:
