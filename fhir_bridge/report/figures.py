@@ -11,13 +11,7 @@ import io
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-from matplotlib.figure import Figure  # noqa: E402 - after the backend is chosen
-
-from fhir_bridge.report.statistics import mean, mean_interval  # noqa: E402
+from fhir_bridge.report.statistics import mean, mean_interval
 
 Rows = Sequence[Mapping[str, Any]]
 
@@ -38,6 +32,13 @@ def trajectory_png(
         if row["instrument"] == instrument and row["study_day"] is not None:
             point = (int(row["study_day"]), float(row["total"]))
             lines.setdefault(str(row["participant"]), []).append(point)
+    # imported here: matplotlib costs a server process about 1 s and 40 MiB at start-up, and
+    # only a report draws
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
     figure = Figure(figsize=(7.5, 4.2), dpi=110)
     axes = figure.subplots()
     for points in lines.values():
