@@ -32,6 +32,7 @@ from fhir_bridge.services.context import ServiceContext
 from fhir_bridge.services.history import since_instant
 from fhir_bridge.services.resources import known_id, live
 from fhir_bridge.store import exports
+from fhir_bridge.store.base import StoreSession
 from fhir_bridge.store.exports import JobRow
 from fhir_bridge.store.sql import now_instant
 
@@ -209,14 +210,20 @@ def kickoff(ctx: ServiceContext, request: ExportRequest, url: str, max_jobs: int
             current = session.read("Patient", patient_id)
             if current is None or current.deleted:  # exports nothing, as a search would
                 request.warnings.append(f"patient Patient/{patient_id} is not known")
-        if exports.active_jobs(session) >= max_jobs:
-            raise TooManyRequestsError(
-                f"{max_jobs} export jobs are queued or running; try again later",
-                retry_after=30,
-            )
-        params = orjson.dumps(asdict(request))
-        exports.insert_job(session, job_id, url, params, now_instant(), time.time())
+        queue(session, job_id, url, orjson.dumps(asdict(request)), now_instant(), max_jobs)
     return job_id
+
+
+def queue(
+    session: StoreSession, job_id: str, url: str, params: bytes, instant: str, max_jobs: int
+) -> None:
+    """Queue a job of either kind (Bulk or view export) in `session`; 429 while `max_jobs`
+    are queued or running."""
+    if exports.active_jobs(session) >= max_jobs:
+        raise TooManyRequestsError(
+            f"{max_jobs} export jobs are queued or running; try again later", retry_after=30
+        )
+    exports.insert_job(session, job_id, url, params, instant, time.time())
 
 
 def job_request(job: JobRow) -> ExportRequest:
@@ -235,7 +242,7 @@ class Status:
 
 
 def status(ctx: ServiceContext, job_id: str) -> Status:
-    job = _job(ctx, job_id)
+    job = live_job(ctx, job_id)
     if job.status in exports.ACTIVE:
         return Status(True, progress=job.progress or ("in progress" if job.owner else "queued"))
     if job.status == "failed":
@@ -251,14 +258,11 @@ def cancel(ctx: ServiceContext, job_id: str, export_dir: Path) -> None:
     shutil.rmtree(job_folder(export_dir, job_id), ignore_errors=True)
 
 
-def output_file(ctx: ServiceContext, job_id: str, name: str, export_dir: Path) -> Path:
-    """The path of an output file of a completed, unexpired job; 404 otherwise."""
-    job = _job(ctx, job_id)
-    path = job_folder(export_dir, job_id) / name
-    if job.status != "completed" or "/" in name or not name.endswith(".ndjson"):
-        raise ResourceNotFoundError(f"No export file {job_id}/{name}")
-    if not path.is_file():
-        raise ResourceNotFoundError(f"No export file {job_id}/{name}")
+def output_file(job: JobRow, name: str, export_dir: Path) -> Path:
+    """The path of an output file of a completed job (of either kind); 404 otherwise."""
+    path = job_folder(export_dir, job.id) / name
+    if job.status != "completed" or "/" in name or not path.is_file():
+        raise ResourceNotFoundError(f"No export file {job.id}/{name}")
     return path
 
 
@@ -266,12 +270,14 @@ def job_folder(export_dir: Path, job_id: str) -> Path:
     return export_dir / job_id
 
 
-def _job(ctx: ServiceContext, job_id: str) -> JobRow:
+def live_job(ctx: ServiceContext, job_id: str, kind: str | None = None) -> JobRow:
+    """An unexpired job of `kind` (None: a Bulk export; a view export's parameters name
+    their kind); 404 otherwise, also for a job of the other kind."""
     with ctx.store.session() as session:
         job = exports.read_job(session, job_id) if job_id.isalnum() else None
     if job is None or (job.expires is not None and job.expires < time.time()):
         raise ResourceNotFoundError(f"No export job {job_id}")
-    if "kind" in orjson.loads(job.params):  # another kind of job: a $viewdefinition-export
+    if orjson.loads(job.params).get("kind") != kind:
         raise ResourceNotFoundError(f"No export job {job_id}")
     return job
 

@@ -171,19 +171,13 @@ class Worker:
                     self._beat(job, f"{exported} resources exported ({resource_type})")
                     last_beat = time.monotonic()
             writer.close()
-            output.extend(
-                {"type": resource_type, "url": f"{base}/$export-file/{job.id}/{name}", "count": n}
-                for name, n in writer.files
-            )
+            output.extend(writer.entries(resource_type, base, job.id))
         if request.associated:
             writer = _Files(folder, "Provenance-associated", self.settings.file_resources)
             for data in self._provenance(request, job, patients, research):
                 writer.write(data)
             writer.close()
-            output.extend(
-                {"type": "Provenance", "url": f"{base}/$export-file/{job.id}/{name}", "count": n}
-                for name, n in writer.files
-            )
+            output.extend(writer.entries("Provenance", base, job.id))
         errors = []
         if request.warnings:
             name = "OperationOutcome-1.ndjson"
@@ -218,12 +212,10 @@ class Worker:
             return
         elements = _elements_of(request.elements, resource_type)
         chunks: list[tuple[str, ...] | None] = [None]
-        if patients is not None:
+        if patients is not None:  # none for a Group without members
             chunks = [
                 patients[n : n + PATIENT_CHUNK] for n in range(0, len(patients), PATIENT_CHUNK)
             ]
-            if not patients:
-                return  # a Group without members
         for chunk in chunks:
             with_patient = research is not None and in_compartment
             selection = _selection(request, job, resource_type, chunk, with_patient=with_patient)
@@ -313,30 +305,35 @@ class _Files:
         self.folder = folder
         self.resource_type = resource_type
         self.limit = limit
-        self.files: list[tuple[str, int]] = []
+        self.names: list[str] = []
+        self.written = 0  # resources in all files
         self._out: IO[bytes] | None = None
-        self._count = 0
 
     def write(self, line: bytes) -> None:
-        if self._out is None or self._count >= self.limit:
+        if self.written % self.limit == 0:
             self._next()
         assert self._out is not None
         self._out.write(line)
         self._out.write(b"\n")
-        self._count += 1
-        self.files[-1] = (self.files[-1][0], self._count)
+        self.written += 1
 
     def _next(self) -> None:
         if self._out is not None:
             self._out.close()
-        name = f"{self.resource_type}-{len(self.files) + 1}.ndjson"
-        self._out = open(self.folder / name, "wb", buffering=1 << 20)  # noqa: SIM115
-        self.files.append((name, 0))
-        self._count = 0
+        self.names.append(f"{self.resource_type}-{len(self.names) + 1}.ndjson")
+        self._out = open(self.folder / self.names[-1], "wb", buffering=1 << 20)  # noqa: SIM115
 
     def close(self) -> None:
         if self._out is not None:
             self._out.close()
+
+    def entries(self, resource_type: str, base: str, job_id: str) -> list[dict[str, Any]]:
+        """The manifest's `output` items of these files: every file but the last is full."""
+        counts = [min(self.limit, self.written - n * self.limit) for n in range(len(self.names))]
+        return [
+            {"type": resource_type, "url": f"{base}/$export-file/{job_id}/{name}", "count": n}
+            for name, n in zip(self.names, counts, strict=True)
+        ]
 
 
 def _selection(

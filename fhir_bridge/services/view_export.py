@@ -22,16 +22,13 @@ import orjson
 from fhir_bridge.errors import (
     FHIRBridgeError,
     InvalidRequestError,
-    ResourceNotFoundError,
-    TooManyRequestsError,
 )
 from fhir_bridge.pseudonym import ResearchView
 from fhir_bridge.services import view_definitions, views
 from fhir_bridge.services.context import ServiceContext
-from fhir_bridge.services.export import iso, job_folder
+from fhir_bridge.services.export import iso, live_job, output_file, queue
 from fhir_bridge.services.history import since_instant
 from fhir_bridge.services.research import research_resources
-from fhir_bridge.store import exports
 from fhir_bridge.store.exports import JobRow
 from fhir_bridge.store.sql import now_instant
 from fhir_bridge.views import run as run_view
@@ -160,12 +157,7 @@ def kickoff(ctx: ServiceContext, request: ViewExportRequest, url: str, max_jobs:
     request.started = now_instant()
     with ctx.store.session(write=True) as session:
         views.check_known(session, request.group, request.patients)
-        if exports.active_jobs(session) >= max_jobs:
-            raise TooManyRequestsError(
-                f"{max_jobs} export jobs are queued or running; try again later", retry_after=30
-            )
-        params = orjson.dumps(asdict(request))
-        exports.insert_job(session, job_id, url, params, request.started, time.time())
+        queue(session, job_id, url, orjson.dumps(asdict(request)), request.started, max_jobs)
     return job_id
 
 
@@ -175,12 +167,7 @@ def is_view_job(job: JobRow) -> bool:
 
 def view_job(ctx: ServiceContext, job_id: str) -> tuple[JobRow, ViewExportRequest]:
     """A view export job that has not expired; 404 otherwise (a Bulk export's id too)."""
-    with ctx.store.session() as session:
-        found = exports.read_job(session, job_id) if job_id.isalnum() else None
-    if found is None or not is_view_job(found):
-        raise ResourceNotFoundError(f"No view export job {job_id}")
-    if found.expires is not None and found.expires < time.time():
-        raise ResourceNotFoundError(f"No view export job {job_id}")
+    found = live_job(ctx, job_id, KIND)
     return found, ViewExportRequest(**orjson.loads(found.params))
 
 
@@ -218,11 +205,7 @@ def _parameters(params: list[dict[str, Any]]) -> dict[str, Any]:
 
 def file_path(ctx: ServiceContext, job_id: str, name: str, export_dir: Path) -> Path:
     """An output file of a completed, unexpired view export; 404 otherwise."""
-    row, _ = view_job(ctx, job_id)
-    path = job_folder(export_dir, job_id) / name
-    if row.status != "completed" or "/" in name or not path.is_file():
-        raise ResourceNotFoundError(f"No export file {job_id}/{name}")
-    return path
+    return output_file(live_job(ctx, job_id, KIND), name, export_dir)
 
 
 def write(

@@ -16,7 +16,7 @@ from starlette.responses import FileResponse, Response
 from fhir_bridge.api.deps import PARAMETERS_BODY, base_url, context, json_body
 from fhir_bridge.api.responses import FHIRResponse, http_date
 from fhir_bridge.domain.issues import Issue, operation_outcome
-from fhir_bridge.errors import InvalidRequestError, ResourceNotFoundError
+from fhir_bridge.errors import InvalidRequestError
 from fhir_bridge.services import export
 from fhir_bridge.services.context import ServiceContext
 from fhir_bridge.services.resources import known_id
@@ -123,7 +123,6 @@ def export_cancel(job_id: str, request: Request, ctx: Ctx) -> Response:
 
 @router.get("/$export-file/{job_id}/{name}")
 def export_file(job_id: str, name: str, request: Request, ctx: Ctx) -> Response:
-    path = export.output_file(ctx, job_id, name, Path(request.app.state.settings.export_dir))
-    if not path.exists():  # removed between the check and now (cancelled, expired)
-        raise ResourceNotFoundError(f"No export file {job_id}/{name}")
+    job = export.live_job(ctx, job_id)
+    path = export.output_file(job, name, Path(request.app.state.settings.export_dir))
     return FileResponse(path, media_type=export.OUTPUT_MEDIA)
