@@ -71,6 +71,20 @@ class BulkExportClient:
                 raise FHIRBridgeError(f"The export did not finish in time; status: {status_url}")
             time.sleep(_pause(response.headers.get("retry-after")))
 
+    def export(
+        self,
+        path: str,
+        params: list[tuple[str, str | int | float | bool | None]],
+        out: Path,
+        timeout: float,
+        progress: Callable[[str], None],
+        on_file: Callable[[int, int, str], None] | None = None,
+    ) -> Downloaded:
+        """Kick off at `[base]/{path}`, wait at most `timeout` seconds, download into `out`."""
+        status_url = self.kickoff(path, params)
+        manifest = self.wait(status_url, time.monotonic() + timeout, progress)
+        return self.download(manifest, out, on_file)
+
     def download(
         self,
         manifest: dict[str, Any],

@@ -104,16 +104,11 @@ def _export(args: argparse.Namespace) -> int:
     params += [("_typeFilter", f) for f in args.type_filter or []]
     params += [("view", args.view)] if args.view else []
     out = Path(args.out)
-
-    def progress(text: str) -> None:
-        print(f"\r{text[:70]:<70}", end="", file=sys.stderr, flush=True)
-
-    with BulkExportClient(args.server) as client:
+    with BulkExportClient(args.server) as client, _ProgressLine() as line:
         started = time.monotonic()
-        status_url = client.kickoff(path, params)
-        manifest = client.wait(status_url, started + args.timeout, progress)
-        print(f"\rdone in {time.monotonic() - started:.1f} s{'':<60}", file=sys.stderr)
-        got = client.download(manifest, out)
+        got = client.export(path, params, out, args.timeout, line.exporting)
+        line.done(f"done in {time.monotonic() - started:.1f} s")
+    manifest = got.manifest
     total = 0
     for resource_type, _, count, file in got.files:
         total += count if resource_type != "OperationOutcome" else 0
@@ -166,8 +161,6 @@ def _research_view(
 ) -> Source:
     """The Group's research view by Bulk Data export (the types the trial views read),
     downloaded into `folder`: the resources as `report` and `export-dataset` read them."""
-    import time
-
     from fhir_bridge.bulk_client import BulkExportClient
     from fhir_bridge.report.files import ndjson_source
     from fhir_bridge.services.report import VIEW_TYPES
@@ -177,12 +170,9 @@ def _research_view(
         ("view", "research"),
     ]
     with BulkExportClient(server) as client:
-        started = time.monotonic()
-        status_url = client.kickoff(f"Group/{group}/$export", params)
-        manifest = client.wait(
-            status_url, started + timeout, line.exporting if line else lambda _: None
-        )
-        client.download(manifest, folder, line.bar("downloading") if line else None)
+        progress = line.exporting if line else lambda _: None
+        on_file = line.bar("downloading") if line else None
+        client.export(f"Group/{group}/$export", params, folder, timeout, progress, on_file)
     return ndjson_source(folder)
 
 
