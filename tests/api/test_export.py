@@ -475,3 +475,11 @@ def test_research_export_follows_withdrawal_and_consent(client: TestClient) -> N
     excluded = manifest["extension"]["https://fhir-bridge.org/fhir/export/excluded"]
     assert excluded["participants"] == {"consent-denied": 1, "cut-off-withdrawn": 1}
     assert excluded["resources"]["after-withdrawn"] == 1
+
+
+def test_posted_kickoff_with_a_malformed_parameter_is_400_naming_it(client: TestClient) -> None:
+    for parameter in ("not an object", {"name": "_type"}):
+        body = {"resourceType": "Parameters", "parameter": [parameter]}
+        response = client.post("/fhir/$export", json=body, headers={**ASYNC, **FHIR})
+        assert response.status_code == 400, response.text
+        assert response.json()["issue"][0]["expression"] == ["Parameters.parameter[0]"]

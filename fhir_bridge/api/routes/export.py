@@ -17,7 +17,7 @@ from fhir_bridge.api.deps import PARAMETERS_BODY, base_url, context, json_body
 from fhir_bridge.api.responses import FHIRResponse, http_date
 from fhir_bridge.domain.issues import Issue, operation_outcome
 from fhir_bridge.errors import InvalidRequestError
-from fhir_bridge.services import export
+from fhir_bridge.services import export, views
 from fhir_bridge.services.context import ServiceContext
 from fhir_bridge.services.resources import known_id
 
@@ -56,17 +56,15 @@ def _kickoff(
 
 
 def _posted(body: Any) -> list[tuple[str, Any]]:
-    """The parameters of a Parameters body: (name, string value or Reference)."""
-    if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
-        raise InvalidRequestError("The body must be a Parameters resource", expression="Parameters")
+    """The parameters of a Parameters body: (name, its one value: a string or a Reference)."""
     found: list[tuple[str, Any]] = []
-    for n, parameter in enumerate(body.get("parameter") or []):
-        values = [v for k, v in parameter.items() if k.startswith("value")]
-        if not isinstance(parameter.get("name"), str) or len(values) != 1:
+    for parameter in views.body_parameters(body):
+        values = [v for k, v in parameter.body.items() if k.startswith("value")]
+        if len(values) != 1:
             raise InvalidRequestError(
-                "Each parameter needs a name and one value", expression=f"Parameters.parameter[{n}]"
+                "Each parameter needs a name and one value", expression=parameter.location
             )
-        found.append((parameter["name"], values[0]))
+        found.append((parameter.name, values[0]))
     return found
 
 
