@@ -26,6 +26,7 @@ STATUS: dict[type[errors.FHIRBridgeError], int] = {
     errors.PayloadTooLargeError: 413,
     errors.AuthenticationError: 401,
     errors.ForbiddenError: 403,
+    errors.OAuthError: 400,  # the token route answers its own status and body
     errors.ResourceNotFoundError: 404,
     errors.MethodNotAllowedError: 405,
     errors.NotAcceptableError: 406,
