@@ -59,6 +59,8 @@ async def fhir_error(request: Request, exc: Exception) -> Response:
     response = outcome_response(exc.issues, status, request.headers.get("accept"))
     if isinstance(exc, errors.TooManyRequestsError):
         response.headers["Retry-After"] = str(exc.retry_after)
+    if status == 401:  # RFC 6750: how to authenticate
+        response.headers["WWW-Authenticate"] = 'Bearer realm="fhir-bridge"'
     return response
 
 
