@@ -136,7 +136,7 @@ def provenance(audit: RequestAudit, targets: list[StoredResource]) -> dict[str, 
             "coding": [
                 {
                     "system": "http://terminology.hl7.org/CodeSystem/v3-DataOperation",
-                    "code": _data_operation(audit),
+                    "code": _data_operation(targets),
                 }
             ]
         },
@@ -204,10 +204,13 @@ def _profile(audit: RequestAudit) -> str:
     }.get(audit.interaction, "Query")
 
 
-def _data_operation(audit: RequestAudit) -> str:
-    return {"create": "CREATE", "update": "UPDATE", "patch": "UPDATE", "delete": "DELETE"}.get(
-        audit.interaction, "EXECUTE"
-    )
+def _data_operation(targets: list[StoredResource]) -> str:
+    """What was done to the targets (v3 DataOperation); EXECUTE for a mix (a transaction)."""
+    done = {_OPERATIONS.get(s.method, "EXECUTE") for s in targets}
+    return done.pop() if len(done) == 1 else "EXECUTE"
+
+
+_OPERATIONS = {"POST": "CREATE", "PUT": "UPDATE", "PATCH": "UPDATE", "DELETE": "DELETE"}
 
 
 def _client_reference(principal: Principal) -> dict[str, Any]:
