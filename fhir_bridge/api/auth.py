@@ -46,6 +46,7 @@ class Rule:
     resource_type: str | None = None
     public: bool = False
     job: bool = False  # the route reads an export job: only the client that asked for it
+    bulk_files: bool = False  # its `name` is a Bulk Data file, named by its resource type
 
     def check(self, principal: Principal, request: Request) -> None:
         if self.roles and principal.role not in self.roles:
@@ -69,6 +70,16 @@ class Rule:
             owner = export.job_client(ctx, job_id)
             if owner is not None and owner != principal.client_id:
                 raise ForbiddenError(f"Export job {job_id} was asked for by another client")
+            file_type = self.file_type(request)
+            if file_type is not None and not grants(list(principal.scopes), file_type, "r"):
+                raise ForbiddenError(f"The token's scopes do not allow reading {file_type}")
+
+    def file_type(self, request: Request) -> str | None:
+        """The resource type of a Bulk Data output file (`{type}-{n}.ndjson`)."""
+        name = request.path_params.get("name")
+        if name is None or not self.bulk_files:
+            return None
+        return str(name).partition("-")[0]
 
 
 _VERBS = {"c": "create", "r": "read", "u": "update", "d": "delete", "s": "search"}
@@ -81,8 +92,8 @@ def _data(interaction: str, action: str, resource_type: str | None = None) -> Ru
     return Rule(interaction, ANY, action, resource_type)
 
 
-def _research(interaction: str, job: bool = False) -> Rule:
-    return Rule(interaction, RESEARCH, job=job)
+def _research(interaction: str, job: bool = False, bulk_files: bool = False) -> Rule:
+    return Rule(interaction, RESEARCH, job=job, bulk_files=bulk_files)
 
 
 RULES: dict[tuple[str, str], Rule] = {
@@ -98,7 +109,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/Group/{group_id}/$export"): _research("operation"),
     ("GET", "/$export-status/{job_id}"): _research("operation", job=True),
     ("DELETE", "/$export-status/{job_id}"): _research("operation", job=True),
-    ("GET", "/$export-file/{job_id}/{name}"): _research("operation", job=True),
+    ("GET", "/$export-file/{job_id}/{name}"): _research("operation", job=True, bulk_files=True),
     ("GET", "/$viewdefinition-run"): _research("operation"),
     ("POST", "/$viewdefinition-run"): _research("operation"),
     ("GET", "/ViewDefinition/{view_id}/$viewdefinition-run"): _research("operation"),
@@ -196,6 +207,19 @@ def principal_of(request: Request) -> Principal | None:
     """The authenticated client of a request; None while authentication is off."""
     found: Principal | None = request.scope.get("state", {}).get("principal")
     return found
+
+
+def readable_types(principal: Principal, types: list[str], *, explicit: bool) -> list[str]:
+    """The types of an export the token's scopes let the client read: all of an explicit
+    `_type` or a 403; of the default ones, those it may read."""
+    scopes = list(principal.scopes)
+    allowed = [t for t in types if grants(scopes, t, "r")]
+    if explicit and len(allowed) < len(types):
+        refused = ", ".join(t for t in types if t not in allowed)
+        raise ForbiddenError(f"The token's scopes do not allow reading {refused}")
+    if not allowed:
+        raise ForbiddenError("The token's scopes allow reading none of the exported types")
+    return allowed
 
 
 def _refuse_reaching(request: Request) -> None:

@@ -19,6 +19,7 @@ import httpx
 import jwt
 import orjson
 
+from fhir_bridge.domain.fhir import SUPPORTED_TYPES
 from fhir_bridge.domain.roles import MAXIMUM_SCOPES, ROLES
 from fhir_bridge.domain.scopes import Scope, ScopeError, allowed, parse_scopes
 from fhir_bridge.errors import (
@@ -40,6 +41,7 @@ MAX_ASSERTION_SECONDS = 300  # the spec: exp no more than five minutes in the fu
 CLOCK_SKEW_SECONDS = 60
 MAX_JWKS_BYTES = 64 * 1024
 JWKS_TIMEOUT_SECONDS = 5.0
+SCOPED_TYPES = frozenset({"*", "ViewDefinition", *SUPPORTED_TYPES})
 SUPPORTED_SCOPES = ("system/*.cruds", "system/*.rs", "system/*.read", "system/*.write")
 
 
@@ -125,19 +127,22 @@ def issue(
         raise OAuthError("invalid_request", "client_assertion is missing")
     scope_text = form.get("scope", "").strip()
     if not scope_text:
-        raise OAuthError("invalid_request", "scope is missing")
+        raise OAuthError("invalid_scope", "scope is missing")
     now = time.time()
     client, claims = _verified(ctx, assertion, token_url, now)
     try:
         requested = parse_scopes(scope_text)
     except ScopeError as exc:
         raise OAuthError("invalid_scope", str(exc)) from None
+    unknown = [str(s) for s in requested if s.resource_type not in SCOPED_TYPES]
+    if unknown:
+        raise OAuthError("invalid_scope", f"no such resource type: {' '.join(unknown)}")
     if not allowed(requested, MAXIMUM_SCOPES[client.role]):
         raise OAuthError("invalid_scope", f"a {client.role} client may not have '{scope_text}'")
     with ctx.store.session(write=True) as session:
         if not clients.use_jti(session, client.id, str(claims["jti"]), float(claims["exp"]), now):
             raise OAuthError("invalid_client", "this assertion's jti was used before")
-    granted = " ".join(str(s) for s in requested)
+    granted = " ".join(scope_text.split())  # as asked (v1 or v2), each within the role
     token = jwt.encode(
         {
             "sub": client.id,

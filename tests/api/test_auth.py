@@ -83,10 +83,14 @@ def test_a_signed_assertion_gets_a_short_lived_token(secured: TestClient, alg: s
     assert read.status_code == 200
 
 
-def test_v1_scopes_are_accepted(secured: TestClient) -> None:
-    client = _register(secured, "researcher")
-    form = token_form(assertion(client, TOKEN_URL), "system/*.read")
-    assert secured.post("/fhir/auth/token", data=form).json()["scope"] == "system/*.rs"
+def test_v1_scopes_are_granted_as_asked(secured: TestClient) -> None:
+    client = _register(secured, "validator")
+    form = token_form(assertion(client, TOKEN_URL), "system/Questionnaire.read")
+    answer = secured.post("/fhir/auth/token", data=form).json()
+    assert answer["scope"] == "system/Questionnaire.read"
+    headers = {"Authorization": f"Bearer {answer['access_token']}"}
+    assert secured.get("/fhir/Questionnaire", headers=headers).status_code == 200
+    assert secured.get("/fhir/ValueSet", headers=headers).status_code == 403
 
 
 def test_an_unknown_client_is_refused(secured: TestClient) -> None:
@@ -291,3 +295,10 @@ def test_an_export_job_is_read_only_by_the_client_that_asked(secured: TestClient
     status_url = kickoff.headers["content-location"].removeprefix("http://testserver")
     assert secured.get(status_url, headers=other).status_code == 403
     assert secured.get(status_url, headers=owner).status_code in (200, 202)
+
+
+@pytest.mark.parametrize("scope", ["", "launch fhirUser", "system/UnknownResource.rs"])
+def test_an_empty_or_unknown_scope_is_refused(secured: TestClient, scope: str) -> None:
+    client = _register(secured, "researcher")
+    signed = assertion(client, TOKEN_URL)
+    assert _refused(secured, token_form(signed, scope)) == (400, "invalid_scope")

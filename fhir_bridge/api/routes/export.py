@@ -13,7 +13,7 @@ import orjson
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import FileResponse, Response
 
-from fhir_bridge.api.auth import principal_of
+from fhir_bridge.api.auth import principal_of, readable_types
 from fhir_bridge.api.deps import PARAMETERS_BODY, base_url, context, json_body
 from fhir_bridge.api.responses import FHIRResponse, http_date
 from fhir_bridge.domain.issues import Issue, operation_outcome
@@ -55,6 +55,7 @@ def _kickoff(
             raise ForbiddenError("A researcher's export is of the research view (view=research)")
         parsed.view = "research"
         parsed.client = principal.client_id
+        parsed.types = readable_types(principal, parsed.level_types(), explicit=bool(parsed.types))
     settings = request.app.state.settings
     job_id = export.kickoff(ctx, parsed, str(request.url), settings.max_export_jobs)
     body = operation_outcome([Issue("information", "informational", f"Export job {job_id}")])
