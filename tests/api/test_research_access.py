@@ -125,3 +125,38 @@ def test_identified_data_is_refused_to_a_researcher(
     response = demo.get(path, headers=researcher)
     assert response.status_code == 403, path
     assert _identifying(response.text) == []
+
+
+def _export_lines(demo: TestClient, headers: dict[str, str], response_url: str) -> list[str]:
+    body = orjson.loads(_finished(demo, response_url, headers))
+    lines: list[str] = []
+    for output in body["output"]:
+        file = demo.get(output["url"].removeprefix("http://testserver"), headers=headers)
+        lines += file.text.splitlines()
+    return lines
+
+
+def test_a_researcher_names_participants_by_their_pseudonyms(
+    demo: TestClient, researcher: dict[str, str]
+) -> None:
+    kickoff = demo.get("/fhir/Patient/$export?_type=Patient", headers={**researcher, **ASYNC})
+    pseudonyms = [
+        orjson.loads(line)["id"]
+        for line in _export_lines(demo, researcher, kickoff.headers["content-location"])
+    ]
+    chosen = pseudonyms[1]
+    parameters = {
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "_type", "valueString": "Patient"},
+            {"name": "patient", "valueReference": {"reference": f"Patient/{chosen}"}},
+        ],
+    }
+    again = demo.post(
+        "/fhir/Patient/$export",
+        json=parameters,
+        headers={**researcher, **ASYNC, "Content-Type": "application/fhir+json"},
+    )
+    assert again.status_code == 202, again.text
+    lines = _export_lines(demo, researcher, again.headers["content-location"])
+    assert [orjson.loads(line)["id"] for line in lines] == [chosen]

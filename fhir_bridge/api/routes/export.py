@@ -18,7 +18,7 @@ from fhir_bridge.api.deps import PARAMETERS_BODY, base_url, context, json_body
 from fhir_bridge.api.responses import FHIRResponse, http_date
 from fhir_bridge.domain.issues import Issue, operation_outcome
 from fhir_bridge.errors import ForbiddenError, InvalidRequestError
-from fhir_bridge.services import export, views
+from fhir_bridge.services import export, research, views
 from fhir_bridge.services.context import ServiceContext
 from fhir_bridge.services.resources import known_id
 
@@ -56,6 +56,9 @@ def _kickoff(
         parsed.view = "research"
         parsed.client = principal.client_id
         parsed.types = readable_types(principal, parsed.level_types(), explicit=bool(parsed.types))
+        if parsed.patients:
+            view = request.app.state.research_view
+            parsed.patients = research.patients_named(ctx, view, parsed.patients)
     settings = request.app.state.settings
     job_id = export.kickoff(ctx, parsed, str(request.url), settings.max_export_jobs)
     body = operation_outcome([Issue("information", "informational", f"Export job {job_id}")])
