@@ -221,10 +221,7 @@ def _client_auth(server: str) -> httpx.Auth | None:
     from fhir_bridge.smart_client import SMARTAuth, read_private_key
 
     key = read_private_key(Path(settings.client_key))
-    return SMARTAuth(server, settings.client_id, key, scope=_CLI_SCOPE)
-
-
-_CLI_SCOPE = "system/*.cruds"  # asked of the server; a client gets what its role allows
+    return SMARTAuth(server, settings.client_id, key, scope=settings.client_scope)
 
 
 def _token(args: argparse.Namespace) -> int:

@@ -42,6 +42,7 @@ class Settings(BaseSettings):
     # The command line's own client: a registered client id and its private key (a JWK file)
     client_id: str = ""
     client_key: str = ""
+    client_scope: str = "system/*.rs"  # e.g. system/*.cruds for an ehr client's import-table
 
     @property
     def auth_enabled(self) -> bool:
