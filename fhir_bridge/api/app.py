@@ -100,6 +100,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.audit_writer.start()
         if settings.auth_enabled:
             store.commit_hook = audit.record_write
+            context.transforms.append(audit.SiteSource())
             if settings.demo:
                 _demo_clients(context, settings)
         else:

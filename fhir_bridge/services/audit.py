@@ -283,6 +283,28 @@ def _entities(audit: RequestAudit, targets: list[StoredResource]) -> list[dict[s
     return entities
 
 
+SITE_SOURCE = "urn:fhir-bridge:site:"  # meta.source of what an EHR client of a site writes
+
+
+class SiteSource:
+    """A write transform: what an EHR client registered for a site writes carries the site in
+    `meta.source` (https://hl7.org/fhir/R4/resource-definitions.html#Meta.source)."""
+
+    def __call__(self, resource: dict[str, Any]) -> dict[str, Any]:
+        site = self._site()
+        if site is None:
+            return resource
+        return {**resource, "meta": {**(resource.get("meta") or {}), "source": SITE_SOURCE + site}}
+
+    def may_apply(self, raw: bytes) -> bool:
+        return self._site() is not None
+
+    @staticmethod
+    def _site() -> str | None:
+        audit = CURRENT.get()
+        return audit.principal.site if audit is not None and audit.principal is not None else None
+
+
 class AuditWriter:
     """Writes queued AuditEvents in batches on a thread of its own; flush() waits for what is
     queued to be stored (the audit trail's readers call it first)."""

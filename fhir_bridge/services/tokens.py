@@ -10,6 +10,7 @@ client is refused at once.
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ MAX_ASSERTION_SECONDS = 300  # the spec: exp no more than five minutes in the fu
 CLOCK_SKEW_SECONDS = 60
 MAX_JWKS_BYTES = 64 * 1024
 JWKS_TIMEOUT_SECONDS = 5.0
+SITE = re.compile(r"[A-Za-z0-9._-]{1,64}")  # a site name goes into meta.source as it is
 SCOPED_TYPES = frozenset({"*", "ViewDefinition", *SUPPORTED_TYPES})
 SUPPORTED_SCOPES = ("system/*.cruds", "system/*.rs", "system/*.read", "system/*.write")
 
@@ -83,6 +85,10 @@ def register(
     `client_id` or a new id."""
     if role not in ROLES:
         raise InvalidRequestError(f"role must be one of {', '.join(ROLES)}", expression="role")
+    if site is not None and not SITE.fullmatch(site):
+        raise InvalidRequestError(
+            "a site is 1-64 letters, digits, '.', '_' or '-'", expression="site"
+        )
     if (jwks is None) == (jwks_url is None):
         raise InvalidRequestError("give the client's public keys as a JWKS or a JWKS URL")
     if jwks is not None:

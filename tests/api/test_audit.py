@@ -151,3 +151,13 @@ def test_only_an_admin_reads_the_audit_trail(secured: TestClient) -> None:
     for role, scope in (("ehr", "system/*.cruds"), ("researcher", "system/*.rs")):
         headers = _login(secured, role, scope)
         assert secured.get("/fhir/AuditEvent", headers=headers).status_code == 403, role
+
+
+def test_what_an_ehr_of_a_site_writes_carries_the_site_in_meta_source(
+    secured: TestClient,
+) -> None:
+    ehr = _login(secured, "ehr", "system/*.cruds", site="site-a")
+    created = secured.post("/fhir/Patient", json=_patient("S-1"), headers=ehr).json()
+    assert created["meta"]["source"] == "urn:fhir-bridge:site:site-a"
+    found = secured.get("/fhir/Patient?_source=urn:fhir-bridge:site:site-a", headers=ehr).json()
+    assert [e["resource"]["id"] for e in found["entry"]] == [created["id"]]
