@@ -86,30 +86,36 @@ _VERBS = {"c": "create", "r": "read", "u": "update", "d": "delete", "s": "search
 PUBLIC = Rule("capabilities", public=True)
 ANY = frozenset({"ehr", "researcher", "validator", "admin"})
 RESEARCH = frozenset({"researcher"})
+EXPORTERS = frozenset({"ehr", "researcher"})  # an EHR exports its data as stored
 
 
 def _data(interaction: str, action: str, resource_type: str | None = None) -> Rule:
     return Rule(interaction, ANY, action, resource_type)
 
 
-def _research(interaction: str, job: bool = False, bulk_files: bool = False) -> Rule:
-    return Rule(interaction, RESEARCH, job=job, bulk_files=bulk_files)
+def _research(interaction: str, job: bool = False) -> Rule:
+    return Rule(interaction, RESEARCH, job=job)
+
+
+def _bulk(job: bool = False, bulk_files: bool = False) -> Rule:
+    return Rule("operation", EXPORTERS, job=job, bulk_files=bulk_files)
 
 
 RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/metadata"): PUBLIC,
     ("GET", "/.well-known/smart-configuration"): PUBLIC,
     ("POST", "/auth/token"): Rule("login", public=True),
-    # Bulk Data and view exports, view runs and the outcome report: the research view
-    ("GET", "/$export"): _research("operation"),
-    ("POST", "/$export"): _research("operation"),
-    ("GET", "/Patient/$export"): _research("operation"),
-    ("POST", "/Patient/$export"): _research("operation"),
-    ("GET", "/Group/{group_id}/$export"): _research("operation"),
-    ("POST", "/Group/{group_id}/$export"): _research("operation"),
-    ("GET", "/$export-status/{job_id}"): _research("operation", job=True),
-    ("DELETE", "/$export-status/{job_id}"): _research("operation", job=True),
-    ("GET", "/$export-file/{job_id}/{name}"): _research("operation", job=True, bulk_files=True),
+    # Bulk Data: an EHR's as stored, a researcher's through the research view; view runs and
+    # exports and the outcome report: the research view
+    ("GET", "/$export"): _bulk(),
+    ("POST", "/$export"): _bulk(),
+    ("GET", "/Patient/$export"): _bulk(),
+    ("POST", "/Patient/$export"): _bulk(),
+    ("GET", "/Group/{group_id}/$export"): _bulk(),
+    ("POST", "/Group/{group_id}/$export"): _bulk(),
+    ("GET", "/$export-status/{job_id}"): _bulk(job=True),
+    ("DELETE", "/$export-status/{job_id}"): _bulk(job=True),
+    ("GET", "/$export-file/{job_id}/{name}"): _bulk(job=True, bulk_files=True),
     ("GET", "/$viewdefinition-run"): _research("operation"),
     ("POST", "/$viewdefinition-run"): _research("operation"),
     ("GET", "/ViewDefinition/{view_id}/$viewdefinition-run"): _research("operation"),
@@ -210,10 +216,16 @@ def principal_of(request: Request) -> Principal | None:
 
 
 def readable_types(principal: Principal, types: list[str], *, explicit: bool) -> list[str]:
-    """The types of an export the token's scopes let the client read: all of an explicit
-    `_type` or a 403; of the default ones, those it may read."""
+    """The types of an export the client may read: all of an explicit `_type` or a 403; of
+    the default ones, those it may read. The scopes decide, and the role too unless the export
+    goes through the research view (a researcher's), whose policy decides what it releases."""
     scopes = list(principal.scopes)
-    allowed = [t for t in types if grants(scopes, t, "r")]
+    by_role = principal.role != "researcher"
+    allowed = [
+        t
+        for t in types
+        if grants(scopes, t, "r") and (not by_role or role_reaches(principal.role, t, "r"))
+    ]
     if explicit and len(allowed) < len(types):
         refused = ", ".join(t for t in types if t not in allowed)
         raise ForbiddenError(f"The token's scopes do not allow reading {refused}")

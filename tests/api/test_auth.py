@@ -302,3 +302,17 @@ def test_an_empty_or_unknown_scope_is_refused(secured: TestClient, scope: str) -
     client = _register(secured, "researcher")
     signed = assertion(client, TOKEN_URL)
     assert _refused(secured, token_form(signed, scope)) == (400, "invalid_scope")
+
+
+def test_an_ehr_exports_its_data_as_stored_but_never_the_audit_trail(
+    secured: TestClient,
+) -> None:
+    ehr = {
+        "Authorization": f"Bearer {_token(secured, _register(secured, 'ehr'), 'system/*.cruds')}"
+    }
+    kickoff = secured.get("/fhir/$export", headers={**ehr, "Prefer": "respond-async"})
+    assert kickoff.status_code == 202
+    refused = secured.get(
+        "/fhir/$export?_type=AuditEvent", headers={**ehr, "Prefer": "respond-async"}
+    )
+    assert refused.status_code == 403

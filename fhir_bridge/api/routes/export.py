@@ -50,12 +50,13 @@ def _kickoff(
     lenient = "handling=lenient" in preferences
     parsed = export.parse_kickoff(base, level, group, params, lenient, posted)
     principal = principal_of(request)
-    if principal is not None:  # a researcher's export is of the research view only
+    if principal is not None:
+        parsed.client = principal.client_id
+        parsed.types = readable_types(principal, parsed.level_types(), explicit=bool(parsed.types))
+    if principal is not None and principal.role == "researcher":  # the research view only
         if parsed.view != "research" and any(name == "view" for name, _ in params):
             raise ForbiddenError("A researcher's export is of the research view (view=research)")
         parsed.view = "research"
-        parsed.client = principal.client_id
-        parsed.types = readable_types(principal, parsed.level_types(), explicit=bool(parsed.types))
         if parsed.patients:
             view = request.app.state.research_view
             parsed.patients = research.patients_named(ctx, view, parsed.patients)
