@@ -17,6 +17,7 @@ from fhir_bridge.errors import FHIRBridgeError, StoreError
 
 if TYPE_CHECKING:
     from fhir_bridge.report.tables import Source
+    from fhir_bridge.store.sql import SQLStore
 
 DEFAULT_SERVER = "http://127.0.0.1:8080/fhir"
 TABLE_TYPES = ("Patient", "ResearchSubject", "Encounter", "Observation")
@@ -67,7 +68,7 @@ def _import_table(args: argparse.Namespace) -> int:
         return 0
     from fhir_bridge.client import FHIRClient
 
-    with FHIRClient(args.server) as client:
+    with FHIRClient(args.server, auth=_client_auth(args.server)) as client:
         response = client.post_bundle(bundle)
     print(f"posted {len(response.get('entry', []))} entries to {args.server}", file=sys.stderr)
     return 0
@@ -77,7 +78,7 @@ def _export_table(args: argparse.Namespace) -> int:
     from fhir_bridge.client import FHIRClient
     from fhir_bridge.mapping import bundle_to_table, load_mappings
 
-    with FHIRClient(args.server) as client:
+    with FHIRClient(args.server, auth=_client_auth(args.server)) as client:
         resources = [
             resource
             for resource_type in TABLE_TYPES
@@ -104,7 +105,10 @@ def _export(args: argparse.Namespace) -> int:
     params += [("_typeFilter", f) for f in args.type_filter or []]
     params += [("view", args.view)] if args.view else []
     out = Path(args.out)
-    with BulkExportClient(args.server) as client, _ProgressLine() as line:
+    with (
+        BulkExportClient(args.server, auth=_client_auth(args.server)) as client,
+        _ProgressLine() as line,
+    ):
         started = time.monotonic()
         got = client.export(path, params, out, args.timeout, line.exporting)
         line.done(f"done in {time.monotonic() - started:.1f} s")
@@ -169,7 +173,7 @@ def _research_view(
         ("_type", ",".join(VIEW_TYPES)),
         ("view", "research"),
     ]
-    with BulkExportClient(server) as client:
+    with BulkExportClient(server, auth=_client_auth(server)) as client:
         progress = line.exporting if line else lambda _: None
         on_file = line.bar("downloading") if line else None
         client.export(f"Group/{group}/$export", params, folder, timeout, progress, on_file)
@@ -206,6 +210,105 @@ def _export_dataset(args: argparse.Namespace) -> int:
     for path in files:
         print(path)
     return 0
+
+
+def _client_auth(server: str) -> httpx.Auth | None:
+    """Bearer tokens for the command's requests when FHIR_BRIDGE_CLIENT_ID and
+    FHIR_BRIDGE_CLIENT_KEY name a registered client and its private key."""
+    settings = Settings()
+    if not settings.client_id or not settings.client_key:
+        return None
+    from fhir_bridge.smart_client import SMARTAuth, read_private_key
+
+    key = read_private_key(Path(settings.client_key))
+    return SMARTAuth(server, settings.client_id, key, scope=settings.client_scope)
+
+
+def _token(args: argparse.Namespace) -> int:
+    from fhir_bridge.smart_client import read_private_key, request_token
+
+    key = read_private_key(Path(args.key))
+    with httpx.Client(timeout=30.0) as http:
+        token_url = f"{args.server.rstrip('/')}/auth/token"
+        answer = request_token(http, token_url, args.client, key, args.scope)
+    print(answer["access_token"])
+    return 0
+
+
+def _registry(args: argparse.Namespace) -> SQLStore:
+    from fhir_bridge.store.indexing import extract_index
+    from fhir_bridge.store.sql import SQLStore
+
+    return SQLStore(args.database or Settings().database_url, extract_index)
+
+
+def _clients_add(args: argparse.Namespace) -> int:
+    from fhir_bridge.services import tokens
+    from fhir_bridge.smart_client import new_key
+
+    jwks = None
+    if args.new_key:
+        private_jwk, jwks = new_key()
+        descriptor = os.open(args.new_key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as f:
+            f.write(orjson.dumps(private_jwk).decode())
+        print(f"private key written to {_printable(args.new_key)}", file=sys.stderr)
+    elif args.jwks:
+        jwks = orjson.loads(Path(args.jwks).read_bytes())
+    store = _registry(args)
+    try:
+        row = tokens.register(
+            store, args.name, args.role, site=args.site, jwks=jwks, jwks_url=args.jwks_url
+        )
+    finally:
+        store.close()
+    print(f"registered {_printable(row.name)} ({row.role}) as", file=sys.stderr)
+    print(row.id)
+    return 0
+
+
+def _clients_list(args: argparse.Namespace) -> int:
+    from fhir_bridge.store import clients
+
+    store = _registry(args)
+    try:
+        with store.session() as session:
+            rows = clients.list_clients(session)
+    finally:
+        store.close()
+    for row in rows:
+        state = "revoked" if row.revoked is not None else "active"
+        keys = row.jwks_url or "inline JWKS"
+        print(
+            "\t".join(
+                _printable(str(v))
+                for v in (row.id, row.name, row.role, row.site or "-", state, keys)
+            )
+        )
+    return 0
+
+
+def _clients_revoke(args: argparse.Namespace) -> int:
+    import time
+
+    from fhir_bridge.store import clients
+
+    store = _registry(args)
+    try:
+        with store.session(write=True) as session:
+            done = clients.revoke_client(session, args.id, time.time())
+    finally:
+        store.close()
+    if not done:
+        print(f"error: no active client {_printable(args.id)}", file=sys.stderr)
+        return EXIT_INVALID
+    print(f"revoked {_printable(args.id)}", file=sys.stderr)
+    return 0
+
+
+def _printable(text: str) -> str:
+    """`text` with control characters escaped (a name could hold terminal escapes)."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _package(args: argparse.Namespace) -> int:
@@ -292,6 +395,34 @@ def build_parser() -> argparse.ArgumentParser:
     dataset.add_argument("--format", choices=("csv", "parquet"), default="csv")
     dataset.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait at most")
     dataset.set_defaults(run=_export_dataset)
+
+    token = commands.add_parser(
+        "token", help="an access token for a registered client (SMART Backend Services)"
+    )
+    token.add_argument("--server", default=DEFAULT_SERVER)
+    token.add_argument("--client", required=True, help="the registered client id")
+    token.add_argument("--key", required=True, help="the client's private key (a JWK file)")
+    token.add_argument("--scope", default="system/*.rs", help="e.g. system/Observation.cruds")
+    token.set_defaults(run=_token)
+
+    clients_cmd = commands.add_parser("clients", help="the registry of SMART clients")
+    clients_commands = clients_cmd.add_subparsers(dest="clients_command", required=True)
+    add = clients_commands.add_parser("add", help="register a client; prints its id last")
+    add.add_argument("name")
+    add.add_argument("--role", required=True, choices=("ehr", "researcher", "validator", "admin"))
+    add.add_argument("--site", help="the site an ehr client writes for")
+    keys = add.add_mutually_exclusive_group(required=True)
+    keys.add_argument("--jwks", help="a file with the client's public keys (JWKS)")
+    keys.add_argument("--jwks-url", help="where the client publishes its public keys")
+    keys.add_argument("--new-key", help="make an ES384 key pair; the private key goes here")
+    add.set_defaults(run=_clients_add)
+    listing = clients_commands.add_parser("list", help="the registered clients")
+    listing.set_defaults(run=_clients_list)
+    revoke = clients_commands.add_parser("revoke", help="refuse a client's tokens from now on")
+    revoke.add_argument("id")
+    revoke.set_defaults(run=_clients_revoke)
+    for sub in (add, listing, revoke):
+        sub.add_argument("--database", help="database URL (default FHIR_BRIDGE_DATABASE_URL)")
 
     package = commands.add_parser("package", help="build the FHIR NPM package of the profiles")
     package.add_argument("--out", default="dist", help="folder for package/ and the .tgz")

@@ -13,9 +13,11 @@ from fhir_bridge.errors import FHIRBridgeError, InvalidRequestError
 
 
 class FHIRClient:
-    def __init__(self, base_url: str, timeout: float = 120.0) -> None:
+    def __init__(
+        self, base_url: str, timeout: float = 120.0, auth: httpx.Auth | None = None
+    ) -> None:
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.Client(timeout=timeout, headers={"Accept": FHIR_JSON})
+        self._http = httpx.Client(timeout=timeout, headers={"Accept": FHIR_JSON}, auth=auth)
 
     def __enter__(self) -> FHIRClient:
         return self

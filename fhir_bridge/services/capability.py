@@ -170,3 +170,28 @@ def capability_statement(
             }
         ],
     }
+
+
+def smart_security(token_url: str) -> dict[str, Any]:
+    """CapabilityStatement.rest.security of a server that takes SMART Backend Services tokens
+    (https://build.fhir.org/ig/HL7/smart-app-launch/conformance.html)."""
+    return {
+        "service": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                        "code": "SMART-on-FHIR",
+                    }
+                ]
+            }
+        ],
+        "extension": [
+            {
+                "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+                "extension": [{"url": "token", "valueUri": token_url}],
+            }
+        ],
+        "description": "SMART Backend Services: client_credentials with a signed JWT "
+        "assertion (ES384 or RS384); system scopes; roles ehr, researcher, validator, admin.",
+    }

@@ -56,6 +56,7 @@ class ViewExportRequest:
     client_tracking_id: str | None = None
     kind: str = KIND
     started: str = ""  # exportStartTime, set at kick-off
+    client: str | None = None  # the registered client that asked; only it reads the job
 
 
 def parse_kickoff(
