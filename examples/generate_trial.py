@@ -482,7 +482,7 @@ def generate(out: Path = OUT, m: Mappings | None = None) -> list[Path]:
             [files[f"trial/{p.n:02d}-participant-{p.n:02d}.json"] for p in participants],
             "visit-scores",
             m,
-        ),
+        ).text,
         encoding="utf-8",
     )
     return [*written, csv_path]

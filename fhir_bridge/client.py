@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -28,17 +28,42 @@ class FHIRClient:
         response = self._http.post(self.base_url, json=bundle, headers={"Content-Type": FHIR_JSON})
         return self._answer(response)
 
+    def check_base(self) -> None:
+        """Fail early and clearly when the URL is not a FHIR base (say, the server's root
+        without /fhir), instead of with the first search's "no route"."""
+        response = self._http.get(f"{self.base_url}/metadata")
+        try:
+            kind = response.json().get("resourceType") if response.status_code == 200 else None
+        except ValueError:
+            kind = None
+        if kind != "CapabilityStatement":
+            hint = "" if self.base_url.endswith("/fhir") else f"; did you mean {self.base_url}/fhir?"
+            raise InvalidRequestError(
+                f"{self.base_url} is not a FHIR server base (GET {self.base_url}/metadata "
+                f"answered HTTP {response.status_code} without a CapabilityStatement){hint}",
+                code="not-found",
+            )
+
     def search_all(
-        self, resource_type: str, params: dict[str, str] | None = None
+        self,
+        resource_type: str,
+        params: dict[str, str] | None = None,
+        on_page: Callable[[int, int | None], None] | None = None,
     ) -> Iterator[dict[str, Any]]:
-        """Every match of a search, following `next` links."""
+        """Every match of a search, following `next` links; `on_page(matches so far, total
+        if the server said)` after each page."""
         url: str | None = f"{self.base_url}/{resource_type}"
-        query: dict[str, str] | None = {"_count": "500", **(params or {})}
+        query: dict[str, str] | None = {"_count": "1000", **(params or {})}
+        done = 0
         while url:
             page = self._answer(self._http.get(url, params=query))
             for entry in page.get("entry", []):
                 if entry.get("search", {}).get("mode", "match") == "match":
+                    done += 1
                     yield entry["resource"]
+            if on_page is not None:
+                total = page.get("total")
+                on_page(done, total if isinstance(total, int) else None)
             url = next(
                 (link["url"] for link in page.get("link", []) if link["relation"] == "next"), None
             )

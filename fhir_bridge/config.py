@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     max_view_run_rows: int = 1_000_000
     remission_threshold_madrs: int = 10
     demo: bool = False
+    # the FHIR base the command line's client commands talk to when --server is not given
+    server: str = "http://127.0.0.1:8080/fhir"
 
 
 @lru_cache
