@@ -37,7 +37,9 @@ class FHIRClient:
         except ValueError:
             kind = None
         if kind != "CapabilityStatement":
-            hint = "" if self.base_url.endswith("/fhir") else f"; did you mean {self.base_url}/fhir?"
+            hint = (
+                "" if self.base_url.endswith("/fhir") else f"; did you mean {self.base_url}/fhir?"
+            )
             raise InvalidRequestError(
                 f"{self.base_url} is not a FHIR server base (GET {self.base_url}/metadata "
                 f"answered HTTP {response.status_code} without a CapabilityStatement){hint}",

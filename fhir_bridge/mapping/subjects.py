@@ -13,9 +13,7 @@ SUBJECT_SYSTEM = f"{SID}/study-subject"
 # Letters, digits, `.`, `_` and `-`, starting with a letter or digit: an id never starts a
 # spreadsheet formula (see domain/spreadsheet.py) and fits in a file name and a URL unescaped.
 SUBJECT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-SUBJECT_ID_RULE = (
-    "1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit"
-)
+SUBJECT_ID_RULE = "1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit"
 
 
 def is_subject_id(value: str) -> bool:

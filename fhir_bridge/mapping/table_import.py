@@ -58,7 +58,8 @@ class Write:
 
 def _create(resource: dict[str, Any], system: str, value: str) -> dict[str, Any]:
     return {
-        "fullUrl": urn(system, value),
+        # the type too: Patient and ResearchSubject share the study subject identifier
+        "fullUrl": urn(f"{resource['resourceType']} {system}", value),
         "resource": resource,
         "request": {
             "method": "POST",
@@ -111,7 +112,12 @@ def enrolment(subject_id: str, line: int, study: str) -> tuple[str, list[Write]]
     return patient_ref, [
         Write("Patient", "created", line, patient_entry),
         Write("Consent", "created", line, consent_entry),
-        Write("ResearchSubject", "created", line, _create(research_subject, SUBJECT_SYSTEM, subject_id)),
+        Write(
+            "ResearchSubject",
+            "created",
+            line,
+            _create(research_subject, SUBJECT_SYSTEM, subject_id),
+        ),
     ]
 
 
@@ -190,7 +196,10 @@ def plan(
             if same_date and has_key:
                 writes.append(Write("Encounter", "unchanged", row.line, None))
             else:
-                changed = {**current, "identifier": _with_identifier(current, ENCOUNTER_SYSTEM, row.key)}
+                changed = {
+                    **current,
+                    "identifier": _with_identifier(current, ENCOUNTER_SYSTEM, row.key),
+                }
                 if not same_date:  # the old end belonged to the old date
                     changed["period"] = {"start": row.date}
                 writes.append(Write("Encounter", "updated", row.line, _update(current, changed)))

@@ -61,9 +61,7 @@ def _small_table(tmp_path: Path, rows: list[str]) -> Path:
     return path
 
 
-def test_demo_table_imports_unchanged_and_exports_the_same(
-    demo_url: str, tmp_path: Path
-) -> None:
+def test_demo_table_imports_unchanged_and_exports_the_same(demo_url: str, tmp_path: Path) -> None:
     patients = _total(demo_url, "Patient")
     imported = cli("import-table", str(CSV), "--server", demo_url)
     assert imported.returncode == 0, imported.stderr
@@ -112,9 +110,7 @@ def test_corrected_cell_lands_as_a_new_version(server_url: str, tmp_path: Path) 
     counts = _counts(again.stdout)
     assert counts["Observation"] == {"created": 0, "updated": 1, "unchanged": 0, "refused": 0}
     assert counts["Encounter"]["unchanged"] == 1
-    [obs] = [
-        e["resource"] for e in httpx.get(f"{server_url}/Observation").json()["entry"]
-    ]
+    [obs] = [e["resource"] for e in httpx.get(f"{server_url}/Observation").json()["entry"]]
     assert obs["valueQuantity"]["value"] == 32 and obs["meta"]["versionId"] == "2"
     history = httpx.get(f"{server_url}/Observation/{obs['id']}/_history").json()
     assert [e["resource"]["valueQuantity"]["value"] for e in history["entry"]] == [32, 30]
@@ -196,7 +192,11 @@ def test_export_names_an_encounter_without_study_subject_id_and_goes_on(
         "status": "finished",
         "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
         "type": [
-            {"coding": [{"system": "https://fhir-bridge.org/fhir/CodeSystem/visit", "code": "baseline"}]}
+            {
+                "coding": [
+                    {"system": "https://fhir-bridge.org/fhir/CodeSystem/visit", "code": "baseline"}
+                ]
+            }
         ],
         "subject": {"reference": f"Patient/{patient.json()['id']}"},
         "period": {"start": "2023-03-01"},

@@ -18,8 +18,8 @@ from fhir_bridge.mapping import (
     Mappings,
     check_clinical,
     load_mappings,
-    score_response,
     read_table,
+    score_response,
     translate_codes,
 )
 

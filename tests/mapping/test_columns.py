@@ -140,6 +140,7 @@ def test_new_participant_is_enrolled_with_patient_consent_and_research_subject(
         ("Observation", "created", 2),
     ]
     entries = [w.entry for w in writes if w.entry]
+    assert len({e["fullUrl"] for e in entries}) == len(entries)
     assert [e["request"].get("ifNoneExist") for e in entries] == [
         f"identifier={SID}/study-subject|S01",
         f"identifier={SID}/consent|S01",
