@@ -380,9 +380,9 @@ def bundle_to_table(resources: Iterable[dict[str, Any]], map_name: str, m: Mappi
         elif kind == "Observation":
             spec = next(
                 (
-                    found
+                    total_of
                     for c in resource.get("code", {}).get("coding", [])
-                    if (found := m.instrument_for_total(c.get("system"), c.get("code")))
+                    if (total_of := m.instrument_for_total(c.get("system"), c.get("code")))
                 ),
                 None,
             )
