@@ -93,9 +93,14 @@ def _export_table(args: argparse.Namespace) -> int:
     from fhir_bridge.mapping import load_mappings
     from fhir_bridge.tables import export_table
 
-    with FHIRClient(args.server) as client, _ProgressLine() as line:
+    m = load_mappings()
+    m.column_map(args.map)  # an unknown map is said before anything is exported
+    with FHIRClient(args.server) as client:
         client.check_base()
-        table = export_table(client, args.map, load_mappings(), line.bar("reading"))
+    with _ProgressLine() as line:
+        table = export_table(
+            args.server, args.map, m, args.timeout, line.exporting, line.bar("downloading")
+        )
         line.done(f"{table.text.count(chr(10)) - 1} rows")
     for issue in table.issues:
         print(f"{issue.severity} {issue.expression}: {issue.diagnostics}", file=sys.stderr)
@@ -276,9 +281,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     import_table.set_defaults(run=_import_table)
 
-    export_table = commands.add_parser("export-table", help="the server's visit scores as CSV")
+    export_table = commands.add_parser(
+        "export-table",
+        help="the server's visit scores as CSV (one row per participant and visit), by Bulk "
+        "Data export",
+    )
     export_table.add_argument("--map", default="visit-scores")
     _server_option(export_table)
+    export_table.add_argument(
+        "--timeout", type=float, default=3600.0, help="seconds to wait at most"
+    )
     export_table.add_argument("--out", help="write here instead of standard output")
     export_table.set_defaults(run=_export_table)
 

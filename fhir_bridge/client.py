@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -47,25 +47,16 @@ class FHIRClient:
             )
 
     def search_all(
-        self,
-        resource_type: str,
-        params: dict[str, str] | None = None,
-        on_page: Callable[[int, int | None], None] | None = None,
+        self, resource_type: str, params: dict[str, str] | None = None
     ) -> Iterator[dict[str, Any]]:
-        """Every match of a search, following `next` links; `on_page(matches so far, total
-        if the server said)` after each page."""
+        """Every match of a search, following `next` links."""
         url: str | None = f"{self.base_url}/{resource_type}"
-        query: dict[str, str] | None = {"_count": "1000", **(params or {})}
-        done = 0
+        query: dict[str, str] | None = {"_count": "500", **(params or {})}
         while url:
             page = self._answer(self._http.get(url, params=query))
             for entry in page.get("entry", []):
                 if entry.get("search", {}).get("mode", "match") == "match":
-                    done += 1
                     yield entry["resource"]
-            if on_page is not None:
-                total = page.get("total")
-                on_page(done, total if isinstance(total, int) else None)
             url = next(
                 (link["url"] for link in page.get("link", []) if link["relation"] == "next"), None
             )

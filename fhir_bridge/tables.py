@@ -4,14 +4,18 @@ transaction per participant, and the table read back in one pass over the server
 
 from __future__ import annotations
 
+import itertools
 import re
+import tempfile
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from fhir_bridge.bulk_client import BulkExportClient
 from fhir_bridge.client import FHIRClient
 from fhir_bridge.domain.issues import Issue
 from fhir_bridge.errors import FHIRBridgeError, InvalidRequestError, MappingError
@@ -20,12 +24,14 @@ from fhir_bridge.mapping.protocol import research_study, study_identifier
 from fhir_bridge.mapping.spec import split_code
 from fhir_bridge.mapping.subjects import SUBJECT_SYSTEM
 from fhir_bridge.mapping.table_import import Participant, Write, enrolment, plan
+from fhir_bridge.report.files import ndjson_source
 
 if TYPE_CHECKING:
     from fhir_bridge.mapping.loader import Mappings
 
 Progress = Callable[[int, int, str], None]  # (done, total, what)
 ACTIONS = ("created", "updated", "unchanged", "refused")
+TABLE_TYPES = ("ResearchSubject", "Encounter", "Observation")  # what export-table reads
 _LOOKUP_CHUNK = 40  # study ids per ResearchSubject search: keeps the URL short
 _ENTRY = re.compile(r"^Bundle\.entry\[(\d+)\]")
 
@@ -228,28 +234,30 @@ def _at_lines(issues: list[Issue], entries: list[Write], subject_id: str) -> lis
 
 
 def export_table(
-    client: FHIRClient,
+    server: str,
     map_name: str,
     m: Mappings,
+    timeout: float,
+    exporting: Callable[[str], None] = lambda status: None,
     progress: Progress = lambda done, total, what: None,
 ) -> TableExport:
-    """The server's visit scores as CSV: ResearchSubjects, visit Encounters and the score
-    Observations of the map's instruments, each read once, page by page."""
+    """The server's visit scores as CSV, from one Bulk Data export of the ResearchSubjects,
+    Encounters and the score Observations of the map's instruments: the server streams them
+    as stored, and the table is built in one pass (`exporting(status)` while the export runs,
+    `progress` per file downloaded).
+    https://hl7.org/fhir/uv/bulkdata/STU2/export.html"""
     cmap = m.column_map(map_name)
     codes = ",".join(
         "|".join(split_code(m.instrument(entry.instrument).total.code))
         for entry in cmap.instruments
     )
-    searches = [
-        ("ResearchSubject", {}),
-        ("Encounter", {}),
-        ("Observation", {"code": codes}),
+    params: list[tuple[str, str | int | float | bool | None]] = [
+        ("_type", ",".join(TABLE_TYPES)),
+        ("_typeFilter", f"Observation?code={codes}"),
     ]
-    resources: list[dict[str, Any]] = []
-    for resource_type, params in searches:
-
-        def page(done: int, total: int | None, kind: str = resource_type) -> None:
-            progress(done, total or done, kind)
-
-        resources += client.search_all(resource_type, params, page)
-    return bundle_to_table(resources, map_name, m)
+    with BulkExportClient(server) as client, tempfile.TemporaryDirectory() as folder:
+        client.export("$export", params, Path(folder), timeout, exporting, progress)
+        source = ndjson_source(Path(folder))
+        return bundle_to_table(
+            itertools.chain.from_iterable(source(kind) for kind in TABLE_TYPES), map_name, m
+        )

@@ -416,12 +416,13 @@ def bundle_to_table(resources: Iterable[dict[str, Any]], map_name: str, m: Mappi
             else ""
         )
         when = str(encounter.get("period", {}).get("start", ""))[:10]
+        # the text cells the server's data fills; the score cells are whole numbers
         cells = {
-            cmap.subject_column: subject,
-            cmap.visit_column: visit,
-            cmap.date_column: when,
-            cmap.status_column: status,
-            cmap.withdrawal_column: withdrawn,
+            cmap.subject_column: safe_cell(subject),
+            cmap.visit_column: safe_cell(visit),
+            cmap.date_column: safe_cell(when),
+            cmap.status_column: safe_cell(status),
+            cmap.withdrawal_column: safe_cell(withdrawn),
         }
         found: dict[str, list[tuple[list[str], dict[str, Any]]]] = {}
         for name in names:
@@ -451,7 +452,7 @@ def bundle_to_table(resources: Iterable[dict[str, Any]], map_name: str, m: Mappi
                     value = total if item is None else values.get(item.link_id)
                     cells[name] = "" if value is None else str(value)
         order = (subject, when, visit_order.get(visit, len(visit_order)))
-        rows.append((order, [safe_cell(cells.get(name, "")) for name in names_of]))
+        rows.append((order, [cells.get(name, "") for name in names_of]))
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(names_of)

@@ -33,8 +33,8 @@ def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
 
 
 @pytest.fixture
-def demo_url(database_url: str) -> Iterator[ServerURL]:
-    with running_server(database_url, demo=True) as url:
+def demo_url(database_url: str, tmp_path: Path) -> Iterator[ServerURL]:
+    with running_server(database_url, demo=True, export_dir=str(tmp_path / "exports")) as url:
         yield url
 
 
