@@ -19,10 +19,11 @@ from fhir_bridge.bulk_client import BulkExportClient
 from fhir_bridge.client import FHIRClient
 from fhir_bridge.domain.issues import Issue
 from fhir_bridge.errors import FHIRBridgeError, InvalidRequestError, MappingError
-from fhir_bridge.mapping.columns import TableExport, VisitRow, bundle_to_table, read_table
+from fhir_bridge.mapping.columns import VisitRow, read_table
 from fhir_bridge.mapping.protocol import research_study, study_identifier
 from fhir_bridge.mapping.spec import split_code
 from fhir_bridge.mapping.subjects import SUBJECT_SYSTEM
+from fhir_bridge.mapping.table_export import TableExport, bundle_to_table
 from fhir_bridge.mapping.table_import import Participant, Write, enrolment, plan
 from fhir_bridge.report.files import ndjson_source
 
