@@ -13,14 +13,12 @@ import httpx
 import orjson
 
 from fhir_bridge.config import Settings
-from fhir_bridge.errors import FHIRBridgeError, StoreError
+from fhir_bridge.errors import FHIRBridgeError, InvalidRequestError, StoreError
 
 if TYPE_CHECKING:
     from fhir_bridge.report.tables import Source
     from fhir_bridge.store.sql import SQLStore
 
-DEFAULT_SERVER = "http://127.0.0.1:8080/fhir"
-TABLE_TYPES = ("Patient", "ResearchSubject", "Encounter", "Observation")
 EXIT_INVALID = 1  # the input or request was refused (4xx, validation errors)
 EXIT_SERVER = 3  # the server or database failed, or could not be reached
 
@@ -58,37 +56,60 @@ def _validate(args: argparse.Namespace) -> int:
     return validate_paths([Path(p) for p in args.paths], args.format, sys.stdout, sys.stderr)
 
 
+def _read_text(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise InvalidRequestError(f"cannot read {path}: {reason}", code="not-found") from exc
+
+
 def _import_table(args: argparse.Namespace) -> int:
-    from fhir_bridge.mapping import load_mappings, table_to_bundle
-
-    bundle = table_to_bundle(Path(args.file).read_text(encoding="utf-8"), args.map, load_mappings())
-    if args.out:
-        Path(args.out).write_bytes(orjson.dumps(bundle, option=orjson.OPT_INDENT_2))
-        print(f"wrote {len(bundle['entry'])} entries to {args.out}", file=sys.stderr)
-        return 0
     from fhir_bridge.client import FHIRClient
+    from fhir_bridge.mapping import load_mappings
+    from fhir_bridge.tables import ACTIONS, TableWriteError, import_table
 
-    with FHIRClient(args.server, auth=_client_auth(args.server)) as client:
-        response = client.post_bundle(bundle)
-    print(f"posted {len(response.get('entry', []))} entries to {args.server}", file=sys.stderr)
-    return 0
+    text = _read_text(args.file)
+    with FHIRClient(args.server, auth=_client_auth(args.server)) as client, _ProgressLine() as line:
+        client.check_base()
+        try:
+            result = import_table(
+                client, text, args.map, load_mappings(), args.enrol, line.bar("importing")
+            )
+        except TableWriteError as failed:
+            line.done("stopped")
+            print(f"error: {failed}", file=sys.stderr)
+            return EXIT_SERVER
+        line.done(f"{args.file} imported into {args.server}")
+    print(f"{'':<16}" + "".join(f"{action:>11}" for action in ACTIONS))
+    for resource_type, counts in sorted(result.counts.items()):
+        print(f"{resource_type:<16}" + "".join(f"{counts[a]:>11}" for a in ACTIONS))
+    for issue in result.refused:
+        print(f"refused {issue.expression}: {issue.diagnostics}", file=sys.stderr)
+    return EXIT_INVALID if result.refused else 0
 
 
 def _export_table(args: argparse.Namespace) -> int:
     from fhir_bridge.client import FHIRClient
-    from fhir_bridge.mapping import bundle_to_table, load_mappings
+    from fhir_bridge.mapping import load_mappings
+    from fhir_bridge.tables import export_table
 
-    with FHIRClient(args.server, auth=_client_auth(args.server)) as client:
-        resources = [
-            resource
-            for resource_type in TABLE_TYPES
-            for resource in client.search_all(resource_type)
-        ]
-    table = bundle_to_table(resources, args.map, load_mappings())
+    m = load_mappings()
+    m.column_map(args.map)  # an unknown map is said before anything is exported
+    auth = _client_auth(args.server)
+    with FHIRClient(args.server, auth=auth) as client:
+        client.check_base()
+    with _ProgressLine() as line:
+        table = export_table(
+            args.server, args.map, m, args.timeout, line.exporting, line.bar("downloading"), auth
+        )
+        line.done(f"{table.text.count(chr(10)) - 1} rows")
+    for issue in table.issues:
+        print(f"{issue.severity} {issue.expression}: {issue.diagnostics}", file=sys.stderr)
     if args.out:
-        Path(args.out).write_text(table, encoding="utf-8")
+        Path(args.out).write_text(table.text, encoding="utf-8")
     else:
-        sys.stdout.write(table)
+        sys.stdout.write(table.text)
     return 0
 
 
@@ -321,6 +342,14 @@ def _package(args: argparse.Namespace) -> int:
     return 0
 
 
+def _server_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--server",
+        help="FHIR base URL, ending in /fhir (default: $FHIR_BRIDGE_SERVER, else "
+        "http://127.0.0.1:8080/fhir)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fhir-bridge", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -341,24 +370,38 @@ def build_parser() -> argparse.ArgumentParser:
     validate.set_defaults(run=_validate)
 
     import_table = commands.add_parser(
-        "import-table", help="CSV of visit scores → transaction Bundle, posted or written"
+        "import-table",
+        help="CSV of visit scores into the server: new values created, changed ones updated "
+        "(a new version), one transaction per participant",
     )
     import_table.add_argument("file")
     import_table.add_argument("--map", default="visit-scores", help="column map in mappings/")
-    import_table.add_argument("--server", default=DEFAULT_SERVER)
-    import_table.add_argument("--out", help="write the Bundle here instead of posting it")
+    _server_option(import_table)
+    import_table.add_argument(
+        "--enrol",
+        action="store_true",
+        help="enrol study subject ids the server does not know (Patient, Consent and "
+        "ResearchSubject); without it their rows are refused",
+    )
     import_table.set_defaults(run=_import_table)
 
-    export_table = commands.add_parser("export-table", help="the server's visit scores as CSV")
+    export_table = commands.add_parser(
+        "export-table",
+        help="the server's visit scores as CSV (one row per participant and visit), by Bulk "
+        "Data export",
+    )
     export_table.add_argument("--map", default="visit-scores")
-    export_table.add_argument("--server", default=DEFAULT_SERVER)
+    _server_option(export_table)
+    export_table.add_argument(
+        "--timeout", type=float, default=3600.0, help="seconds to wait at most"
+    )
     export_table.add_argument("--out", help="write here instead of standard output")
     export_table.set_defaults(run=_export_table)
 
     export = commands.add_parser(
         "export", help="Bulk Data $export: kick off, poll, download the NDJSON files"
     )
-    export.add_argument("--server", default=DEFAULT_SERVER)
+    _server_option(export)
     export.add_argument("--type", action="append", help="resource type (repeatable)")
     export.add_argument("--group", help="export the compartments of this Group's members")
     export.add_argument("--patients", action="store_true", help="Patient-level export")
@@ -374,7 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="outcome report of a study's cohort Group: research-view Bulk export, trial views "
         "as CSV, outcomes.json, report.html",
     )
-    report.add_argument("--server", default=DEFAULT_SERVER)
+    _server_option(report)
     report.add_argument(
         "--group", required=True, help="the cohort Group, e.g. cohort-psykforsk-mat-mdd"
     )
@@ -387,7 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="analysis dataset of a study's cohort: research-view Bulk export, every trial view, "
         "wide outcomes and codebook as a Frictionless Data Package (CSV or Parquet)",
     )
-    dataset.add_argument("--server", default=DEFAULT_SERVER)
+    _server_option(dataset)
     cohort = dataset.add_mutually_exclusive_group(required=True)
     cohort.add_argument("--study", help="ResearchStudy id: its cohort Group cohort-{ID}")
     cohort.add_argument("--group", help="the cohort Group, e.g. cohort-psykforsk-mat-mdd")
@@ -399,7 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
     token = commands.add_parser(
         "token", help="an access token for a registered client (SMART Backend Services)"
     )
-    token.add_argument("--server", default=DEFAULT_SERVER)
+    token.add_argument("--server", help="the FHIR base (default FHIR_BRIDGE_SERVER)")
     token.add_argument("--client", required=True, help="the registered client id")
     token.add_argument("--key", required=True, help="the client's private key (a JWK file)")
     token.add_argument("--scope", default="system/*.rs", help="e.g. system/Observation.cruds")
@@ -432,6 +475,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if "server" in args and args.server is None:
+        args.server = Settings().server
     try:
         code: int = args.run(args)
     except FHIRBridgeError as exc:
@@ -440,6 +485,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{issue.severity}{where} {issue.diagnostics}", file=sys.stderr)
         return EXIT_SERVER if isinstance(exc, StoreError) else EXIT_INVALID
     except httpx.TransportError as exc:
-        print(f"error: cannot reach the server: {exc}", file=sys.stderr)
+        where = f" at {args.server}" if "server" in args else ""
+        print(f"error: cannot reach the server{where}: {exc}", file=sys.stderr)
         return EXIT_SERVER
     return code

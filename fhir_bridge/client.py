@@ -30,6 +30,24 @@ class FHIRClient:
         response = self._http.post(self.base_url, json=bundle, headers={"Content-Type": FHIR_JSON})
         return self._answer(response)
 
+    def check_base(self) -> None:
+        """Fail early and clearly when the URL is not a FHIR base (say, the server's root
+        without /fhir), instead of with the first search's "no route"."""
+        response = self._http.get(f"{self.base_url}/metadata")
+        try:
+            kind = response.json().get("resourceType") if response.status_code == 200 else None
+        except ValueError:
+            kind = None
+        if kind != "CapabilityStatement":
+            hint = (
+                "" if self.base_url.endswith("/fhir") else f"; did you mean {self.base_url}/fhir?"
+            )
+            raise InvalidRequestError(
+                f"{self.base_url} is not a FHIR server base (GET {self.base_url}/metadata "
+                f"answered HTTP {response.status_code} without a CapabilityStatement){hint}",
+                code="not-found",
+            )
+
     def search_all(
         self, resource_type: str, params: dict[str, str] | None = None
     ) -> Iterator[dict[str, Any]]:

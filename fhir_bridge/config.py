@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     client_id: str = ""
     client_key: str = ""
     client_scope: str = "system/*.rs"  # e.g. system/*.cruds for an ehr client's import-table
+    # the FHIR base the command line's client commands talk to when --server is not given
+    server: str = "http://127.0.0.1:8080/fhir"
 
     @property
     def auth_enabled(self) -> bool:

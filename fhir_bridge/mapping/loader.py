@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from fhir_bridge.domain.issues import Issue
-from fhir_bridge.errors import MappingSpecError
+from fhir_bridge.errors import MappingError, MappingSpecError
 from fhir_bridge.mapping.spec import (
     SYSTEMS,
     CodeSystemSpec,
@@ -75,6 +75,11 @@ class Mappings:
         return self.protocol.visit(code)
 
     def column_map(self, name: str) -> ColumnMapSpec:
+        if name not in self.column_maps:
+            known = ", ".join(sorted(self.column_maps))
+            raise MappingError(
+                f"unknown column map {name!r}: mappings/columns has {known}", expression="--map"
+            )
         return self.column_maps[name]
 
     def conformance_resources(self) -> list[dict[str, Any]]:

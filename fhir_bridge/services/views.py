@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from fhir_bridge.domain.spreadsheet import safe_cell
 from fhir_bridge.errors import (
     FHIRBridgeError,
     InvalidRequestError,
@@ -397,7 +398,7 @@ def _csv_cell(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, (dict, list)):
         return orjson.dumps(value, default=_json_default).decode()
-    return str(value)
+    return safe_cell(value) if isinstance(value, str) else str(value)
 
 
 def started(chunks: Iterator[bytes]) -> Iterator[bytes]:
