@@ -14,6 +14,7 @@ import orjson
 
 from fhir_bridge.config import Settings
 from fhir_bridge.errors import FHIRBridgeError, StoreError
+from fhir_bridge.terminal import EscapedStream, carriage_return
 
 if TYPE_CHECKING:
     from fhir_bridge.report.tables import Source
@@ -138,7 +139,8 @@ class _ProgressLine:
 
     def show(self, text: str) -> None:
         self.open = True
-        print(f"\r{text[:78]:<78}", end="", file=sys.stderr, flush=True)
+        carriage_return(sys.stderr)
+        print(f"{text[:78]:<78}", end="", file=sys.stderr, flush=True)
 
     def exporting(self, status: str) -> None:
         self.show(f"exporting    {status}")
@@ -153,7 +155,8 @@ class _ProgressLine:
 
     def done(self, text: str) -> None:
         self.open = False
-        print(f"\r{text:<78}", file=sys.stderr)
+        carriage_return(sys.stderr)
+        print(f"{text:<78}", file=sys.stderr)
 
 
 def _research_view(
@@ -301,6 +304,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Keys, file names and messages quote data: none may reach the terminal as a control.
+    stdout, stderr = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = EscapedStream(stdout), EscapedStream(stderr)
+    try:
+        return _run(args)
+    finally:
+        sys.stdout, sys.stderr = stdout, stderr
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         code: int = args.run(args)
     except FHIRBridgeError as exc:
