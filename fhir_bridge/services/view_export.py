@@ -34,8 +34,8 @@ from fhir_bridge.store.sql import now_instant
 from fhir_bridge.views import run as run_view
 
 KIND = "viewdefinition-export"  # in a job's parameters: a view export, not a Bulk export
-FORMATS = ("ndjson", "csv", "json")
-SUFFIXES = {"ndjson": ".ndjson", "csv": ".csv", "json": ".json"}
+FORMATS = ("ndjson", "csv", "json", "parquet")
+SUFFIXES = {"ndjson": ".ndjson", "csv": ".csv", "json": ".json", "parquet": ".parquet"}
 MAX_VIEWS = 50  # views of one export
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
 _VIEW_PARTS = ("name", "viewReference", "viewResource")

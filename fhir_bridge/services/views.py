@@ -1,6 +1,6 @@
 """SQL on FHIR v2 `$viewdefinition-run`: its parameters checked, and the rows of a view over
-inline resources or over the research view of this server's data, encoded as JSON, NDJSON or
-CSV while they stream.
+inline resources or over the research view of this server's data, encoded as JSON, NDJSON,
+CSV or Parquet while they stream.
 
 https://sql-on-fhir.org/ig/latest/OperationDefinition-ViewDefinitionRun.html. The R4 mode runs
 at the system level; a stored ViewDefinition runs at `ViewDefinition/[id]` too. Rows of this
@@ -39,7 +39,12 @@ from fhir_bridge.views import ViewDefinition, run
 
 log = logging.getLogger("fhir_bridge.views")
 
-MEDIA_TYPES = {"json": "application/json", "ndjson": "application/x-ndjson", "csv": "text/csv"}
+MEDIA_TYPES = {
+    "json": "application/json",
+    "ndjson": "application/x-ndjson",
+    "csv": "text/csv",
+    "parquet": "application/vnd.apache.parquet",
+}
 _FORMATS = {
     "json": "json",
     "application/json": "json",
@@ -48,8 +53,10 @@ _FORMATS = {
     "application/ndjson": "ndjson",
     "csv": "csv",
     "text/csv": "csv",
+    "parquet": "parquet",
+    "application/parquet": "parquet",
+    "application/vnd.apache.parquet": "parquet",
 }
-_PARQUET = ("parquet", "application/parquet", "application/vnd.apache.parquet")
 DEFAULT_FORMAT = "ndjson"  # the operation's default when neither _format nor Accept names one
 MAX_PATIENTS = 1000  # `patient` values of one request
 CHUNK = 64 * 1024  # bytes of output sent at once
@@ -255,13 +262,6 @@ def _format(param: Parameter | None, accept: str | None) -> str:
 def format_of(param: Parameter, allowed: Sequence[str]) -> str:
     """The output format a `_format` names (a code or a media type), one of `allowed`."""
     value = string_of(param, ("Code", "String")).split(";")[0].strip().lower()
-    if value in _PARQUET:
-        raise InvalidRequestError(
-            "_format parquet is not supported by this operation (rows stream, a Parquet file "
-            "does not); use json, ndjson or csv, or fhir-bridge export-dataset --format parquet",
-            code="not-supported",
-            expression=param.location,
-        )
     if _FORMATS.get(value) not in allowed:
         raise InvalidRequestError(
             f"_format '{value}' is not supported; use {', '.join(allowed)}",
@@ -348,8 +348,13 @@ def _checked(produced: Iterator[dict[str, Any]], location: str) -> Iterator[dict
 
 def encoded(request: RunRequest, produced: Iterable[dict[str, Any]]) -> Iterator[bytes]:
     """The rows in the request's format, CHUNK bytes or so at a time: a JSON array, NDJSON
-    lines, or CSV (RFC 4180, a header row unless `header` is false; lists and objects as
-    JSON text, booleans as true and false)."""
+    lines, CSV (RFC 4180, a header row unless `header` is false; lists and objects as
+    JSON text, booleans as true and false), or Parquet (a row group at a time)."""
+    if request.format == "parquet":
+        from fhir_bridge.services.view_parquet import parquet  # pyarrow loads on first use
+
+        yield from parquet(request.view.output_columns, produced, _csv_cell)
+        return
     buffer = bytearray()
     if request.format == "csv":
         text = io.StringIO()

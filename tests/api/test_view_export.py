@@ -106,7 +106,7 @@ def test_a_file_per_view_of_research_rows(client: TestClient) -> None:
         (
             [
                 {"name": "viewResource", "resource": PATIENTS},
-                {"name": "_format", "valueCode": "parquet"},
+                {"name": "_format", "valueCode": "xml"},
             ],
             400,
             "not-supported",
