@@ -56,10 +56,10 @@ def _kind(column: Column, text: Callable[[Any], str]) -> tuple[pa.DataType, Call
 
 
 def parquet(
-    columns: Sequence[Column], rows: Iterable[dict[str, Any]], text: Callable[[Any], str]
+    columns: Sequence[Column], rows: Iterable[Sequence[Any]], text: Callable[[Any], str]
 ) -> Iterator[bytes]:
-    """`rows` (dicts in the order of `columns`) as the bytes of a Parquet file, a row group at
-    a time; `text` writes a value of a text column."""
+    """`rows` (tuples in the order of `columns`) as the bytes of a Parquet file, a row group
+    at a time; `text` writes a value of a text column."""
     kinds = [_kind(column, text) for column in columns]
     schema = pa.schema([(c.name, kind) for c, (kind, _) in zip(columns, kinds, strict=True)])
     sink = _Drain()
@@ -67,7 +67,7 @@ def parquet(
         held: list[list[Any]] = [[] for _ in columns]
         count = 0
         for row in rows:
-            for values, value in zip(held, row.values(), strict=True):
+            for values, value in zip(held, row, strict=True):
                 values.append(value)
             count += 1
             if count == ROW_GROUP:
