@@ -36,7 +36,9 @@ class EscapedStream(io.TextIOBase):
         self.raw.flush()
 
     def isatty(self) -> bool:
-        return self.raw.isatty()
+        # Not a terminal to its writers: one that colours its output when it sees a terminal
+        # (uvicorn's log) would have its colour codes printed as escapes.
+        return False
 
 
 def carriage_return(stream: TextIO) -> None:

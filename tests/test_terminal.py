@@ -23,3 +23,11 @@ def test_escaped_stream_escapes_writes_but_not_the_cli_carriage_return() -> None
     carriage_return(stream)  # type: ignore[arg-type]
     print("key\x1b[2K", file=stream)
     assert raw.getvalue() == "\rkey\\x1b[2K\n"
+
+
+def test_escaped_stream_tells_writers_it_is_no_terminal() -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    assert not EscapedStream(Terminal()).isatty()
