@@ -14,6 +14,7 @@ import orjson
 
 from fhir_bridge.config import Settings
 from fhir_bridge.errors import FHIRBridgeError, InvalidRequestError, StoreError
+from fhir_bridge.terminal import EscapedStream, carriage_return
 
 if TYPE_CHECKING:
     from fhir_bridge.report.tables import Source
@@ -163,7 +164,8 @@ class _ProgressLine:
 
     def show(self, text: str) -> None:
         self.open = True
-        print(f"\r{text[:78]:<78}", end="", file=sys.stderr, flush=True)
+        carriage_return(sys.stderr)
+        print(f"{text[:78]:<78}", end="", file=sys.stderr, flush=True)
 
     def exporting(self, status: str) -> None:
         self.show(f"exporting    {status}")
@@ -178,7 +180,8 @@ class _ProgressLine:
 
     def done(self, text: str) -> None:
         self.open = False
-        print(f"\r{text:<78}", file=sys.stderr)
+        carriage_return(sys.stderr)
+        print(f"{text:<78}", file=sys.stderr)
 
 
 def _research_view(
@@ -273,7 +276,7 @@ def _clients_add(args: argparse.Namespace) -> int:
         descriptor = os.open(args.new_key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(descriptor, "w", encoding="utf-8") as f:
             f.write(orjson.dumps(private_jwk).decode())
-        print(f"private key written to {_printable(args.new_key)}", file=sys.stderr)
+        print(f"private key written to {args.new_key}", file=sys.stderr)
     elif args.jwks:
         jwks = orjson.loads(Path(args.jwks).read_bytes())
     store = _registry(args)
@@ -283,7 +286,7 @@ def _clients_add(args: argparse.Namespace) -> int:
         )
     finally:
         store.close()
-    print(f"registered {_printable(row.name)} ({row.role}) as", file=sys.stderr)
+    print(f"registered {row.name} ({row.role}) as", file=sys.stderr)
     print(row.id)
     return 0
 
@@ -300,12 +303,7 @@ def _clients_list(args: argparse.Namespace) -> int:
     for row in rows:
         state = "revoked" if row.revoked is not None else "active"
         keys = row.jwks_url or "inline JWKS"
-        print(
-            "\t".join(
-                _printable(str(v))
-                for v in (row.id, row.name, row.role, row.site or "-", state, keys)
-            )
-        )
+        print("  ".join(str(v) for v in (row.id, row.name, row.role, row.site or "-", state, keys)))
     return 0
 
 
@@ -321,15 +319,10 @@ def _clients_revoke(args: argparse.Namespace) -> int:
     finally:
         store.close()
     if not done:
-        print(f"error: no active client {_printable(args.id)}", file=sys.stderr)
+        print(f"error: no active client {args.id}", file=sys.stderr)
         return EXIT_INVALID
-    print(f"revoked {_printable(args.id)}", file=sys.stderr)
+    print(f"revoked {args.id}", file=sys.stderr)
     return 0
-
-
-def _printable(text: str) -> str:
-    """`text` with control characters escaped (a name could hold terminal escapes)."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _package(args: argparse.Namespace) -> int:
@@ -477,6 +470,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if "server" in args and args.server is None:
         args.server = Settings().server
+    # Keys, file names and messages quote data: none may reach the terminal as a control.
+    stdout, stderr = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = EscapedStream(stdout), EscapedStream(stderr)
+    try:
+        return _run(args)
+    finally:
+        sys.stdout, sys.stderr = stdout, stderr
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         code: int = args.run(args)
     except FHIRBridgeError as exc:

@@ -18,9 +18,9 @@ VIEW = ViewDefinition.parse(
 )
 
 
-def endless() -> Iterator[dict[str, Any]]:
+def endless() -> Iterator[tuple[Any, ...]]:
     for n in itertools.count():
-        yield {"id": f"p{n}"}
+        yield (f"p{n}",)
 
 
 @pytest.mark.parametrize("output", ["json", "ndjson", "csv"])

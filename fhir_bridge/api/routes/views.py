@@ -2,8 +2,8 @@
 ViewDefinition; `$viewdefinition-export` at the system level, its status and its files.
 https://sql-on-fhir.org/ig/latest/operations.html
 
-Not behind the JSON-only negotiation of the resource routes: rows come out as JSON, NDJSON or
-CSV, errors as OperationOutcomes.
+Not behind the JSON-only negotiation of the resource routes: rows come out as JSON, NDJSON,
+CSV or Parquet, errors as OperationOutcomes.
 """
 
 from __future__ import annotations
