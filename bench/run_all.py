@@ -1,7 +1,8 @@
 """Every bench in one run, printed as one table beside fhir.resources measured in the same run.
 
-Run: `.venv/bin/python bench/run_all.py [--quick]` (full: about an hour here, most of it
-loading 1,000,000 Observations; `--quick`: a few minutes, smaller counts, the same code).
+Run: `.venv/bin/python bench/run_all.py [--quick]`. `--quick` takes a few minutes (smaller
+counts: 20,000 Observations to search, export and view; the same code); without it the
+search, export and view rows cover 1,000,000 Observations, loaded first, which takes far longer.
 Rows: ingest of transaction Bundles over HTTP (one server process and one client, then one
 process per core and four clients), validation (engine and CLI), search latency
 (`Observation?subject=...&code=...`), Bulk export as stored and through the research view,
