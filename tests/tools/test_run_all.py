@@ -16,7 +16,11 @@ def run_all() -> ModuleType:
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
+    path = list(sys.path)
+    try:
+        spec.loader.exec_module(module)  # puts bench/ on sys.path for its siblings
+    finally:
+        sys.path[:] = path
     return module
 
 
