@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from fhir_bridge.domain.fhir_json import DecimalText
 from fhir_bridge.errors import (
     FHIRBridgeError,
     InvalidRequestError,
@@ -385,6 +386,8 @@ def encoded(request: RunRequest, produced: Iterable[dict[str, Any]]) -> Iterator
 
 
 def _json_default(value: Any) -> Any:
+    if isinstance(value, DecimalText):  # a decimal of an inline resource, as sent
+        return orjson.Fragment(value.text)
     if isinstance(value, Decimal):
         return float(value)
     raise TypeError(f"{type(value).__name__} is not JSON")
