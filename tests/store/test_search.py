@@ -16,6 +16,7 @@ import pytest
 
 from fhir_bridge.domain.search import parse_query_string, parse_search
 from fhir_bridge.errors import InvalidRequestError
+from fhir_bridge.store import includes
 from fhir_bridge.store.includes import ITERATE_ROUNDS
 from fhir_bridge.store.indexing import extract_index, last_updated_row
 from fhir_bridge.store.schema import ddl
@@ -769,3 +770,12 @@ def test_include_iterate_stops_after_a_bounded_number_of_rounds(trial: Database)
     member_chain(trial, ITERATE_ROUNDS + 5)
     result = trial.search("Observation", "_id=h1&_include:iterate=Observation:has-member")
     assert [r[1] for r in result.included] == [f"h{n}" for n in range(2, ITERATE_ROUNDS + 3)]
+
+
+def test_include_iterate_stops_once_the_bound_of_results_is_reached(
+    trial: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    member_chain(trial, 6)
+    monkeypatch.setattr(includes, "ITERATE_RESULTS", 2)
+    result = trial.search("Observation", "_id=h1&_include:iterate=Observation:has-member")
+    assert [r[1] for r in result.included] == ["h2", "h3"]  # no round after reaching 2
