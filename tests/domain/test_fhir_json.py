@@ -86,3 +86,22 @@ def test_a_repeated_key_is_refused_naming_it(body: bytes, expression: str) -> No
 def test_a_key_that_differs_only_by_an_escaped_colon_is_not_repeated() -> None:
     body = b'{"a:b":1,"a\\u003ab2":2,"url":"http://x"}'
     assert loads(body) == orjson.loads(body)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"name":"Bj\\u00f8rn \\"B\\" \\\\u0031\\/x\\n","value":1.5,"n":[1,2.25]}',
+        b'{"a":"\\u0031\\u003a","value":1.5}',  # escapes that spell a digit and a colon
+        b'{"a":"\\\\","b":"\\u005c","value":1.5}',
+    ],
+    ids=["escapes", "escaped-digit", "backslashes"],
+)
+def test_a_body_with_escapes_reads_as_orjson_reads_it(body: bytes) -> None:
+    parsed = loads(body)
+    assert parsed == orjson.loads(body) and type(parsed["value"]) is float
+
+
+def test_an_escape_does_not_hide_an_altered_decimal() -> None:
+    body = b'{"a":"\\u0031","value":1.50,"b":"\\u00e9"}'
+    assert dumps(loads(body)) == '{"a":"1","value":1.50,"b":"é"}'.encode()
