@@ -20,6 +20,7 @@ class Settings(BaseSettings):
     max_page_size: int = 1000
     max_body_bytes: int = 50 * 1024 * 1024
     max_bundle_entries: int = 10_000
+    check_references: bool = True  # refuse writes whose Type/id references name nothing
     # HMAC key of the research view's pseudonyms and date offsets; unset: a random key made
     # once and kept in the database (stable for this server, unlike any other's)
     pseudonym_key: SecretStr | None = None
