@@ -42,6 +42,7 @@ def test_profiles_are_differentials_on_core_types(m: Mappings) -> None:
     assert names == {
         **{f"{i}-observation": "Observation" for i in INSTRUMENTS},
         "mdma-administration": "MedicationAdministration",
+        "mdma-medication": "Medication",
         "trial-patient": "Patient",
         "trial-research-subject": "ResearchSubject",
         "visit-encounter": "Encounter",
