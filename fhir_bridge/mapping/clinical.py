@@ -147,10 +147,10 @@ def interpret(obs: dict[str, Any], m: Mappings) -> dict[str, Any]:
     """
     if obs.get("resourceType") != "Observation" or "interpretation" in obs:
         return obs
-    spec = score_instrument(obs, m)
-    if spec is None:
-        return obs
     try:
+        spec = score_instrument(obs, m)
+        if spec is None:
+            return obs
         values, issues = _check_total(spec, obs)
     except (AttributeError, KeyError, TypeError, ValueError):
         return obs  # malformed: the validator refuses it
