@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterator
 from datetime import date
 from typing import Any
+from weakref import WeakKeyDictionary
 
 import orjson
 
@@ -76,6 +77,9 @@ def record_rules(m: Mappings) -> list[RecordRule]:
         return RecordFindings(issues, [_flag(VISIT_OUTSIDE_WINDOW)] if outside else [])
 
     def assessments(session: StoreSession, resource: dict[str, Any]) -> RecordFindings:
+        if resource.get("resourceType") == "ResearchSubject":
+            _WITHDRAWALS.pop(session, None)  # a withdrawal may have come or gone
+            return RecordFindings()
         found = _assessment(resource, m)
         if found is None:
             return RecordFindings()
@@ -149,13 +153,25 @@ def _assessment(
     return spec, patient, encounter, day(resource.get(date_key)), f"{kind}.{date_key}"
 
 
-def _withdrawals(session: StoreSession, patient: str) -> Iterator[date]:
+# Per write session (one transaction), the withdrawal days of the participants met so far: a
+# Bundle of one participant's assessments asks the store once, not once per resource (each
+# search flushes the session's batched inserts). A ResearchSubject written in the session
+# makes it forget them.
+_WITHDRAWALS: WeakKeyDictionary[StoreSession, dict[str, list[date]]] = WeakKeyDictionary()
+
+
+def _withdrawals(session: StoreSession, patient: str) -> list[date]:
     """The days the participant withdrew (a withdrawn ResearchSubject's period.end)."""
-    for subject in _live(session, "ResearchSubject", f"individual={patient}", None):
-        period = subject.get("period")
-        end = day(period.get("end")) if isinstance(period, dict) else None
-        if subject.get("status") == "withdrawn" and end is not None:
-            yield end
+    known = _WITHDRAWALS.setdefault(session, {})
+    if patient not in known:
+        days = []
+        for subject in _live(session, "ResearchSubject", f"individual={patient}", None):
+            period = subject.get("period")
+            end = day(period.get("end")) if isinstance(period, dict) else None
+            if subject.get("status") == "withdrawn" and end is not None:
+                days.append(end)
+        known[patient] = days
+    return known[patient]
 
 
 def _second_score(
