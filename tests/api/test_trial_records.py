@@ -303,3 +303,24 @@ def test_validate_of_a_clean_response_reports_no_paths_outside_it(client: TestCl
     # the derived score's findings are said as such, as information
     derived = [i for i in issues if i["diagnostics"].startswith("In the Observation the server")]
     assert derived and {i["severity"] for i in derived} == {"information"}
+
+
+def test_a_second_response_for_one_visit_is_refused_and_an_amended_one_corrects_it(
+    client: TestClient,
+) -> None:
+    patient = _patient(client)
+    visit = _create(client, _visit(client, patient, "baseline", "2023-03-01"))
+    first = client.post(
+        "/fhir/QuestionnaireResponse", json=_response(patient, visit), headers=FHIR
+    ).json()
+    again = client.post("/fhir/QuestionnaireResponse", json=_response(patient, visit), headers=FHIR)
+    assert again.status_code == 422, again.text
+    [issue] = again.json()["issue"]
+    assert (issue["code"], issue.get("expression")) == ("duplicate", None)
+    assert issue["diagnostics"].startswith("In the Observation the server derives from this")
+    amended = {**first, "status": "amended"}
+    amended["item"][0]["answer"] = [{"valueInteger": 5}]
+    response = client.put(f"/fhir/QuestionnaireResponse/{first['id']}", json=amended, headers=FHIR)
+    assert response.status_code == 200, response.text
+    scores = client.get(f"/fhir/Observation?encounter={visit}").json()["entry"]
+    assert [e["resource"]["valueQuantity"]["value"] for e in scores] == [23]
