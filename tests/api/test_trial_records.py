@@ -324,3 +324,39 @@ def test_a_second_response_for_one_visit_is_refused_and_an_amended_one_corrects_
     assert response.status_code == 200, response.text
     scores = client.get(f"/fhir/Observation?encounter={visit}").json()["entry"]
     assert [e["resource"]["valueQuantity"]["value"] for e in scores] == [23]
+
+
+def test_a_score_without_a_severity_is_stored_with_the_band_of_its_total(
+    client: TestClient,
+) -> None:
+    patient = _patient(client)
+    visit = _create(client, _visit(client, patient, "baseline", "2023-03-01"))
+    score = _score("madrs", [3] * 9 + [2], patient, visit, "2023-03-01")
+    del score["interpretation"]
+    stored = client.get(f"/fhir/{_create(client, score)}").json()
+    assert [c["code"] for c in stored["interpretation"][0]["coding"]] == ["madrs-moderate"]
+
+
+def test_a_score_with_the_wrong_severity_is_refused(client: TestClient) -> None:
+    patient = _patient(client)
+    visit = _create(client, _visit(client, patient, "baseline", "2023-03-01"))
+    score = _score("madrs", [3] * 9 + [2], patient, visit, "2023-03-01")
+    score["interpretation"][0]["coding"][0]["code"] = "madrs-severe"
+    response = client.post("/fhir/Observation", json=score, headers=FHIR)
+    assert response.status_code == 422, response.text
+    errors = [i for i in _issues(response) if i[0] == "error"]
+    assert errors == [("error", "invariant", ["Observation.interpretation[0].coding[0].code"])]
+
+
+def test_a_total_over_nine_madrs_items_is_refused(client: TestClient) -> None:
+    patient = _patient(client)
+    visit = _create(client, _visit(client, patient, "baseline", "2023-03-01"))
+    score = _score("madrs", [3] * 10, patient, visit, "2023-03-01")
+    score["component"] = score["component"][:9]
+    score["valueQuantity"]["value"] = 27
+    del score["interpretation"]
+    response = client.post("/fhir/Observation", json=score, headers=FHIR)
+    assert response.status_code == 422, response.text
+    errors = [i for i in _issues(response) if i[0] == "error"]
+    assert errors == [("error", "invariant", ["Observation.valueQuantity.value"])]
+    assert client.get("/fhir/Observation?_summary=count").json()["total"] == 0
