@@ -115,8 +115,10 @@ def draw_total(spec: InstrumentSpec, visit: str, rng: random.Random) -> int:
 
 
 def study_entries(m: Mappings) -> tuple[list[dict[str, Any]], dict[str, str]]:
-    study, plan, medication = (dict(r) for r in m.study_resources())
-    for resource in (study, plan, medication):
+    # The study drug's Medication is the server's own (published from mappings/ with the
+    # study); administrations code the drug, so the examples carry no copy of it.
+    study, plan = (dict(r) for r in m.study_resources() if r["resourceType"] != "Medication")
+    for resource in (study, plan):
         resource.pop("id")
     ident = study_identifier(m)
     refs = {
@@ -128,7 +130,6 @@ def study_entries(m: Mappings) -> tuple[list[dict[str, Any]], dict[str, str]]:
     return [
         entry(study, refs["study"], f"identifier={ident['system']}|{ident['value']}"),
         entry(plan, refs["plan"], f"url={plan['url']}"),
-        identified(medication, "medication", "mdma"),
     ], refs
 
 

@@ -1,6 +1,6 @@
 """Trial concepts to FHIR and back, driven by the files in mappings/."""
 
-from fhir_bridge.mapping.clinical import check_clinical
+from fhir_bridge.mapping.clinical import check_clinical, interpret, may_interpret
 from fhir_bridge.mapping.columns import read_table
 from fhir_bridge.mapping.concept_maps import may_translate, translate_codes
 from fhir_bridge.mapping.ig_package import build_ig_package
@@ -13,8 +13,10 @@ __all__ = [
     "build_ig_package",
     "bundle_to_table",
     "check_clinical",
+    "interpret",
     "load_mappings",
     "read_table",
+    "may_interpret",
     "may_translate",
     "score_response",
     "translate_codes",

@@ -14,13 +14,15 @@ if TYPE_CHECKING:
 _TRANSLATABLE = {"equivalent", "equal"}
 
 
-def concept_map(spec: ConceptMapSpec) -> dict[str, Any]:
-    """The ConceptMap resource of a concept map file. https://hl7.org/fhir/R4/conceptmap.html"""
+def concept_map(spec: ConceptMapSpec, version: str) -> dict[str, Any]:
+    """The ConceptMap resource of a concept map file, at the package `version`.
+
+    https://hl7.org/fhir/R4/conceptmap.html"""
     return {
         "resourceType": "ConceptMap",
         "id": spec.id,
         "url": spec.url,
-        "version": "1",
+        "version": version,
         "name": spec.name,
         "title": spec.title,
         "status": "active",

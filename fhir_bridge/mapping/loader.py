@@ -90,8 +90,8 @@ class Mappings:
         return [
             *terminology.code_systems(self),
             *terminology.value_sets(self),
-            *[questionnaires.questionnaire(spec) for spec in self.instruments],
-            *[concept_maps.concept_map(spec) for spec in self.concept_maps],
+            *[questionnaires.questionnaire(spec, self.ig.version) for spec in self.instruments],
+            *[concept_maps.concept_map(spec, self.ig.version) for spec in self.concept_maps],
             *profiles.structure_definitions(self),
         ]
 

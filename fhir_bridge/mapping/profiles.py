@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from fhir_bridge.mapping.loader import Mappings
 
 CORE = "http://hl7.org/fhir/StructureDefinition"
+MEDICATION_PROFILE = "mdma-medication"
 SURVEY_PATTERN = {"coding": [{"system": OBSERVATION_CATEGORY, "code": "survey"}]}
 
 
@@ -209,12 +210,44 @@ def administration_profile(m: Mappings) -> dict[str, Any]:
     )
 
 
+def medication_profile(m: Mappings) -> dict[str, Any]:
+    """The study drug: coded by its UNII, and where form and strength are stated, the strength
+    of the MDMA ingredient in mg (UCUM). The trial's unit dose and dose form are UNVERIFIED
+    (CLINICAL.md 2, 3.2), so neither is fixed here."""
+    med = m.medication
+    unii = {"coding": [coding(med.code)]}
+    elements = [
+        _el("Medication.code", min=1, patternCodeableConcept=unii),
+        _el(
+            "Medication.ingredient.item[x]",
+            type=[{"code": "CodeableConcept"}],
+            patternCodeableConcept=unii,
+        ),
+        _el(
+            "Medication.ingredient.strength.numerator",
+            min=1,
+            patternQuantity={"system": UCUM, "code": med.dose_unit},
+        ),
+    ]
+    return _sd(
+        m,
+        MEDICATION_PROFILE,
+        "Medication",
+        "MDMA (midomafetamine)",
+        f"The study drug {med.text}: code UNII {split_code(med.code)[1]} (FDA substance "
+        "registry); form as the pharmacy states it; an ingredient, if stated, is MDMA with its "
+        "strength in mg. Sources: " + "; ".join(med.source),
+        elements,
+    )
+
+
 def structure_definitions(m: Mappings) -> list[dict[str, Any]]:
     """All project profiles as differential StructureDefinitions."""
     visit_types = f"{CANONICAL}/ValueSet/visit"
     return [
         *(score_profile(spec, m) for spec in m.instruments),
         administration_profile(m),
+        medication_profile(m),
         _sd(
             m,
             "trial-patient",

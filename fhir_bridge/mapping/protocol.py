@@ -138,5 +138,6 @@ def medication(m: Mappings) -> dict[str, Any]:
     return {
         "resourceType": "Medication",
         "id": m.medication.id,
+        "meta": {"profile": [f"{CANONICAL}/StructureDefinition/mdma-medication"]},
         "code": {"coding": [coding(m.medication.code)], "text": m.medication.text},
     }

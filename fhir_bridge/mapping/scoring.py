@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from fhir_bridge.domain.issues import Issue, has_errors
 from fhir_bridge.errors import UnprocessableResourceError
 from fhir_bridge.mapping.observations import RESEARCH_STUDY_EXT, score_observation
+from fhir_bridge.mapping.questionnaires import TOTAL_LINK_ID
 from fhir_bridge.mapping.spec import InstrumentSpec, ItemSpec, split_code
 
 if TYPE_CHECKING:
@@ -51,7 +52,12 @@ def _answer_score(
 
 
 def _walk_items(
-    spec: InstrumentSpec, items: Any, path: str, values: dict[str, int], issues: list[Issue]
+    spec: InstrumentSpec,
+    items: Any,
+    path: str,
+    values: dict[str, int],
+    issues: list[Issue],
+    totals: list[tuple[Any, str]],
 ) -> None:
     if not isinstance(items, list):
         issues.append(Issue("error", "structure", "item must be an array", path))
@@ -62,11 +68,14 @@ def _walk_items(
             issues.append(Issue("error", "structure", "item must be an object", item_path))
             continue
         if "item" in entry:
-            _walk_items(spec, entry["item"], item_path, values, issues)
+            _walk_items(spec, entry["item"], item_path, values, issues, totals)
         answers = entry.get("answer", [])
         if "item" in entry and not answers:
             continue
         link_id = entry.get("linkId")
+        if link_id == TOTAL_LINK_ID:  # the form's calculated total: checked in read_response
+            totals.append((answers, item_path))
+            continue
         item = spec.item(link_id) if isinstance(link_id, str) else None
         if item is None:
             issues.append(
@@ -104,6 +113,25 @@ def _walk_items(
                 values[item.link_id] = score
 
 
+def _check_total(
+    spec: InstrumentSpec, values: dict[str, int], answers: Any, path: str
+) -> Issue | None:
+    """The total item's answer must be the total the items give: none while items are missing
+    (no instrument defines prorating), else the scoring rule's value."""
+    expected = spec.score(values)
+    given = answers[0].get("valueInteger") if answers and isinstance(answers[0], dict) else None
+    if not answers and expected is None:
+        return None
+    if expected is None:
+        missing = ", ".join(spec.missing(values))
+        text = f"{spec.name} item(s) {missing} missing: an incomplete administration has no total"
+    elif given == expected and not isinstance(given, bool) and len(answers) == 1:
+        return None
+    else:
+        text = f"{spec.name} total must be one valueInteger, the items give {expected}"
+    return Issue("error", "invariant", text, f"{path}.answer")
+
+
 def read_response(
     qr: dict[str, Any], m: Mappings
 ) -> tuple[InstrumentSpec | None, dict[str, int], list[Issue]]:
@@ -125,7 +153,11 @@ def read_response(
         )
     values: dict[str, int] = {}
     issues: list[Issue] = []
-    _walk_items(spec, qr.get("item", []), QR, values, issues)
+    totals: list[tuple[Any, str]] = []
+    _walk_items(spec, qr.get("item", []), QR, values, issues, totals)
+    if not issues:
+        found = (_check_total(spec, values, answers, path) for answers, path in totals)
+        issues += [issue for issue in found if issue is not None]
     if qr.get("status") not in _STATUS:
         issues.append(
             Issue(

@@ -23,6 +23,7 @@ SYSTEMS: dict[str, str] = {
     "severity": f"{CANONICAL}/CodeSystem/severity",
     "visit": f"{CANONICAL}/CodeSystem/visit",
     "dose-role": f"{CANONICAL}/CodeSystem/dose-role",
+    "data-quality": f"{CANONICAL}/CodeSystem/data-quality",
 }
 
 
@@ -117,8 +118,8 @@ class InstrumentSpec(Spec):
     name: str
     title: str
     description: str
-    version: str = "1"
     source: list[str] = Field(min_length=1)
+    copyright: str | None = None
     rater: Literal["clinician", "self"]
     recall: str
     panel_code: str | None
@@ -127,6 +128,9 @@ class InstrumentSpec(Spec):
     items: list[ItemSpec] = Field(min_length=1)
     bands: list[Band]
     bands_source: str | None
+    # What the instrument's scoring rules say about missing items, with their source: none
+    # here defines prorating, so an incomplete administration gets no total.
+    missing_items: str
     item_rule: ItemRule | None = None
     response: ResponseRule | None
     remission: RemissionRule | None
@@ -211,6 +215,11 @@ class InstrumentSpec(Spec):
             return None
         positive = [i for i, item in enumerate(self.items, 1) if values[item.link_id] > item.min]
         return max(positive, default=0)
+
+    def missing(self, values: dict[str, int]) -> list[str]:
+        """The link ids the scoring rule needs that `values` lacks."""
+        needed = self._summed if self.total.rule == "sum" else [i.link_id for i in self.items]
+        return [link_id for link_id in needed if link_id not in values]
 
     def severity(self, score: int) -> Band | None:
         """The severity band a total falls in (None for instruments without bands)."""
@@ -323,6 +332,10 @@ class ProtocolSpec(Spec):
     source: list[str] = Field(min_length=1)
     study: StudySpec
     instrument_schedule_source: str
+    # Instruments accepted at any visit (with a warning) and why; the others only where the
+    # schedule lists them.
+    unscheduled_allowed: list[str] = []
+    unscheduled_allowed_source: str | None = None
     visits: list[VisitSpec] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -353,6 +366,8 @@ class MedicationSpec(Spec):
     source: list[str] = Field(min_length=1)
     code: str
     text: str
+    names: list[str] = Field(min_length=1)  # the drug's names, compared without case
+    names_source: str
     dose_unit: Literal["mg"]
     route: str
     route_display: str

@@ -15,7 +15,9 @@ def _concepts(spec: CodeSystemSpec, m: Mappings) -> list[ConceptSpec]:
     concepts = list(spec.concepts)
     if spec.concepts_from == "instruments":
         for instrument in m.instruments:
+            panel = [(instrument.panel_code, instrument.title)] if instrument.panel_code else []
             for ref, display in [
+                *panel,
                 (instrument.total.code, instrument.total.display),
                 *(
                     (item.code, f"{instrument.name} item {item.link_id}: {item.text}")

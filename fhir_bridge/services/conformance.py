@@ -45,6 +45,8 @@ def validate(
     for transform in ctx.transforms:
         resource = transform(resource)
     issues = resources.check(ctx, resource, profiles)
+    if not any(issue.is_error for issue in issues):
+        issues += _record_issues(ctx, resource)
     if mode == "update":  # as an update of the resource named would be checked
         issues += _update_issues(ctx, resource_type, resource, resource_id)
     if not any(issue.is_error for issue in issues):
@@ -52,10 +54,19 @@ def validate(
         for derive in ctx.derivations:
             try:
                 for derived in derive(with_id):
-                    issues.extend(resources.check(ctx, derived))
-            except FHIRBridgeError as exc:
+                    found = resources.check(ctx, derived) + _record_issues(ctx, derived)
+                    issues.extend(resources.derived_issues(derived, found))
+            except FHIRBridgeError as exc:  # the derivation read the resource: its issues
                 issues.extend(exc.issues)
     return issues
+
+
+def _record_issues(ctx: ServiceContext, resource: dict[str, Any]) -> list[Issue]:
+    """What the record rules would find if `resource` were written now."""
+    if not ctx.record_rules:
+        return []
+    with ctx.store.session() as session:
+        return resources.check_records(ctx.record_rules, session, resource)[0]
 
 
 def _update_issues(

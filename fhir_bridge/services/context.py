@@ -8,13 +8,27 @@ from typing import Any, Protocol, runtime_checkable
 
 from fhir_bridge.domain.issues import Issue
 from fhir_bridge.domain.memo import plain_json
-from fhir_bridge.store.base import ResourceStore
+from fhir_bridge.store.base import ResourceStore, StoreSession
 
 WriteCheck = Callable[[dict[str, Any]], list[Issue]]
 ProfileValidator = Callable[[dict[str, Any], Sequence[str]], list[Issue]]
 Transform = Callable[[dict[str, Any]], dict[str, Any]]
 Derivation = Callable[[dict[str, Any]], list[dict[str, Any]]]
 Transition = Callable[[dict[str, Any], dict[str, Any]], list[Issue]]  # (current, new) -> issues
+
+
+@dataclass(frozen=True)
+class RecordFindings:
+    """What a record rule found: issues (errors refuse the write) and meta.tag codings that
+    mark the stored resource for the data-quality views."""
+
+    issues: list[Issue] = field(default_factory=list)
+    tags: list[dict[str, str]] = field(default_factory=list)
+
+
+# A rule over the resource and what the store holds (other doses of the session, ...), run in
+# the write's own session so that it sees the resources written before it in a transaction.
+RecordRule = Callable[[StoreSession, dict[str, Any]], RecordFindings]
 
 _ENCODED_PATCH = b"json-patch+json"  # the content type of a PATCH entry's Binary
 
@@ -41,6 +55,7 @@ class ServiceContext:
     # Rules on how a resource may change, by resource type (e.g. a withdrawn ResearchSubject
     # stays withdrawn); checked on update against the current version.
     transitions: dict[str, list[Transition]] = field(default_factory=dict)
+    record_rules: list[RecordRule] = field(default_factory=list)
     # Set by for_body: the request's JSON is plain (memo.plain_json) and no transform applies,
     # so the resources created as they were parsed from it are checked with
     # memo.SharedKeys(plain=True) (resources.prepare).

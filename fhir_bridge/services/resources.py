@@ -28,7 +28,7 @@ from fhir_bridge.errors import (
     VersionConflictError,
 )
 from fhir_bridge.services import cohort
-from fhir_bridge.services.context import ServiceContext
+from fhir_bridge.services.context import RecordRule, ServiceContext
 from fhir_bridge.services.local_references import LocalTargets
 from fhir_bridge.services.patch import apply_patch
 from fhir_bridge.store import search as store_search
@@ -145,6 +145,7 @@ class Prepared:
     resource: dict[str, Any]
     staged: Staged
     derived: list[tuple[dict[str, Any], Staged]]
+    record_rules: Sequence[RecordRule] = ()
 
 
 def prepare(
@@ -163,7 +164,28 @@ def prepare(
         with SharedKeys():
             validate_for_write(ctx, item)
     stage = ctx.store.stage
-    return Prepared(resource, stage(resource), [(item, stage(item)) for item in derived])
+    staged = [(item, stage(item)) for item in derived]
+    return Prepared(resource, stage(resource), staged, ctx.record_rules)
+
+
+def check_records(
+    rules: Sequence[RecordRule], session: StoreSession, resource: dict[str, Any]
+) -> tuple[list[Issue], list[dict[str, str]]]:
+    """The issues and data-quality tags of the record rules for `resource` in `session`."""
+    issues: list[Issue] = []
+    tags: list[dict[str, str]] = []
+    for rule in rules:
+        found = rule(session, resource)
+        issues += found.issues
+        tags += found.tags
+    return issues, tags
+
+
+def _tagged(resource: dict[str, Any], tags: list[dict[str, str]]) -> dict[str, Any]:
+    found = resource.get("meta")
+    meta: dict[str, Any] = found if isinstance(found, dict) else {}
+    old = [t for t in meta.get("tag", []) if t not in tags]
+    return {**resource, "meta": {**meta, "tag": [*old, *tags]}}
 
 
 def local_targets(ctx: ServiceContext, session: StoreSession) -> LocalTargets | None:
@@ -180,24 +202,56 @@ def commit(
 ) -> StoredResource:
     """Store a prepared resource and its derived resources in the caller's session;
     `new` when the resource's id is a fresh uuid. With `targets`, its local references must
-    name one of them (derived resources name what their source names, or the source)."""
+    name one of them (derived resources name what their source names, or the source). The
+    record rules run here, in the session: an error refuses the write (the session rolls
+    back), a tag marks the stored resource."""
     if targets is not None:
         targets.check(prepared.staged, prepared.resource)
-    stored = session.put(prepared.resource, method, new, prepared.staged)
+    issues, tags = check_records(prepared.record_rules, session, prepared.resource)
+    if any(issue.is_error for issue in issues):
+        raise UnprocessableResourceError(issues=[i for i in issues if i.severity != "information"])
+    if tags:  # staged without them: staged again, by the store
+        stored = session.put(_tagged(prepared.resource, tags), method, new)
+    else:
+        stored = session.put(prepared.resource, method, new, prepared.staged)
     if stored.resource_type == "ResearchSubject":
         cohort.update(session, prepared.resource)
     source = f"{stored.resource_type}/{stored.id}"
     for item, staged in prepared.derived:
+        issues, tags = check_records(prepared.record_rules, session, item)
+        if any(issue.is_error for issue in issues):
+            errors = [issue for issue in derived_issues(item, issues) if issue.is_error]
+            raise UnprocessableResourceError(issues=errors)
+        written: Staged | None = staged
+        if tags:  # staged without them: staged again, by the store
+            item, written = _tagged(item, tags), None
         existing = session.read(item["resourceType"], item["id"])
         if existing is None or existing.deleted:
-            session.put(item, "POST", staged=staged)
+            session.put(item, "POST", staged=written)
             continue
         if not _derives_from(orjson.loads(existing.data), source):
             raise VersionConflictError(
                 f"{item['resourceType']}/{item['id']} exists and is not derived from {source}"
             )
-        session.put(item, "PUT", staged=staged)
+        session.put(item, "PUT", staged=written)
     return stored
+
+
+def derived_issues(derived: dict[str, Any], issues: list[Issue]) -> list[Issue]:
+    """Issues of a resource the server derives (a score Observation), said as such: their
+    paths are not in the submitted resource, so they go into the text; an error stays an
+    error (the write is refused), the rest is information about what the server makes."""
+    kind = derived.get("resourceType")
+    return [
+        Issue(
+            issue.severity if issue.is_error else "information",
+            issue.code,
+            f"In the {kind} the server derives from this resource"
+            + (f", at {issue.expression}" if issue.expression else "")
+            + f": {issue.diagnostics}",
+        )
+        for issue in issues
+    ]
 
 
 def _derives_from(resource: dict[str, Any], source: str) -> bool:

@@ -1,9 +1,10 @@
 """The trial's rules on the write path, built from mappings/ and the validator.
 
 Transforms translate a hospital's local codes through the ConceptMaps (the original coding is
-kept); rules are the clinical checks (ranges, totals,
-protocol visits); the derivation scores a completed QuestionnaireResponse of a trial
-instrument into its score Observation, written in the same transaction as the response.
+kept) and give a score its severity; rules are the clinical checks (ranges, totals, protocol
+visits), record rules those over the store (trial_records); the derivation scores a completed
+QuestionnaireResponse of a trial instrument into its score Observation, written in the same
+transaction as the response.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from fhir_bridge.domain.issues import Issue
 from fhir_bridge.mapping import (
     Mappings,
     check_clinical,
+    interpret,
     load_mappings,
+    may_interpret,
     may_translate,
     score_response,
     translate_codes,
@@ -31,6 +34,7 @@ from fhir_bridge.services.context import (
     Transition,
     WriteCheck,
 )
+from fhir_bridge.services.trial_records import record_rules
 from fhir_bridge.store.base import ResourceStore
 from fhir_bridge.validation import Validator
 
@@ -93,6 +97,7 @@ def trial_context(
         rules=rules(trial.mappings),
         derivations=derivations(trial.mappings),
         transitions=transitions(),
+        record_rules=record_rules(trial.mappings),
         **limits,
     )
     context.check_references = check_references
@@ -113,8 +118,22 @@ class CodeTranslation:
         return may_translate(raw, self.mappings)
 
 
+@dataclass(frozen=True)
+class SeverityInterpretation:
+    """A score Observation posted without an interpretation gets its severity (interpret);
+    after CodeTranslation, so that a local total code counts."""
+
+    mappings: Mappings
+
+    def __call__(self, resource: dict[str, Any]) -> dict[str, Any]:
+        return interpret(resource, self.mappings)
+
+    def may_apply(self, raw: bytes) -> bool:
+        return may_interpret(raw, self.mappings) or may_translate(raw, self.mappings)
+
+
 def transforms(m: Mappings) -> list[Transform]:
-    return [CodeTranslation(m)]
+    return [CodeTranslation(m), SeverityInterpretation(m)]
 
 
 def rules(m: Mappings) -> list[WriteCheck]:

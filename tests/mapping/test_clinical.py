@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from fhir_bridge.mapping import Mappings, check_clinical
+from fhir_bridge.domain.issues import Issue
+from fhir_bridge.mapping import Mappings, check_clinical, interpret
+from fhir_bridge.mapping.clinical import mdma_dose, session_dose_findings
 from fhir_bridge.mapping.observations import score_observation, study_extension
 
 VISIT = "https://fhir-bridge.org/fhir/CodeSystem/visit"
@@ -68,10 +70,59 @@ def test_total_without_items_is_accepted(m: Mappings) -> None:
     assert check_clinical(obs, m) == []
 
 
-def test_partial_items_do_not_trigger_the_sum_rule(m: Mappings) -> None:
-    obs = _madrs(m, [3] * 10, 12)
-    obs["component"] = obs["component"][:4]
+def test_a_total_over_missing_items_is_refused(m: Mappings) -> None:
+    obs = _madrs(m, [3] * 10, 27)
+    obs["component"] = obs["component"][:9]
+    [issue] = check_clinical(obs, m)
+    assert issue == Issue(
+        "error",
+        "invariant",
+        "MADRS item(s) 10 missing: an incomplete administration has no total "
+        "(its scoring rules define no prorating)",
+        "Observation.valueQuantity.value",
+    )
+
+
+def test_a_total_far_from_its_partial_items_is_refused(m: Mappings) -> None:
+    obs = _madrs(m, [3] * 10, 58)
+    obs["component"] = obs["component"][1:]
+    assert _found(check_clinical(obs, m)) == [
+        ("error", "invariant", "Observation.valueQuantity.value")
+    ]
+
+
+def test_partial_items_without_a_total_are_accepted(m: Mappings) -> None:
+    obs = _madrs(m, [3] * 9 + [0], None)
+    obs["component"] = obs["component"][:9]
     assert check_clinical(obs, m) == []
+
+
+def test_sds_total_needs_only_the_three_domain_items(m: Mappings) -> None:
+    spec = m.instrument("sds")
+    values = {"1": 4, "2": 5, "3": 6}
+    obs = score_observation(spec, values, 15, subject="Patient/p1", effective="2023-03-01")
+    assert check_clinical(obs, m) == []
+
+
+def test_a_severity_that_is_not_the_band_of_the_total_is_refused(m: Mappings) -> None:
+    obs = _madrs(m, [3] * 9 + [2], 29)
+    obs["interpretation"][0]["coding"][0]["code"] = "madrs-severe"
+    [issue] = check_clinical(obs, m)
+    assert issue == Issue(
+        "error",
+        "invariant",
+        "MADRS interpretation 'madrs-severe' does not match the score: it is 'madrs-moderate' "
+        "(Moderate depression)",
+        "Observation.interpretation[0].coding[0].code",
+    )
+
+
+def test_a_severity_is_set_when_the_score_has_none(m: Mappings) -> None:
+    obs = _madrs(m, [3] * 9 + [2], 29)
+    del obs["interpretation"]
+    [interpretation] = interpret(obs, m)["interpretation"]
+    assert interpretation["coding"][0]["code"] == "madrs-moderate"
+    assert "interpretation" not in obs  # a copy: the posted resource is left alone
 
 
 def test_unknown_component_code_is_rejected(m: Mappings) -> None:
@@ -146,11 +197,53 @@ def test_mdma_dose_not_in_mg_is_rejected(m: Mappings) -> None:
     ]
 
 
-def test_mdma_dose_above_session_maximum_is_a_warning(m: Mappings) -> None:
+def test_one_mdma_dose_above_the_session_maximum_is_left_to_the_session_rule(
+    m: Mappings,
+) -> None:
     dose = {"value": 250, "unit": "mg", "system": "http://unitsofmeasure.org", "code": "mg"}
-    assert _found(check_clinical(_administration(dose), m)) == [
+    admin = _administration(dose)
+    assert check_clinical(admin, m) == []
+    issues, tags = session_dose_findings(admin, mdma_dose(admin, m) or 0, m)
+    assert _found(issues) == [
         ("warning", "business-rule", "MedicationAdministration.dosage.dose.value")
     ]
+    assert [t["code"] for t in tags] == ["dose-above-session-maximum"]
+
+
+def test_a_dose_not_given_counts_for_nothing(m: Mappings) -> None:
+    dose = {"value": 120, "unit": "mg", "system": "http://unitsofmeasure.org", "code": "mg"}
+    assert mdma_dose({**_administration(dose), "status": "not-done"}, m) is None
+    assert mdma_dose(_administration(dose), m) == 120
+
+
+def test_a_medication_named_mdma_with_another_unii_is_refused(m: Mappings) -> None:
+    medication = {
+        "resourceType": "Medication",
+        "code": {
+            "coding": [{"system": "http://fdasis.nlm.nih.gov", "code": "XXXXXXXXXX"}],
+            "text": "mdma",
+        },
+    }
+    assert check_clinical(medication, m) == [
+        Issue(
+            "error",
+            "code-invalid",
+            "a Medication named midomafetamine (MDMA) must be coded "
+            "http://fdasis.nlm.nih.gov|KE1SEN21RM (its UNII)",
+            "Medication.code",
+        )
+    ]
+
+
+def test_the_study_medication_passes_its_rule(m: Mappings) -> None:
+    [medication] = [r for r in m.study_resources() if r["resourceType"] == "Medication"]
+    assert check_clinical(medication, m) == []
+
+
+def test_a_visit_in_the_future_is_refused(m: Mappings) -> None:
+    enc = _encounter("baseline")
+    enc["period"] = {"start": "2999-01-01"}
+    assert _found(check_clinical(enc, m)) == [("error", "business-rule", "Encounter.period.start")]
 
 
 def test_response_answers_are_checked_when_posted(m: Mappings) -> None:

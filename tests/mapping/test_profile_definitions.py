@@ -12,6 +12,7 @@ from fhir_bridge.domain.fhir import parse_model
 from fhir_bridge.mapping import Mappings
 from fhir_bridge.mapping.observations import score_observation
 from fhir_bridge.mapping.profiles import structure_definitions
+from fhir_bridge.services.trial_rules import load_trial
 
 INSTRUMENTS = ["madrs", "sds", "phq9", "gad7", "isi", "pcl5", "cssrs"]
 
@@ -42,6 +43,7 @@ def test_profiles_are_differentials_on_core_types(m: Mappings) -> None:
     assert names == {
         **{f"{i}-observation": "Observation" for i in INSTRUMENTS},
         "mdma-administration": "MedicationAdministration",
+        "mdma-medication": "Medication",
         "trial-patient": "Patient",
         "trial-research-subject": "ResearchSubject",
         "visit-encounter": "Encounter",
@@ -129,3 +131,29 @@ def test_sds_invariant_ignores_days_items(m: Mappings) -> None:
     values = {"1": 6, "2": 7, "3": 5, "days-lost": 2, "days-unproductive": 3}
     obs = score_observation(spec, values, 18, subject="Patient/p1", effective="2023-03-01")
     assert _holds(_profile(m, "sds-observation"), obs, models["r4"]) == [True, True]
+
+
+def test_an_mdma_medication_states_its_strength_in_mg() -> None:
+    unii = {"coding": [{"system": "http://fdasis.nlm.nih.gov", "code": "KE1SEN21RM"}]}
+    medication = {
+        "resourceType": "Medication",
+        "code": unii,
+        "ingredient": [
+            {
+                "itemCodeableConcept": unii,
+                "strength": {
+                    "numerator": {
+                        "value": 0.12,
+                        "system": "http://unitsofmeasure.org",
+                        "code": "g",
+                    },
+                    "denominator": {"value": 1},
+                },
+            }
+        ],
+    }
+    validator = load_trial().validator
+    errors = [i for i in validator.validate(medication) if i.is_error]
+    assert [i.expression for i in errors] == ["Medication.ingredient[0].strength.numerator"]
+    medication["ingredient"][0]["strength"]["numerator"]["code"] = "mg"
+    assert not [i for i in validator.validate(medication) if i.is_error]

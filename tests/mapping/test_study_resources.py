@@ -71,9 +71,10 @@ def test_code_systems_hold_project_codes_only(m: Mappings) -> None:
         "isi-7",
         "pcl5-20",
         "cssrs-ideation-severity",
+        "madrs",  # the instrument's own code (Questionnaire.code), where LOINC has none
     } <= assessment
     assert not any(code[0].isdigit() for code in assessment)  # no LOINC codes copied in
-    assert systems["assessment"]["count"] == len(assessment) == 11 + 6 + 8 + 20 + 1
+    assert systems["assessment"]["count"] == len(assessment) == 11 + 6 + 8 + 20 + 1 + 4
     visits = [c["code"] for c in systems["visit"]["concept"]]
     assert visits[4] == "baseline" and len(visits) == 17
     assert {"madrs-moderate", "sds-impaired"} <= {c["code"] for c in systems["severity"]["concept"]}

@@ -23,7 +23,7 @@ def test_a_plain_body_with_project_codes_needs_no_transform_and_no_key_search(
     ctx = trial_rules.trial_context(store, trial_rules.load_trial())
     scoped = ctx.for_body(body(PROJECT))
     assert scoped.transforms == [] and scoped.plain_body
-    assert len(ctx.transforms) == 1 and not ctx.plain_body  # the shared context is unchanged
+    assert len(ctx.transforms) == 2 and not ctx.plain_body  # the shared context is unchanged
 
 
 def test_local_codes_a_null_or_a_local_reference_keep_the_full_checks(store: SQLStore) -> None:
@@ -32,6 +32,13 @@ def test_local_codes_a_null_or_a_local_reference_keep_the_full_checks(store: SQL
     assert local.transforms == ctx.transforms and not local.plain_body
     assert not ctx.for_body(body(PROJECT, valueString=None)).plain_body
     assert not ctx.for_body(body(PROJECT, subject={"reference": "#p"})).plain_body
+
+
+def test_a_score_without_interpretation_keeps_the_severity_transform(store: SQLStore) -> None:
+    ctx = trial_rules.trial_context(store, trial_rules.load_trial())
+    score = body(PROJECT, code={"coding": [{"system": PROJECT, "code": "madrs-total"}]})
+    kept = ctx.for_body(score).transforms
+    assert [type(t).__name__ for t in kept] == ["SeverityInterpretation"]
 
 
 def test_a_body_with_a_patch_entry_keeps_every_transform(store: SQLStore) -> None:

@@ -27,6 +27,7 @@ from fhir_bridge.domain.issues import Issue
 from fhir_bridge.services import conformance, history, resources, search
 from fhir_bridge.services.context import ServiceContext
 from fhir_bridge.services.history import HistoryQuery
+from fhir_bridge.store.base import StoredResource
 
 router = APIRouter()
 
@@ -56,7 +57,7 @@ def create(
 ) -> Response:
     resources.check_body(body, resource_type)
     stored, created = resources.create(ctx, body, if_none_exist)
-    issues = _outcome_issues(ctx, resource_type, body, prefer)
+    issues = _outcome_issues(ctx, resource_type, stored, prefer)
     status = 201 if created else 200
     return resource_response(stored, base, status, prefer, location=True, issues=issues)
 
@@ -108,7 +109,7 @@ def update(
 ) -> Response:
     resources.check_body(body, resource_type, resource_id)
     stored, created = resources.update(ctx, body, if_match)
-    issues = _outcome_issues(ctx, resource_type, body, prefer)
+    issues = _outcome_issues(ctx, resource_type, stored, prefer)
     status = 201 if created else 200
     return resource_response(stored, base, status, prefer, location=created, issues=issues)
 
@@ -119,7 +120,7 @@ def conditional_update(
 ) -> Response:
     resources.check_body(body, resource_type)
     stored, created = resources.conditional_update(ctx, body, _query(request))
-    issues = _outcome_issues(ctx, resource_type, body, prefer)
+    issues = _outcome_issues(ctx, resource_type, stored, prefer)
     status = 201 if created else 200
     return resource_response(stored, base, status, prefer, location=created, issues=issues)
 
@@ -135,7 +136,7 @@ def patch(
     if_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     stored = resources.patch(ctx, resource_type, resource_id, operations, if_match)
-    issues = _outcome_issues(ctx, resource_type, orjson.loads(stored.data), prefer)
+    issues = _outcome_issues(ctx, resource_type, stored, prefer)
     return resource_response(stored, base, 200, prefer, issues=issues)
 
 
@@ -179,10 +180,11 @@ def _query(request: Request) -> str:
 
 
 def _outcome_issues(
-    ctx: ServiceContext, resource_type: str, body: Any, prefer: str | None
+    ctx: ServiceContext, resource_type: str, stored: StoredResource, prefer: str | None
 ) -> list[Issue] | None:
     """The warnings of a successful write, for `Prefer: return=OperationOutcome` only (they
-    are found again rather than carried through every write)."""
+    are found again rather than carried through every write): those of the version stored,
+    which has its id, so that rules over the store do not count it twice."""
     if prefer_return(prefer) != "OperationOutcome":
         return None
-    return conformance.validate(ctx, resource_type, body)
+    return conformance.validate(ctx, resource_type, orjson.loads(stored.data))
