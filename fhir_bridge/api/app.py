@@ -66,6 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             default_page_size=settings.default_page_size,
             max_page_size=settings.max_page_size,
             max_bundle_entries=settings.max_bundle_entries,
+            limits=settings.limits(),
         )
         conformance.publish(context, trial.conformance + trial.study)
         if settings.demo:

@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl
 
 import orjson
 
+from fhir_bridge.domain.cost import check_shape
 from fhir_bridge.domain.fhir import has_nul, parse_json
 from fhir_bridge.domain.issues import Issue, operation_outcome
 from fhir_bridge.errors import (
@@ -88,7 +89,9 @@ def process(
     """Run a posted transaction or batch Bundle (the request body); returns the response
     Bundle's bytes, without the entries' resources when `minimal` (Prefer: return=minimal)."""
     with _ONE_AT_A_TIME:
-        return _process(ctx.for_body(body), parse_json(body), base, status_for, minimal)
+        bundle = parse_json(body)
+        check_shape(bundle, ctx.limits)  # the entries share one budget
+        return _process(ctx.for_body(body), bundle, base, status_for, minimal)
 
 
 def _process(

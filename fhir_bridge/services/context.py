@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, runtime_checkable
 
+from fhir_bridge.domain.cost import Limits
 from fhir_bridge.domain.issues import Issue
 from fhir_bridge.domain.memo import plain_json
 from fhir_bridge.store.base import ResourceStore
@@ -48,6 +49,7 @@ class ServiceContext:
     default_page_size: int = 20
     max_page_size: int = 1000
     max_bundle_entries: int = 10_000
+    limits: Limits = field(default_factory=Limits)
 
     def for_body(self, raw: bytes) -> ServiceContext:
         """This context for the resources of the JSON text `raw` (a Bundle's body): without

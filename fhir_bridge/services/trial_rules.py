@@ -80,9 +80,9 @@ def score_id(response_id: str, n: int = 0) -> str:
     return str(uuid.uuid5(SCORE_NAMESPACE, f"QuestionnaireResponse/{response_id}#{n}"))
 
 
-def trial_context(store: ResourceStore, trial: Trial, **limits: int) -> ServiceContext:
-    """The server's ServiceContext: `store` with the trial's write checks (and paging or
-    Bundle `limits` of ServiceContext)."""
+def trial_context(store: ResourceStore, trial: Trial, **limits: Any) -> ServiceContext:
+    """The server's ServiceContext: `store` with the trial's write checks (and paging,
+    Bundle or cost `limits` of ServiceContext)."""
     return ServiceContext(
         store=store,
         validator=trial.validator.validate,

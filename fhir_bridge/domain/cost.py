@@ -1,0 +1,132 @@
+"""The cost budget of a request: bounds on a body's shape, a search's fan-out and a patch's
+output, each checked before the work it bounds starts. Over budget is a `too-costly` error
+naming what was too large (https://hl7.org/fhir/R4/valueset-issue-type.html#too-costly)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from fhir_bridge.errors import PayloadTooLargeError
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may cost; a Bundle's entries share its budget."""
+
+    # A body's shape: contained resources and references (a Bundle's added up), the items of
+    # one array (Bundle.entry has max_bundle_entries) and the JSON nesting depth.
+    max_contained: int = 10_000
+    max_references: int = 100_000
+    max_array_items: int = 10_000
+    max_depth: int = 128
+    # JSON Patch: operations in one patch, JSON bytes of the document they produce.
+    max_patch_operations: int = 1_000
+    max_patch_bytes: int = 16 * 1024 * 1024
+    # Search: criteria once chains and _has are expanded, and the SQL parameters they bind
+    # (SQLite allows 32,766 per statement, PostgreSQL 65,535).
+    max_search_criteria: int = 64
+    max_search_parameters: int = 2_000
+    # Resources an _include or _revinclude adds to one page.
+    max_include_results: int = 1_000
+    # Resources returned by all GET entries of one batch or transaction together.
+    max_bundle_get_results: int = 10_000
+    # A statement running longer is cancelled (both databases).
+    statement_timeout_seconds: float = 30.0
+
+
+class _OverBudget(Exception):
+    """Raised deep in the walk; each frame adds its key on the way out, so the path costs
+    nothing unless the budget is exceeded."""
+
+    def __init__(self, diagnostics: str) -> None:
+        super().__init__(diagnostics)
+        self.diagnostics = diagnostics
+        self.path: list[str | int] = []
+
+
+class _Counts:
+    __slots__ = ("contained", "references", "limits")
+
+    def __init__(self, limits: Limits) -> None:
+        self.contained = 0
+        self.references = 0
+        self.limits = limits
+
+
+def check_shape(body: Any, limits: Limits) -> None:
+    """Refuse (413 too-costly, naming the element) a parsed body whose shape is over budget.
+
+    One pass, linear in the body's size, before validation or storage. A Bundle's entries
+    are counted together; the number of entries itself is bounded by max_bundle_entries."""
+    if type(body) is not dict:
+        return
+    counts = _Counts(limits)
+    root = body.get("resourceType")
+    try:
+        for key, value in body.items():
+            if key == "entry" and root == "Bundle" and type(value) is list:
+                for index, entry in enumerate(value):
+                    try:
+                        _walk(entry, 2, counts)
+                    except _OverBudget as over:
+                        over.path += [index, key]
+                        raise
+            else:
+                _key(key, value, 1, counts)
+    except _OverBudget as over:
+        over.path.append(root if isinstance(root, str) else "$")
+        raise PayloadTooLargeError(over.diagnostics, expression=_expression(over.path)) from None
+
+
+def _key(key: str, value: Any, depth: int, counts: _Counts) -> None:
+    limits = counts.limits
+    if key == "contained" and type(value) is list:
+        counts.contained += len(value)
+        if counts.contained > limits.max_contained:
+            _refuse(f"The body has more than {limits.max_contained} contained resources", key)
+    elif key == "reference" and type(value) is str:
+        counts.references += 1
+        if counts.references > limits.max_references:
+            _refuse(f"The body has more than {limits.max_references} references", key)
+    if type(value) is dict or type(value) is list:
+        try:
+            _walk(value, depth + 1, counts)
+        except _OverBudget as over:
+            over.path.append(key)
+            raise
+
+
+def _refuse(diagnostics: str, key: str) -> None:
+    over = _OverBudget(diagnostics)
+    over.path.append(key)
+    raise over
+
+
+def _walk(value: Any, depth: int, counts: _Counts) -> None:
+    limits = counts.limits
+    if depth > limits.max_depth:
+        raise _OverBudget(f"The body nests deeper than {limits.max_depth} levels")
+    if type(value) is dict:
+        for key, item in value.items():
+            _key(key, item, depth, counts)
+    elif type(value) is list:
+        if len(value) > limits.max_array_items:
+            raise _OverBudget(
+                f"An array has {len(value)} items; the limit is {limits.max_array_items}"
+            )
+        for index, item in enumerate(value):
+            if type(item) is dict or type(item) is list:
+                try:
+                    _walk(item, depth + 1, counts)
+                except _OverBudget as over:
+                    over.path.append(index)
+                    raise
+
+
+def _expression(reversed_path: list[str | int]) -> str:
+    parts = reversed(reversed_path)
+    text = str(next(parts))
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return text
