@@ -660,7 +660,7 @@ def _run(
             request.resource_type,
             request.resource_id,
         )
-        patched = apply_patch(orjson.loads(current.data), request.patch)
+        patched = apply_patch(orjson.loads(current.data), request.patch, ctx.limits)
         stored, _ = resources.update_in(ctx, session, patched, request.if_match, method="PATCH")
         return _written(stored, base, 200, minimal)
     assert request.resource is not None
