@@ -59,7 +59,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = SQLStore(settings.database_url, extract_index)
+        store = SQLStore(
+            settings.database_url,
+            extract_index,
+            statement_timeout=settings.statement_timeout_seconds,
+        )
         context = trial_rules.trial_context(
             store,
             trial,

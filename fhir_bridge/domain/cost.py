@@ -20,9 +20,9 @@ class Limits:
     max_references: int = 100_000
     max_array_items: int = 10_000
     max_depth: int = 128
-    # JSON Patch: operations in one patch, JSON bytes of the document they produce.
+    # JSON Patch: operations in one patch, JSON bytes they add to the document together.
     max_patch_operations: int = 1_000
-    max_patch_bytes: int = 8 * 1024 * 1024
+    max_patch_bytes: int = 4 * 1024 * 1024
     # Search: criteria once chains and _has are expanded, and the SQL parameters they bind
     # (SQLite allows 32,766 per statement, PostgreSQL 65,535).
     max_search_criteria: int = 64

@@ -36,7 +36,7 @@ def search(
     strict: bool = False,
 ) -> bytes:
     """A searchset Bundle for `GET /{type}?params` or `POST /{type}/_search`."""
-    request = parse_search(resource_type, params, base)
+    request = parse_search(resource_type, params, base, ctx.limits.max_search_criteria)
     if request.unknown and strict:
         names = ", ".join(sorted({name for name, _ in request.unknown}))
         raise InvalidRequestError(
@@ -56,7 +56,8 @@ def search_in(
     params: Sequence[tuple[str, str]],
 ) -> bytes:
     """The same search inside an open session (a GET entry of a transaction or batch)."""
-    return _searchset(ctx, session, base, parse_search(resource_type, params, base), params)
+    request = parse_search(resource_type, params, base, ctx.limits.max_search_criteria)
+    return _searchset(ctx, session, base, request, params)
 
 
 def _searchset(
@@ -77,7 +78,7 @@ def _searchset(
     page_url = f"{base}/{request.resource_type}"
     self_url = _url(page_url, used, request.cursor)
     if request.summary == "count" or request.count == 0:  # _count=0 is _summary=count
-        total = store_search.count(session.execute, request)
+        total = store_search.count(session.execute, request, ctx.limits.max_search_parameters)
         return bundle_json.build("searchset", [], total=total, links={"self": self_url})
     result = store_search.run_search(
         session.execute,
@@ -85,6 +86,8 @@ def _searchset(
         default_count=ctx.default_page_size,
         max_count=ctx.max_page_size,
         cursor_key=session.cursor_key,
+        max_parameters=ctx.limits.max_search_parameters,
+        max_included=ctx.limits.max_include_results,
     )
     links = {"self": self_url}
     if result.next_cursor:

@@ -8,6 +8,9 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
+from fhir_bridge.api.app import create_app
+from fhir_bridge.config import Settings
+
 FHIR = {"Content-Type": "application/fhir+json"}
 
 
@@ -62,6 +65,53 @@ def test_a_patch_that_doubles_the_document_is_refused_fast_and_nothing_changes(
     )
     assert time.monotonic() - started < 5
     assert r.status_code == 413
-    text = "Patch operation 21 (copy /a/-) would make the resource larger than 8388608 bytes"
+    text = "Patch operation 21 (copy /a/-) would add more than 4194304 bytes to the resource"
     assert r.json() == outcome("too-costly", text, "[21]")
     assert client.get("/fhir/Patient/p").json()["meta"]["versionId"] == "1"
+
+
+def test_a_search_whose_chains_fan_out_is_a_fast_400(client: TestClient) -> None:
+    # 30 of these became 5.5 MB of SQL with 149k parameters: minutes, then a 500
+    name = "focus._has:Observation:focus:focus._id"
+    started = time.monotonic()
+    r = client.get("/fhir/Observation", params=[(name, f"x{i}") for i in range(30)])
+    assert time.monotonic() - started < 5
+    assert r.status_code == 400
+    text = "The search expands to more than 64 criteria (each chain target and _has counts)"
+    assert r.json() == outcome("too-costly", text, name)
+
+
+def test_a_condition_whose_chains_fan_out_is_refused_before_the_write(client: TestClient) -> None:
+    condition = "_has:Observation:subject:focus._has:Observation:focus:_id=x"
+    r = client.post(
+        "/fhir/Patient",
+        json={"resourceType": "Patient"},
+        headers={**FHIR, "If-None-Exist": condition},
+    )
+    assert r.status_code == 400
+    assert r.json()["issue"][0]["code"] == "too-costly"
+    assert client.get("/fhir/Patient", params={"_summary": "count"}).json()["total"] == 0
+
+
+def test_revinclude_past_its_limit_is_a_400(settings: Settings) -> None:
+    with TestClient(create_app(settings.model_copy(update={"max_include_results": 2}))) as client:
+        client.put("/fhir/Patient/p", json={"resourceType": "Patient", "id": "p"}, headers=FHIR)
+        for i in range(3):
+            observation = {
+                "resourceType": "Observation",
+                "status": "final",
+                "code": {"text": f"score {i}"},
+                "subject": {"reference": "Patient/p"},
+            }
+            client.post("/fhir/Observation", json=observation, headers=FHIR)
+        params = {"_id": "p", "_revinclude": "Observation:subject"}
+        r = client.get("/fhir/Patient", params=params)
+        assert r.status_code == 400
+        text = (
+            "_include and _revinclude add more than 2 resources to the page; ask for fewer "
+            "matches per page (_count)"
+        )
+        assert r.json() == outcome("too-costly", text, "_revinclude")
+        params["_count"] = "1"
+        two = client.get("/fhir/Patient", params={**params, "_revinclude": "Observation:subject"})
+        assert two.status_code == 400  # one Patient still draws three Observations

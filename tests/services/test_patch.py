@@ -91,5 +91,5 @@ def test_copies_that_double_a_document_are_refused_at_the_one_over_the_size_limi
     ops += [{"op": "copy", "from": "/a", "path": "/a/-"}] * 22
     with pytest.raises(PayloadTooLargeError) as caught:
         apply_patch(PATIENT, ops, Limits(max_patch_bytes=1000))
-    text = "Patch operation 8 (copy /a/-) would make the resource larger than 1000 bytes"
+    text = "Patch operation 8 (copy /a/-) would add more than 1000 bytes to the resource"
     assert caught.value.issues == [Issue("error", "too-costly", text, "[8]")]
