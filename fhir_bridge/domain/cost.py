@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from fhir_bridge.errors import PayloadTooLargeError
+from fhir_bridge.errors import InvalidRequestError, PayloadTooLargeError
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,26 @@ class Limits:
     max_bundle_get_results: int = 10_000
     # A statement running longer is cancelled (both databases).
     statement_timeout_seconds: float = 30.0
+
+
+class Budget:
+    """What is left of one limit that the parts of a request share: the resources that a
+    Bundle's GET entries may return, each charged its most before it runs."""
+
+    def __init__(self, limit: int, what: str) -> None:
+        self.left = limit
+        self.limit = limit
+        self.what = what
+
+    def spend(self, amount: int, expression: str) -> None:
+        """Take `amount`; beyond the limit a 400 too-costly naming `expression`."""
+        if amount > self.left:
+            raise InvalidRequestError(
+                f"{self.what} may return more than {self.limit} resources together",
+                code="too-costly",
+                expression=expression,
+            )
+        self.left -= amount
 
 
 class _OverBudget(Exception):

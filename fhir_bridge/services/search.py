@@ -13,6 +13,7 @@ from urllib.parse import urlencode
 
 import orjson
 
+from fhir_bridge.domain.cost import Budget
 from fhir_bridge.domain.search import SearchRequest, parse_search
 from fhir_bridge.errors import InvalidRequestError
 from fhir_bridge.services import bundle_json
@@ -54,10 +55,22 @@ def search_in(
     base: str,
     resource_type: str,
     params: Sequence[tuple[str, str]],
+    budget: Budget,
+    expression: str,
 ) -> bytes:
-    """The same search inside an open session (a GET entry of a transaction or batch)."""
+    """The same search inside an open session (a GET entry of a transaction or batch); it
+    spends from `budget` the most resources it can return before it runs."""
     request = parse_search(resource_type, params, base, ctx.limits.max_search_criteria)
+    budget.spend(_most_results(ctx, request), expression)
     return _searchset(ctx, session, base, request, params)
+
+
+def _most_results(ctx: ServiceContext, request: SearchRequest) -> int:
+    if request.summary == "count" or request.count == 0:
+        return 1
+    page = min(ctx.default_page_size if request.count is None else request.count, ctx.max_page_size)
+    included = ctx.limits.max_include_results if request.includes or request.revincludes else 0
+    return page + included
 
 
 def _searchset(

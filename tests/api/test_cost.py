@@ -115,3 +115,34 @@ def test_revinclude_past_its_limit_is_a_400(settings: Settings) -> None:
         params["_count"] = "1"
         two = client.get("/fhir/Patient", params={**params, "_revinclude": "Observation:subject"})
         assert two.status_code == 400  # one Patient still draws three Observations
+
+
+def test_a_batch_s_get_entries_share_one_budget(client: TestClient) -> None:
+    # 200 of these gave a 310 MB response; each may return 1,000 matches and 1,000 included
+    url = "Patient?_count=1000&_revinclude=Observation:subject"
+    entries = [{"request": {"method": "GET", "url": url}} for _ in range(8)]
+    started = time.monotonic()
+    r = client.post("/fhir", json={"resourceType": "Bundle", "type": "batch", "entry": entries})
+    assert time.monotonic() - started < 5
+    assert r.status_code == 200
+    responses = [e["response"] for e in r.json()["entry"]]
+    assert [x["status"] for x in responses] == ["200 OK"] * 5 + ["400"] * 3
+    text = "The Bundle's GET entries may return more than 10000 resources together"
+    assert responses[5]["outcome"] == outcome("too-costly", text, "Bundle.entry[5].request.url")
+
+
+def test_a_transaction_over_its_get_budget_writes_nothing(client: TestClient) -> None:
+    entries: list[dict[str, Any]] = [
+        {
+            "resource": {"resourceType": "Patient"},
+            "request": {"method": "POST", "url": "Patient"},
+        }
+    ]
+    entries += [{"request": {"method": "GET", "url": "Patient?_count=1000"}}] * 11
+    r = client.post(
+        "/fhir", json={"resourceType": "Bundle", "type": "transaction", "entry": entries}
+    )
+    assert r.status_code == 400
+    text = "The Bundle's GET entries may return more than 10000 resources together"
+    assert r.json() == outcome("too-costly", text, "Bundle.entry[11].request.url")
+    assert client.get("/fhir/Patient", params={"_summary": "count"}).json()["total"] == 0
