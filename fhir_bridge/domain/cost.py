@@ -65,15 +65,6 @@ class _OverBudget(Exception):
         self.path: list[str | int] = []
 
 
-class _Counts:
-    __slots__ = ("contained", "references", "limits")
-
-    def __init__(self, limits: Limits) -> None:
-        self.contained = 0
-        self.references = 0
-        self.limits = limits
-
-
 def check_shape(body: Any, limits: Limits) -> None:
     """Refuse (413 too-costly, naming the element) a parsed body whose shape is over budget.
 
@@ -81,67 +72,73 @@ def check_shape(body: Any, limits: Limits) -> None:
     are counted together; the number of entries itself is bounded by max_bundle_entries."""
     if type(body) is not dict:
         return
-    counts = _Counts(limits)
     root = body.get("resourceType")
     try:
-        for key, value in body.items():
-            if key == "entry" and root == "Bundle" and type(value) is list:
-                for index, entry in enumerate(value):
-                    try:
-                        _walk(entry, 2, counts)
-                    except _OverBudget as over:
-                        over.path += [index, key]
-                        raise
-            else:
-                _key(key, value, 1, counts)
+        _walk(body, root == "Bundle", limits)
     except _OverBudget as over:
         over.path.append(root if isinstance(root, str) else "$")
         raise PayloadTooLargeError(over.diagnostics, expression=_expression(over.path)) from None
 
 
-def _key(key: str, value: Any, depth: int, counts: _Counts) -> None:
-    limits = counts.limits
-    if key == "contained" and type(value) is list:
-        counts.contained += len(value)
-        if counts.contained > limits.max_contained:
-            _refuse(f"The body has more than {limits.max_contained} contained resources", key)
-    elif key == "reference" and type(value) is str:
-        counts.references += 1
-        if counts.references > limits.max_references:
-            _refuse(f"The body has more than {limits.max_references} references", key)
-    if type(value) is dict or type(value) is list:
+def _walk(body: dict[str, Any], bundle: bool, limits: Limits) -> None:
+    """One call per object or array and none per primitive, the limits in locals: on a
+    500-entry transaction of MADRS scores 23 ms against 33-63 ms to parse it (26 ms with a
+    call per element and paths kept as it went; runs on a loaded machine)."""
+    max_depth, max_items = limits.max_depth, limits.max_array_items
+    max_contained, max_references = limits.max_contained, limits.max_references
+    containers = (dict, list)
+    contained = references = 0
+
+    def walk(value: Any, depth: int) -> None:
+        nonlocal contained, references
+        if depth > max_depth:
+            raise _OverBudget(f"The body nests deeper than {max_depth} levels")
+        if type(value) is dict:
+            if "contained" in value and type(value["contained"]) is list:
+                contained += len(value["contained"])
+                if contained > max_contained:
+                    text = f"The body has more than {max_contained} contained resources"
+                    _refuse(text, "contained")
+            if "reference" in value and type(value["reference"]) is str:
+                references += 1
+                if references > max_references:
+                    _refuse(f"The body has more than {max_references} references", "reference")
+            try:
+                for item in value.values():
+                    if type(item) in containers:
+                        walk(item, depth + 1)
+            except _OverBudget as over:  # the path is found only when it is needed
+                over.path.append(next(k for k, v in value.items() if v is item))
+                raise
+            return
+        if len(value) > max_items:
+            raise _OverBudget(f"An array has {len(value)} items; the limit is {max_items}")
         try:
-            _walk(value, depth + 1, counts)
+            for item in value:
+                if type(item) in containers:
+                    walk(item, depth + 1)
         except _OverBudget as over:
-            over.path.append(key)
+            over.path.append(next(i for i, v in enumerate(value) if v is item))
             raise
+
+    entries = body.get("entry") if bundle else None
+    if type(entries) is not list:
+        walk(body, 1)
+        return
+    walk({k: v for k, v in body.items() if k != "entry"}, 1)
+    for index, entry in enumerate(entries):
+        if type(entry) in containers:
+            try:
+                walk(entry, 2)
+            except _OverBudget as over:
+                over.path += [index, "entry"]
+                raise
 
 
 def _refuse(diagnostics: str, key: str) -> None:
     over = _OverBudget(diagnostics)
     over.path.append(key)
     raise over
-
-
-def _walk(value: Any, depth: int, counts: _Counts) -> None:
-    limits = counts.limits
-    if depth > limits.max_depth:
-        raise _OverBudget(f"The body nests deeper than {limits.max_depth} levels")
-    if type(value) is dict:
-        for key, item in value.items():
-            _key(key, item, depth, counts)
-    elif type(value) is list:
-        if len(value) > limits.max_array_items:
-            raise _OverBudget(
-                f"An array has {len(value)} items; the limit is {limits.max_array_items}"
-            )
-        for index, item in enumerate(value):
-            if type(item) is dict or type(item) is list:
-                try:
-                    _walk(item, depth + 1, counts)
-                except _OverBudget as over:
-                    over.path.append(index)
-                    raise
 
 
 def _expression(reversed_path: list[str | int]) -> str:
