@@ -1,6 +1,8 @@
 """Single-resource create and read rates over HTTP against uvicorn on SQLite.
 
-Run: `.venv/bin/python bench/rest_bench.py [--count 2000] [--clients 4]`
+Run: `.venv/bin/python bench/rest_bench.py [--count 2000] [--clients 4] [--auth]`
+With --auth the server runs with SMART Backend Services on, every request with a bearer token
+(token check, client look-up and an AuditEvent per request; a Provenance per create).
 Starts the server in a subprocess with a fresh database, then drives it with httpx from client
 threads (and with `wrk` for reads when it is installed: `apt-get install wrk`).
 Every create goes through the full write path (validator, MADRS profile, clinical
@@ -15,14 +17,18 @@ import random
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 from data import madrs_observation
 from server import running_server
+
+from fhir_bridge.smart_client import read_private_key, request_token
 
 Work = Callable[[httpx.Client, int], None]
 
@@ -59,17 +65,54 @@ def report(name: str, elapsed: float, latencies: list[float]) -> None:
     )
 
 
+def _token(base: str, database_url: str, folder: str) -> str:
+    """A token of an ehr client registered in the server's database."""
+    key = f"{folder}/ehr.jwk"
+    added = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fhir_bridge",
+            "clients",
+            "add",
+            "bench",
+            "--role",
+            "ehr",
+            "--new-key",
+            key,
+            "--database",
+            database_url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    client_id = added.stdout.strip().splitlines()[-1]
+    with httpx.Client() as http:
+        answer = request_token(
+            http, f"{base}/auth/token", client_id, read_private_key(Path(key)), "system/*.cruds"
+        )
+    return str(answer["access_token"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--count", type=int, default=2000)
     parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--auth", action="store_true", help="authentication and audit on")
     args = parser.parse_args()
     rng = random.Random(7)
     observations = [madrs_observation(rng, "Patient/bench") for _ in range(args.count)]
     ids = [""] * args.count
     headers = {"Content-Type": "application/fhir+json"}
-    with tempfile.TemporaryDirectory() as tmp, running_server(f"sqlite:///{tmp}/b.db") as server:
+    env = {**os.environ, "FHIR_BRIDGE_AUTH": "enabled" if args.auth else "disabled"}
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        running_server(f"sqlite:///{tmp}/b.db", env=env) as server,
+    ):
         base = server.base
+        if args.auth:
+            headers["Authorization"] = f"Bearer {_token(base, f'sqlite:///{tmp}/b.db', tmp)}"
 
         def create(http: httpx.Client, i: int) -> None:
             response = http.post(f"{base}/Observation", json=observations[i], headers=headers)
@@ -77,18 +120,23 @@ def main() -> None:
             ids[i] = response.json()["id"]
 
         def read(http: httpx.Client, i: int) -> None:
-            http.get(f"{base}/Observation/{ids[i]}").raise_for_status()
+            http.get(f"{base}/Observation/{ids[i]}", headers=headers).raise_for_status()
 
         print(
             f"uvicorn (1 process), SQLite WAL, {args.clients} client threads, "
-            f"MADRS Observation with 10 components, {os.cpu_count()} cores"
+            f"MADRS Observation with 10 components, {os.cpu_count()} cores, "
+            f"authentication {'on' if args.auth else 'off'}"
         )
         report("create", *run(args.clients, args.count, create))
         report("read", *run(args.clients, args.count, read))
         if shutil.which("wrk"):  # a C client: shows the server's limit, not the Python client's
             url = f"{base}/Observation/{ids[0]}"
+            auth = ["-H", f"Authorization: {headers['Authorization']}"] if args.auth else []
             out = subprocess.run(
-                ["wrk", "-t2", "-c8", "-d8s", url], capture_output=True, text=True, check=True
+                ["wrk", "-t2", "-c8", "-d8s", *auth, url],
+                capture_output=True,
+                text=True,
+                check=True,
             ).stdout
             rate = next(line for line in out.splitlines() if line.startswith("Requests/sec"))
             print(f"read     wrk -t2 -c8 -d8s: {rate.split()[-1]}/s")

@@ -111,12 +111,18 @@ class Target:
             self.conn.executemany(f"INSERT INTO {table} {names} VALUES ({marks})", rows)
 
 
-def load(target: Target, count: int, patients: int, batch: int = 5000) -> tuple[float, float]:
-    """Insert `count` Observations; returns (extract seconds, total seconds)."""
+def load(
+    target: Target,
+    count: int,
+    patients: int,
+    batch: int = 5000,
+    make: Callable[[int, int, random.Random], dict[str, Any]] = observation,
+) -> tuple[float, float]:
+    """Insert `count` Observations made by `make`; returns (extract seconds, total seconds)."""
     rng = random.Random(7)
     extract_seconds, started = 0.0, time.perf_counter()
     for first in range(0, count, batch):
-        resources = [observation(i, patients, rng) for i in range(first, min(count, first + batch))]
+        resources = [make(i, patients, rng) for i in range(first, min(count, first + batch))]
         rows: dict[str, list[tuple[Any, ...]]] = {table: [] for table in INDEX_TABLES}
         members: dict[int, list[tuple[Any, ...]]] = {}
         base: list[tuple[Any, ...]] = []

@@ -23,7 +23,7 @@ import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -69,14 +69,21 @@ def best_rate(count: int, repeat: int, run: Callable[[], object]) -> float:
     return count / best
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--count", type=int, default=20000)
-    parser.add_argument("--repeat", type=int, default=5)
-    args = parser.parse_args(argv)
-    resources = madrs_observations(args.count)
-    m = load_mappings()
+class ValidationRates(NamedTuple):
+    """Observations per second of one run over the same resources."""
 
+    engine_base: float  # Validator.validate, base R4 only, one process
+    engine_profile: float  # ... base R4 + MADRS profile
+    cli_base: float  # validate_paths over NDJSON, every core, base only
+    cli_profile: float  # ... base + profile
+    reference: float  # fhir.resources R4B model_validate, one process
+    cores: int
+
+
+def measure(resources: list[dict[str, Any]], repeat: int) -> ValidationRates:
+    """Every rate of this bench over `resources`, each the best of `repeat` runs (the CLI's of
+    half as many)."""
+    m = load_mappings()
     base = Validator()
     profiled = get_validator()
     profiled.add_profiles(m.conformance_resources())
@@ -86,36 +93,45 @@ def main(argv: list[str] | None = None) -> int:
     def engine(validator: Validator) -> Callable[[], object]:
         return lambda: [validator.validate(r) for r in resources]
 
-    base_rate = best_rate(len(resources), args.repeat, engine(base))
-    profile_rate = best_rate(len(resources), args.repeat, engine(profiled))
+    base_rate = best_rate(len(resources), repeat, engine(base))
+    profile_rate = best_rate(len(resources), repeat, engine(profiled))
 
+    cores = os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "madrs.ndjson"
         path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in resources))
-        cores = os.cpu_count() or 1
 
         def cli(validator: Validator) -> Callable[[], object]:
             return lambda: validate_paths(
                 [path], "text", io.StringIO(), io.StringIO(), validator=validator, workers=cores
             )
 
-        cli_base_rate = best_rate(len(resources), max(1, args.repeat // 2), cli(base))
-        cli_rate = best_rate(len(resources), max(1, args.repeat // 2), cli(profiled))
+        cli_base_rate = best_rate(len(resources), max(1, repeat // 2), cli(base))
+        cli_rate = best_rate(len(resources), max(1, repeat // 2), cli(profiled))
 
     model = model_class("Observation")
     subset = resources[: min(2000, len(resources))]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         reference_rate = best_rate(
-            len(subset), args.repeat, lambda: [model.model_validate(r) for r in subset]
+            len(subset), repeat, lambda: [model.model_validate(r) for r in subset]
         )
+    return ValidationRates(base_rate, profile_rate, cli_base_rate, cli_rate, reference_rate, cores)
 
-    print(f"{len(resources)} MADRS Observations (10 components each), best of {args.repeat}")
-    print(f"engine, base R4 only, 1 process:            {base_rate:10,.0f} Obs/s")
-    print(f"engine, base R4 + MADRS profile, 1 process: {profile_rate:10,.0f} Obs/s")
-    print(f"CLI validate_paths NDJSON, base only, {cores} proc: {cli_base_rate:10,.0f} Obs/s")
-    print(f"CLI validate_paths NDJSON, + profile, {cores} proc: {cli_rate:10,.0f} Obs/s")
-    print(f"fhir.resources R4B model_validate, 1 proc:  {reference_rate:10,.0f} Obs/s")
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=20000)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args(argv)
+    rates = measure(madrs_observations(args.count), args.repeat)
+    cores = rates.cores
+    print(f"{args.count} MADRS Observations (10 components each), best of {args.repeat}")
+    print(f"engine, base R4 only, 1 process:            {rates.engine_base:10,.0f} Obs/s")
+    print(f"engine, base R4 + MADRS profile, 1 process: {rates.engine_profile:10,.0f} Obs/s")
+    print(f"CLI validate_paths NDJSON, base only, {cores} proc: {rates.cli_base:10,.0f} Obs/s")
+    print(f"CLI validate_paths NDJSON, + profile, {cores} proc: {rates.cli_profile:10,.0f} Obs/s")
+    print(f"fhir.resources R4B model_validate, 1 proc:  {rates.reference:10,.0f} Obs/s")
     print(f"load average at the end: {os.getloadavg()[0]:.2f}")
     return 0
 

@@ -19,11 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from fhir_bridge.mapping import Mappings, bundle_to_table, load_mappings, score_response
-from fhir_bridge.mapping.columns import ACT_CODE, SUBJECT_SYSTEM
+from fhir_bridge.mapping.columns import ACT_CODE
 from fhir_bridge.mapping.observations import study_extension
 from fhir_bridge.mapping.protocol import study_identifier
 from fhir_bridge.mapping.questionnaires import coding, response
 from fhir_bridge.mapping.spec import CANONICAL, SID, UCUM, InstrumentSpec
+from fhir_bridge.mapping.subjects import SUBJECT_SYSTEM
 
 SEED = 20230109
 # EudraCT record of the trial (CLINICAL.md 3.1): the policy the participants consented under
@@ -482,7 +483,7 @@ def generate(out: Path = OUT, m: Mappings | None = None) -> list[Path]:
             [files[f"trial/{p.n:02d}-participant-{p.n:02d}.json"] for p in participants],
             "visit-scores",
             m,
-        ),
+        ).text,
         encoding="utf-8",
     )
     return [*written, csv_path]

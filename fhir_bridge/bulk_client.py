@@ -29,9 +29,11 @@ class Downloaded:
 
 
 class BulkExportClient:
-    def __init__(self, base_url: str, timeout: float = 120.0) -> None:
+    def __init__(
+        self, base_url: str, timeout: float = 120.0, auth: httpx.Auth | None = None
+    ) -> None:
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.Client(timeout=timeout)
+        self._http = httpx.Client(timeout=timeout, auth=auth)
 
     def __enter__(self) -> BulkExportClient:
         return self

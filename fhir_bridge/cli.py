@@ -13,13 +13,13 @@ import httpx
 import orjson
 
 from fhir_bridge.config import Settings
-from fhir_bridge.errors import FHIRBridgeError, StoreError
+from fhir_bridge.errors import FHIRBridgeError, InvalidRequestError, StoreError
+from fhir_bridge.terminal import EscapedStream, carriage_return
 
 if TYPE_CHECKING:
     from fhir_bridge.report.tables import Source
+    from fhir_bridge.store.sql import SQLStore
 
-DEFAULT_SERVER = "http://127.0.0.1:8080/fhir"
-TABLE_TYPES = ("Patient", "ResearchSubject", "Encounter", "Observation")
 EXIT_INVALID = 1  # the input or request was refused (4xx, validation errors)
 EXIT_SERVER = 3  # the server or database failed, or could not be reached
 
@@ -57,37 +57,60 @@ def _validate(args: argparse.Namespace) -> int:
     return validate_paths([Path(p) for p in args.paths], args.format, sys.stdout, sys.stderr)
 
 
+def _read_text(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise InvalidRequestError(f"cannot read {path}: {reason}", code="not-found") from exc
+
+
 def _import_table(args: argparse.Namespace) -> int:
-    from fhir_bridge.mapping import load_mappings, table_to_bundle
-
-    bundle = table_to_bundle(Path(args.file).read_text(encoding="utf-8"), args.map, load_mappings())
-    if args.out:
-        Path(args.out).write_bytes(orjson.dumps(bundle, option=orjson.OPT_INDENT_2))
-        print(f"wrote {len(bundle['entry'])} entries to {args.out}", file=sys.stderr)
-        return 0
     from fhir_bridge.client import FHIRClient
+    from fhir_bridge.mapping import load_mappings
+    from fhir_bridge.tables import ACTIONS, TableWriteError, import_table
 
-    with FHIRClient(args.server) as client:
-        response = client.post_bundle(bundle)
-    print(f"posted {len(response.get('entry', []))} entries to {args.server}", file=sys.stderr)
-    return 0
+    text = _read_text(args.file)
+    with FHIRClient(args.server, auth=_client_auth(args.server)) as client, _ProgressLine() as line:
+        client.check_base()
+        try:
+            result = import_table(
+                client, text, args.map, load_mappings(), args.enrol, line.bar("importing")
+            )
+        except TableWriteError as failed:
+            line.done("stopped")
+            print(f"error: {failed}", file=sys.stderr)
+            return EXIT_SERVER
+        line.done(f"{args.file} imported into {args.server}")
+    print(f"{'':<16}" + "".join(f"{action:>11}" for action in ACTIONS))
+    for resource_type, counts in sorted(result.counts.items()):
+        print(f"{resource_type:<16}" + "".join(f"{counts[a]:>11}" for a in ACTIONS))
+    for issue in result.refused:
+        print(f"refused {issue.expression}: {issue.diagnostics}", file=sys.stderr)
+    return EXIT_INVALID if result.refused else 0
 
 
 def _export_table(args: argparse.Namespace) -> int:
     from fhir_bridge.client import FHIRClient
-    from fhir_bridge.mapping import bundle_to_table, load_mappings
+    from fhir_bridge.mapping import load_mappings
+    from fhir_bridge.tables import export_table
 
-    with FHIRClient(args.server) as client:
-        resources = [
-            resource
-            for resource_type in TABLE_TYPES
-            for resource in client.search_all(resource_type)
-        ]
-    table = bundle_to_table(resources, args.map, load_mappings())
+    m = load_mappings()
+    m.column_map(args.map)  # an unknown map is said before anything is exported
+    auth = _client_auth(args.server)
+    with FHIRClient(args.server, auth=auth) as client:
+        client.check_base()
+    with _ProgressLine() as line:
+        table = export_table(
+            args.server, args.map, m, args.timeout, line.exporting, line.bar("downloading"), auth
+        )
+        line.done(f"{table.text.count(chr(10)) - 1} rows")
+    for issue in table.issues:
+        print(f"{issue.severity} {issue.expression}: {issue.diagnostics}", file=sys.stderr)
     if args.out:
-        Path(args.out).write_text(table, encoding="utf-8")
+        Path(args.out).write_text(table.text, encoding="utf-8")
     else:
-        sys.stdout.write(table)
+        sys.stdout.write(table.text)
     return 0
 
 
@@ -104,7 +127,10 @@ def _export(args: argparse.Namespace) -> int:
     params += [("_typeFilter", f) for f in args.type_filter or []]
     params += [("view", args.view)] if args.view else []
     out = Path(args.out)
-    with BulkExportClient(args.server) as client, _ProgressLine() as line:
+    with (
+        BulkExportClient(args.server, auth=_client_auth(args.server)) as client,
+        _ProgressLine() as line,
+    ):
         started = time.monotonic()
         got = client.export(path, params, out, args.timeout, line.exporting)
         line.done(f"done in {time.monotonic() - started:.1f} s")
@@ -138,7 +164,8 @@ class _ProgressLine:
 
     def show(self, text: str) -> None:
         self.open = True
-        print(f"\r{text[:78]:<78}", end="", file=sys.stderr, flush=True)
+        carriage_return(sys.stderr)
+        print(f"{text[:78]:<78}", end="", file=sys.stderr, flush=True)
 
     def exporting(self, status: str) -> None:
         self.show(f"exporting    {status}")
@@ -153,7 +180,8 @@ class _ProgressLine:
 
     def done(self, text: str) -> None:
         self.open = False
-        print(f"\r{text:<78}", file=sys.stderr)
+        carriage_return(sys.stderr)
+        print(f"{text:<78}", file=sys.stderr)
 
 
 def _research_view(
@@ -169,7 +197,7 @@ def _research_view(
         ("_type", ",".join(VIEW_TYPES)),
         ("view", "research"),
     ]
-    with BulkExportClient(server) as client:
+    with BulkExportClient(server, auth=_client_auth(server)) as client:
         progress = line.exporting if line else lambda _: None
         on_file = line.bar("downloading") if line else None
         client.export(f"Group/{group}/$export", params, folder, timeout, progress, on_file)
@@ -208,6 +236,95 @@ def _export_dataset(args: argparse.Namespace) -> int:
     return 0
 
 
+def _client_auth(server: str) -> httpx.Auth | None:
+    """Bearer tokens for the command's requests when FHIR_BRIDGE_CLIENT_ID and
+    FHIR_BRIDGE_CLIENT_KEY name a registered client and its private key."""
+    settings = Settings()
+    if not settings.client_id or not settings.client_key:
+        return None
+    from fhir_bridge.smart_client import SMARTAuth, read_private_key
+
+    key = read_private_key(Path(settings.client_key))
+    return SMARTAuth(server, settings.client_id, key, scope=settings.client_scope)
+
+
+def _token(args: argparse.Namespace) -> int:
+    from fhir_bridge.smart_client import read_private_key, request_token
+
+    key = read_private_key(Path(args.key))
+    with httpx.Client(timeout=30.0) as http:
+        token_url = f"{args.server.rstrip('/')}/auth/token"
+        answer = request_token(http, token_url, args.client, key, args.scope)
+    print(answer["access_token"])
+    return 0
+
+
+def _registry(args: argparse.Namespace) -> SQLStore:
+    from fhir_bridge.store.indexing import extract_index
+    from fhir_bridge.store.sql import SQLStore
+
+    return SQLStore(args.database or Settings().database_url, extract_index)
+
+
+def _clients_add(args: argparse.Namespace) -> int:
+    from fhir_bridge.services import tokens
+    from fhir_bridge.smart_client import new_key
+
+    jwks = None
+    if args.new_key:
+        private_jwk, jwks = new_key()
+        descriptor = os.open(args.new_key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as f:
+            f.write(orjson.dumps(private_jwk).decode())
+        print(f"private key written to {args.new_key}", file=sys.stderr)
+    elif args.jwks:
+        jwks = orjson.loads(Path(args.jwks).read_bytes())
+    store = _registry(args)
+    try:
+        row = tokens.register(
+            store, args.name, args.role, site=args.site, jwks=jwks, jwks_url=args.jwks_url
+        )
+    finally:
+        store.close()
+    print(f"registered {row.name} ({row.role}) as", file=sys.stderr)
+    print(row.id)
+    return 0
+
+
+def _clients_list(args: argparse.Namespace) -> int:
+    from fhir_bridge.store import clients
+
+    store = _registry(args)
+    try:
+        with store.session() as session:
+            rows = clients.list_clients(session)
+    finally:
+        store.close()
+    for row in rows:
+        state = "revoked" if row.revoked is not None else "active"
+        keys = row.jwks_url or "inline JWKS"
+        print("  ".join(str(v) for v in (row.id, row.name, row.role, row.site or "-", state, keys)))
+    return 0
+
+
+def _clients_revoke(args: argparse.Namespace) -> int:
+    import time
+
+    from fhir_bridge.store import clients
+
+    store = _registry(args)
+    try:
+        with store.session(write=True) as session:
+            done = clients.revoke_client(session, args.id, time.time())
+    finally:
+        store.close()
+    if not done:
+        print(f"error: no active client {args.id}", file=sys.stderr)
+        return EXIT_INVALID
+    print(f"revoked {args.id}", file=sys.stderr)
+    return 0
+
+
 def _package(args: argparse.Namespace) -> int:
     from fhir_bridge.mapping import build_ig_package
     from fhir_bridge.services.trial_rules import load_trial
@@ -216,6 +333,14 @@ def _package(args: argparse.Namespace) -> int:
     archive = build_ig_package(trial.mappings, Path(args.out), trial.validator.snapshot)
     print(archive)
     return 0
+
+
+def _server_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--server",
+        help="FHIR base URL, ending in /fhir (default: $FHIR_BRIDGE_SERVER, else "
+        "http://127.0.0.1:8080/fhir)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -238,24 +363,38 @@ def build_parser() -> argparse.ArgumentParser:
     validate.set_defaults(run=_validate)
 
     import_table = commands.add_parser(
-        "import-table", help="CSV of visit scores → transaction Bundle, posted or written"
+        "import-table",
+        help="CSV of visit scores into the server: new values created, changed ones updated "
+        "(a new version), one transaction per participant",
     )
     import_table.add_argument("file")
     import_table.add_argument("--map", default="visit-scores", help="column map in mappings/")
-    import_table.add_argument("--server", default=DEFAULT_SERVER)
-    import_table.add_argument("--out", help="write the Bundle here instead of posting it")
+    _server_option(import_table)
+    import_table.add_argument(
+        "--enrol",
+        action="store_true",
+        help="enrol study subject ids the server does not know (Patient, Consent and "
+        "ResearchSubject); without it their rows are refused",
+    )
     import_table.set_defaults(run=_import_table)
 
-    export_table = commands.add_parser("export-table", help="the server's visit scores as CSV")
+    export_table = commands.add_parser(
+        "export-table",
+        help="the server's visit scores as CSV (one row per participant and visit), by Bulk "
+        "Data export",
+    )
     export_table.add_argument("--map", default="visit-scores")
-    export_table.add_argument("--server", default=DEFAULT_SERVER)
+    _server_option(export_table)
+    export_table.add_argument(
+        "--timeout", type=float, default=3600.0, help="seconds to wait at most"
+    )
     export_table.add_argument("--out", help="write here instead of standard output")
     export_table.set_defaults(run=_export_table)
 
     export = commands.add_parser(
         "export", help="Bulk Data $export: kick off, poll, download the NDJSON files"
     )
-    export.add_argument("--server", default=DEFAULT_SERVER)
+    _server_option(export)
     export.add_argument("--type", action="append", help="resource type (repeatable)")
     export.add_argument("--group", help="export the compartments of this Group's members")
     export.add_argument("--patients", action="store_true", help="Patient-level export")
@@ -271,7 +410,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="outcome report of a study's cohort Group: research-view Bulk export, trial views "
         "as CSV, outcomes.json, report.html",
     )
-    report.add_argument("--server", default=DEFAULT_SERVER)
+    _server_option(report)
     report.add_argument(
         "--group", required=True, help="the cohort Group, e.g. cohort-psykforsk-mat-mdd"
     )
@@ -284,7 +423,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="analysis dataset of a study's cohort: research-view Bulk export, every trial view, "
         "wide outcomes and codebook as a Frictionless Data Package (CSV or Parquet)",
     )
-    dataset.add_argument("--server", default=DEFAULT_SERVER)
+    _server_option(dataset)
     cohort = dataset.add_mutually_exclusive_group(required=True)
     cohort.add_argument("--study", help="ResearchStudy id: its cohort Group cohort-{ID}")
     cohort.add_argument("--group", help="the cohort Group, e.g. cohort-psykforsk-mat-mdd")
@@ -292,6 +431,34 @@ def build_parser() -> argparse.ArgumentParser:
     dataset.add_argument("--format", choices=("csv", "parquet"), default="csv")
     dataset.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait at most")
     dataset.set_defaults(run=_export_dataset)
+
+    token = commands.add_parser(
+        "token", help="an access token for a registered client (SMART Backend Services)"
+    )
+    token.add_argument("--server", help="the FHIR base (default FHIR_BRIDGE_SERVER)")
+    token.add_argument("--client", required=True, help="the registered client id")
+    token.add_argument("--key", required=True, help="the client's private key (a JWK file)")
+    token.add_argument("--scope", default="system/*.rs", help="e.g. system/Observation.cruds")
+    token.set_defaults(run=_token)
+
+    clients_cmd = commands.add_parser("clients", help="the registry of SMART clients")
+    clients_commands = clients_cmd.add_subparsers(dest="clients_command", required=True)
+    add = clients_commands.add_parser("add", help="register a client; prints its id last")
+    add.add_argument("name")
+    add.add_argument("--role", required=True, choices=("ehr", "researcher", "validator", "admin"))
+    add.add_argument("--site", help="the site an ehr client writes for")
+    keys = add.add_mutually_exclusive_group(required=True)
+    keys.add_argument("--jwks", help="a file with the client's public keys (JWKS)")
+    keys.add_argument("--jwks-url", help="where the client publishes its public keys")
+    keys.add_argument("--new-key", help="make an ES384 key pair; the private key goes here")
+    add.set_defaults(run=_clients_add)
+    listing = clients_commands.add_parser("list", help="the registered clients")
+    listing.set_defaults(run=_clients_list)
+    revoke = clients_commands.add_parser("revoke", help="refuse a client's tokens from now on")
+    revoke.add_argument("id")
+    revoke.set_defaults(run=_clients_revoke)
+    for sub in (add, listing, revoke):
+        sub.add_argument("--database", help="database URL (default FHIR_BRIDGE_DATABASE_URL)")
 
     package = commands.add_parser("package", help="build the FHIR NPM package of the profiles")
     package.add_argument("--out", default="dist", help="folder for package/ and the .tgz")
@@ -301,6 +468,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if "server" in args and args.server is None:
+        args.server = Settings().server
+    # Keys, file names and messages quote data: none may reach the terminal as a control.
+    stdout, stderr = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = EscapedStream(stdout), EscapedStream(stderr)
+    try:
+        return _run(args)
+    finally:
+        sys.stdout, sys.stderr = stdout, stderr
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         code: int = args.run(args)
     except FHIRBridgeError as exc:
@@ -309,6 +488,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{issue.severity}{where} {issue.diagnostics}", file=sys.stderr)
         return EXIT_SERVER if isinstance(exc, StoreError) else EXIT_INVALID
     except httpx.TransportError as exc:
-        print(f"error: cannot reach the server: {exc}", file=sys.stderr)
+        where = f" at {args.server}" if "server" in args else ""
+        print(f"error: cannot reach the server{where}: {exc}", file=sys.stderr)
         return EXIT_SERVER
     return code

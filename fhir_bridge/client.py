@@ -13,9 +13,11 @@ from fhir_bridge.errors import FHIRBridgeError, InvalidRequestError
 
 
 class FHIRClient:
-    def __init__(self, base_url: str, timeout: float = 120.0) -> None:
+    def __init__(
+        self, base_url: str, timeout: float = 120.0, auth: httpx.Auth | None = None
+    ) -> None:
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.Client(timeout=timeout, headers={"Accept": FHIR_JSON})
+        self._http = httpx.Client(timeout=timeout, headers={"Accept": FHIR_JSON}, auth=auth)
 
     def __enter__(self) -> FHIRClient:
         return self
@@ -27,6 +29,24 @@ class FHIRClient:
         """POST a transaction or batch Bundle to the base; the response Bundle."""
         response = self._http.post(self.base_url, json=bundle, headers={"Content-Type": FHIR_JSON})
         return self._answer(response)
+
+    def check_base(self) -> None:
+        """Fail early and clearly when the URL is not a FHIR base (say, the server's root
+        without /fhir), instead of with the first search's "no route"."""
+        response = self._http.get(f"{self.base_url}/metadata")
+        try:
+            kind = response.json().get("resourceType") if response.status_code == 200 else None
+        except ValueError:
+            kind = None
+        if kind != "CapabilityStatement":
+            hint = (
+                "" if self.base_url.endswith("/fhir") else f"; did you mean {self.base_url}/fhir?"
+            )
+            raise InvalidRequestError(
+                f"{self.base_url} is not a FHIR server base (GET {self.base_url}/metadata "
+                f"answered HTTP {response.status_code} without a CapabilityStatement){hint}",
+                code="not-found",
+            )
 
     def search_all(
         self, resource_type: str, params: dict[str, str] | None = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import fields
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -48,6 +49,21 @@ class Settings(BaseSettings):
     max_view_run_rows: int = 1_000_000
     remission_threshold_madrs: int = 10
     demo: bool = False
+    # SMART Backend Services (services/tokens.py): "disabled" lets anyone who reaches the port
+    # read and write everything (local experiments only; the server warns on every start)
+    auth: Literal["enabled", "disabled"] = "enabled"
+    token_lifetime_seconds: int = 300
+    demo_keys_dir: str = "fhir-bridge-demo-keys"  # serve --demo: the demo clients' private keys
+    # The command line's own client: a registered client id and its private key (a JWK file)
+    client_id: str = ""
+    client_key: str = ""
+    client_scope: str = "system/*.rs"  # e.g. system/*.cruds for an ehr client's import-table
+    # the FHIR base the command line's client commands talk to when --server is not given
+    server: str = "http://127.0.0.1:8080/fhir"
+
+    @property
+    def auth_enabled(self) -> bool:
+        return self.auth == "enabled"
 
     def limits(self) -> Limits:
         return Limits(**{f.name: getattr(self, f.name) for f in fields(Limits)})

@@ -5,7 +5,8 @@ FHIRBridgeError                 carries issues: list[Issue(severity, code, diagn
 ├── InvalidRequestError         400  invalid, structure, required, value, not-supported
 │   └── PayloadTooLargeError    413  too-costly
 ├── AuthenticationError         401  login
-│   └── ForbiddenError          403  forbidden
+│   ├── ForbiddenError          403  forbidden
+│   └── OAuthError              400/401 at the token endpoint: an OAuth 2.0 error body
 ├── ResourceNotFoundError       404  not-found
 ├── MethodNotAllowedError       405  not-supported
 ├── NotAcceptableError          406  not-supported
@@ -62,6 +63,20 @@ class AuthenticationError(FHIRBridgeError):
 
 class ForbiddenError(AuthenticationError):
     default_code = "forbidden"
+
+
+class OAuthError(AuthenticationError):
+    """A refused token request; the token endpoint answers the OAuth 2.0 error body
+    (RFC 6749 section 5.2): `error` is its code, invalid_client is a 401, the others 400."""
+
+    def __init__(self, error: str, description: str) -> None:
+        super().__init__(description)
+        self.error = error
+        self.description = description
+
+    @property
+    def status(self) -> int:
+        return 401 if self.error == "invalid_client" else 400
 
 
 class ResourceNotFoundError(FHIRBridgeError):

@@ -17,6 +17,11 @@ from fhir_bridge.store.indexing import extract_index
 from fhir_bridge.store.sql import SQLStore
 from tools.compiled import stale
 
+# The suite runs with authentication off (as FHIR_BRIDGE_AUTH=disabled does for a user), so
+# that every other behaviour is tested as it is without it; the tests of authentication and
+# authorization turn it on for their own apps and servers (tests/api/test_auth.py, ...).
+os.environ["FHIR_BRIDGE_AUTH"] = "disabled"
+
 POSTGRES_URL = os.environ.get(
     "FHIR_BRIDGE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )

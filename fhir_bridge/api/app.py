@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -12,6 +13,7 @@ from fastapi import Depends, FastAPI
 
 from fhir_bridge import __version__
 from fhir_bridge.api import handlers
+from fhir_bridge.api.auth import AuthMiddleware, authorize, check_rules
 from fhir_bridge.api.deps import negotiate
 from fhir_bridge.api.responses import FHIRResponse
 from fhir_bridge.api.routes import (
@@ -19,28 +21,48 @@ from fhir_bridge.api.routes import (
     metadata,
     operations,
     resources,
+    smart,
     system,
     view_definitions,
     views,
 )
 from fhir_bridge.config import Settings, get_settings
 from fhir_bridge.pseudonym import ResearchView, load_policy
-from fhir_bridge.services import conformance, demo, trial_rules
+from fhir_bridge.services import audit, conformance, demo, trial_rules
 from fhir_bridge.services.capability import (
     VALIDATE_OPERATION,
     capability_statement,
     searchable_parameters,
 )
+from fhir_bridge.services.context import ServiceContext
 from fhir_bridge.services.export_runner import ExportSettings, Worker
+from fhir_bridge.services.tokens import Tokens
 from fhir_bridge.store.exports import server_secret
 from fhir_bridge.store.indexing import extract_index
 from fhir_bridge.store.sql import SQLStore
+
+log = logging.getLogger("fhir_bridge")
 
 # every error is an OperationOutcome (https://hl7.org/fhir/R4/operationoutcome.html)
 OUTCOME_RESPONSES: dict[int | str, dict[str, Any]] = {
     "4XX": {"description": "OperationOutcome naming what was refused", "model": None},
     "5XX": {"description": "OperationOutcome with a request id", "model": None},
 }
+
+
+# Routes below the FHIR base, in the order they are matched (literal paths first). The export
+# routes come before the resource routes, which would read `Patient/$export` as a Patient's
+# id; ViewDefinition is not an R4 type: its routes come before the generic ones, which refuse
+# it. OWN_ROUTERS answer their own media types, FHIR_ROUTERS FHIR JSON only.
+OWN_ROUTERS = [smart.router, export.router, views.router]
+FHIR_ROUTERS = [
+    metadata.router,
+    system.router,
+    view_definitions.router,
+    operations.router,
+    resources.router,
+]
+ROUTERS = OWN_ROUTERS + FHIR_ROUTERS
 
 
 def tune_collector() -> None:
@@ -78,11 +100,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             demo.load_views(context)
         app.state.context = context
         app.state.research_view = research_view(settings, store)
+        app.state.tokens = Tokens.of(context, settings.token_lifetime_seconds)
+        app.state.audit_writer = audit.AuditWriter(context)
+        app.state.audit_writer.start()
+        if settings.auth_enabled:
+            store.commit_hook = audit.record_write
+            context.transforms.append(audit.SiteSource())
+            if settings.demo:
+                _demo_clients(context, settings)
+        else:
+            log.warning(
+                "AUTHENTICATION IS DISABLED (FHIR_BRIDGE_AUTH=disabled): anyone who can reach "
+                "this port reads and writes every participant's data"
+            )
         worker = Worker(context, _export_settings(settings), app.state.research_view)
         worker.start()
         tune_collector()
         yield
         worker.stop()
+        app.state.audit_writer.stop()
         store.close()
 
     app = FastAPI(
@@ -90,6 +126,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description="FHIR R4 research interoperability service for psychiatric clinical trials",
         lifespan=lifespan,
+        dependencies=[Depends(authorize)],  # api/auth.py: one rule per route
     )
     app.state.settings = settings
     app.state.capability = capability_statement(
@@ -99,20 +136,33 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         profiles=trial.profiles_by_type(),
     )
     handlers.install(app)
-    # before the resource routes, which would read `Patient/$export` as a Patient's id
-    app.include_router(export.router, prefix="/fhir", responses=OUTCOME_RESPONSES)
-    app.include_router(views.router, prefix="/fhir", responses=OUTCOME_RESPONSES)
-    # ViewDefinition is not an R4 type: its routes come before the generic ones, which refuse it
-    modules = (metadata, system, view_definitions, operations, resources)
-    for module in modules:  # order matters: literal paths first
+    app.add_middleware(AuthMiddleware)
+    for router in OWN_ROUTERS:
+        app.include_router(router, prefix="/fhir", responses=OUTCOME_RESPONSES)
+    for router in FHIR_ROUTERS:
         app.include_router(
-            module.router,
+            router,
             prefix="/fhir",
             dependencies=[Depends(negotiate)],
             default_response_class=FHIRResponse,
             responses=OUTCOME_RESPONSES,
         )
+    check_rules(ROUTERS)
     return app
+
+
+def _demo_clients(ctx: ServiceContext, settings: Settings) -> None:
+    """Register the demo clients and say how to get a token with each."""
+    base = settings.base_url or f"http://{settings.host}:{settings.port}/fhir"
+    for role, client_id, key_file in demo.register_clients(ctx, Path(settings.demo_keys_dir)):
+        log.warning(
+            "demo %s client %s: TOKEN=$(fhir-bridge token --server %s --client %s --key %s)",
+            role,
+            client_id,
+            base,
+            client_id,
+            key_file,
+        )
 
 
 def research_view(settings: Settings, store: SQLStore) -> ResearchView:

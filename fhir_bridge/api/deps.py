@@ -113,6 +113,12 @@ async def form_params(request: Request) -> list[tuple[str, str]]:
     return list(request.query_params.multi_items()) + parse_qsl(body, keep_blank_values=True)
 
 
+async def form_within(request: Request, limit: int) -> dict[str, str]:
+    """The form-encoded fields of a body of at most `limit` bytes (a token request)."""
+    body = (await _read_body(request, (FORM,), limit)).decode("utf-8", errors="replace")
+    return dict(parse_qsl(body, keep_blank_values=True))
+
+
 async def json_body_within(request: Request, limit: int) -> Any:
     """The parsed body of a JSON media type, at most `limit` bytes (413 beyond)."""
     return parse_json(await _read_body(request, JSON_TYPES, limit))

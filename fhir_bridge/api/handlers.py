@@ -26,6 +26,7 @@ STATUS: dict[type[errors.FHIRBridgeError], int] = {
     errors.PayloadTooLargeError: 413,
     errors.AuthenticationError: 401,
     errors.ForbiddenError: 403,
+    errors.OAuthError: 400,  # the token route answers its own status and body
     errors.ResourceNotFoundError: 404,
     errors.MethodNotAllowedError: 405,
     errors.NotAcceptableError: 406,
@@ -59,6 +60,8 @@ async def fhir_error(request: Request, exc: Exception) -> Response:
     response = outcome_response(exc.issues, status, request.headers.get("accept"))
     if isinstance(exc, errors.TooManyRequestsError):
         response.headers["Retry-After"] = str(exc.retry_after)
+    if status == 401:  # RFC 6750: how to authenticate
+        response.headers["WWW-Authenticate"] = 'Bearer realm="fhir-bridge"'
     return response
 
 

@@ -1,45 +1,66 @@
 """CSV exports of a research data-capture system (one row per participant and visit, one
-column per item) to a FHIR transaction Bundle and back, as described by a column map."""
+column per item), as a column map describes: the layout, the rows read and checked, and the
+visit Encounter and score Observations of a row (mapping/table_export.py writes the table
+back)."""
 
 from __future__ import annotations
 
 import csv
 import io
-import re
 import uuid
-from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from fhir_bridge.domain.issues import Issue
 from fhir_bridge.errors import MappingError
 from fhir_bridge.mapping.observations import (
-    component_values,
     score_observation,
     study_extension,
-    total_value,
 )
-from fhir_bridge.mapping.protocol import research_study, study_identifier
 from fhir_bridge.mapping.questionnaires import coding
 from fhir_bridge.mapping.spec import (
     CANONICAL,
     SID,
-    SYSTEMS,
     ColumnMapSpec,
     InstrumentSpec,
     ItemSpec,
 )
+from fhir_bridge.mapping.subjects import SUBJECT_ID_RULE, is_subject_id
 
 if TYPE_CHECKING:
     from fhir_bridge.mapping.loader import Mappings
 
-SUBJECT_SYSTEM = f"{SID}/study-subject"
 ENCOUNTER_SYSTEM = f"{SID}/visit-encounter"
 OBSERVATION_SYSTEM = f"{SID}/score-observation"
 ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
-_SUBJECT_ID = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
 
 Column = tuple[str, InstrumentSpec, ItemSpec | None]  # item None = the total column
+
+
+@dataclass(frozen=True)
+class Scores:
+    """One administration of an instrument in a row: item values by linkId and the total
+    (as given, or computed when the cell is empty and every item the rule needs is there)."""
+
+    values: dict[str, int]
+    total: int | None
+
+
+@dataclass(frozen=True)
+class VisitRow:
+    """A checked row: `line` is its line in the file (the header is line 1)."""
+
+    line: int
+    subject: str
+    visit: str
+    date: str
+    scores: dict[str, Scores]  # by instrument id, in column map order
+
+    @property
+    def key(self) -> str:
+        """The visit Encounter's identifier value."""
+        return f"{self.subject}/{self.visit}"
 
 
 def data_columns(cmap: ColumnMapSpec, m: Mappings) -> list[Column]:
@@ -53,26 +74,18 @@ def data_columns(cmap: ColumnMapSpec, m: Mappings) -> list[Column]:
     return result
 
 
+def required_columns(cmap: ColumnMapSpec) -> list[str]:
+    return [cmap.subject_column, cmap.visit_column, cmap.date_column]
+
+
 def header(cmap: ColumnMapSpec, m: Mappings) -> list[str]:
-    fixed = [cmap.subject_column, cmap.visit_column, cmap.date_column]
+    fixed = [*required_columns(cmap), cmap.status_column, cmap.withdrawal_column]
     return fixed + [name for name, _, _ in data_columns(cmap, m)]
 
 
-def _urn(system: str, value: str) -> str:
+def urn(system: str, value: str) -> str:
     # Deterministic ids: importing the same file twice yields the same fullUrls.
     return f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, f'{system}|{value}')}"
-
-
-def _entry(resource: dict[str, Any], system: str, value: str) -> dict[str, Any]:
-    return {
-        "fullUrl": _urn(system, value),
-        "resource": resource,
-        "request": {
-            "method": "POST",
-            "url": resource["resourceType"],
-            "ifNoneExist": f"identifier={system}|{value}",
-        },
-    }
 
 
 def _parse_int(text: str, low: int, high: int, where: str, issues: list[Issue]) -> int | None:
@@ -87,34 +100,28 @@ def _parse_int(text: str, low: int, high: int, where: str, issues: list[Issue]) 
     return value
 
 
-def _row_entries(
-    row: dict[str, str],
-    n: int,
-    cmap: ColumnMapSpec,
-    m: Mappings,
-    refs: dict[str, str],
-    issues: list[Issue],
-) -> list[dict[str, Any]]:
+def _read_row(
+    row: dict[str, str], n: int, cmap: ColumnMapSpec, m: Mappings, issues: list[Issue]
+) -> VisitRow | None:
     subject, visit_code = row[cmap.subject_column].strip(), row[cmap.visit_column].strip()
     when = row[cmap.date_column].strip()
     before = len(issues)
-    if not _SUBJECT_ID.match(subject):
+    if not is_subject_id(subject):
         issues.append(
             Issue(
                 "error",
                 "value",
-                f"bad subject id {subject!r}",
-                f"row {n}, column {cmap.subject_column}",
+                f"bad subject id {subject!r}: {SUBJECT_ID_RULE}",
+                f"line {n}, column {cmap.subject_column}",
             )
         )
-    visit = m.visit(visit_code)
-    if visit is None:
+    if m.visit(visit_code) is None:
         issues.append(
             Issue(
                 "error",
                 "code-invalid",
                 f"visit {visit_code!r} is not in the protocol",
-                f"row {n}, column {cmap.visit_column}",
+                f"line {n}, column {cmap.visit_column}",
             )
         )
     try:
@@ -125,231 +132,146 @@ def _row_entries(
                 "error",
                 "value",
                 f"{when!r} is not a date (YYYY-MM-DD)",
-                f"row {n}, column {cmap.date_column}",
+                f"line {n}, column {cmap.date_column}",
             )
         )
     values: dict[str, dict[str, int]] = {}
     totals: dict[str, int] = {}
     seen: dict[str, InstrumentSpec] = {}
+    total_columns: dict[str, str] = {}
     for name, spec, item in data_columns(cmap, m):
+        if item is None:
+            total_columns[spec.id] = name
         text = (row.get(name) or "").strip()
         if not text:
             continue
         seen[spec.id] = spec
         low, high = (item.min, item.max) if item else (spec.total.min, spec.total.max)
-        value = _parse_int(text, low, high, f"row {n}, column {name}", issues)
+        value = _parse_int(text, low, high, f"line {n}, column {name}", issues)
         if value is not None and item is not None:
             values.setdefault(spec.id, {})[item.link_id] = value
         elif value is not None:
             totals[spec.id] = value
+    scores: dict[str, Scores] = {}
     for spec in seen.values():
         expected = spec.score(values.get(spec.id, {}))
-        if spec.id in totals and expected is not None and expected != totals[spec.id]:
-            column = next(name for name, s, i in data_columns(cmap, m) if s is spec and not i)
+        given = totals.get(spec.id)
+        if given is not None and expected is not None and expected != given:
             issues.append(
                 Issue(
                     "error",
                     "invariant",
-                    f"{spec.name} total {totals[spec.id]} differs from the items ({expected})",
-                    f"row {n}, column {column}",
+                    f"{spec.name} total {given} differs from the items ({expected})",
+                    f"line {n}, column {total_columns[spec.id]}",
                 )
             )
-    if len(issues) > before or visit is None:
-        return []
-    entries = []
-    if subject not in refs:
-        patient = {
-            "resourceType": "Patient",
-            "identifier": [{"system": SUBJECT_SYSTEM, "value": subject}],
-        }
-        entries.append(_entry(patient, SUBJECT_SYSTEM, subject))
-        refs[subject] = entries[-1]["fullUrl"]
-    key = f"{subject}/{visit_code}"
-    encounter = {
-        "resourceType": "Encounter",
-        "meta": {"profile": [f"{CANONICAL}/StructureDefinition/visit-encounter"]},
-        "extension": [study_extension(refs["study"])],
-        "identifier": [{"system": ENCOUNTER_SYSTEM, "value": key}],
-        "status": "finished",
-        "class": {"system": ACT_CODE, "code": "AMB", "display": "ambulatory"},
-        "type": [{"coding": [coding(f"visit:{visit_code}", visit.display)]}],
-        "subject": {"reference": refs[subject]},
-        "period": {"start": when},
-    }
-    entries.append(_entry(encounter, ENCOUNTER_SYSTEM, key))
-    for spec in seen.values():
-        obs_key = f"{key}/{spec.id}"
-        obs = score_observation(
-            spec,
-            values.get(spec.id, {}),
-            totals.get(spec.id),
-            subject=refs[subject],
-            effective=when,
-            encounter=_urn(ENCOUNTER_SYSTEM, key),
-            study=refs["study"],
-            identifier={"system": OBSERVATION_SYSTEM, "value": obs_key},
-        )
-        entries.append(_entry(obs, OBSERVATION_SYSTEM, obs_key))
-    return entries
+        # an empty total with every item the scoring rule needs is computed, not missing
+        scores[spec.id] = Scores(values.get(spec.id, {}), given if given is not None else expected)
+    if len(issues) > before:
+        return None
+    return VisitRow(n, subject, visit_code, when, scores)
 
 
-def table_to_bundle(csv_text: str, map_name: str, m: Mappings) -> dict[str, Any]:
-    """CSV → transaction Bundle of Patients, visit Encounters and score Observations.
-
-    Every entry is a conditional create on its identifier (ifNoneExist), so importing the same
-    file again creates nothing. Bad cells raise MappingError naming row and column.
-    https://hl7.org/fhir/R4/http.html#transaction
-    """
+def read_table(csv_text: str, map_name: str, m: Mappings) -> list[VisitRow]:
+    """Every row of the CSV, checked; MappingError lists every bad cell as `line N, column X`
+    (file line numbers: the header is line 1). Nothing is read past a bad header."""
     cmap = m.column_map(map_name)
-    reader = csv.DictReader(io.StringIO(csv_text))
+    reader = csv.reader(io.StringIO(csv_text))
+    first = next(reader, None)
     known = header(cmap, m)
-    fields = reader.fieldnames or []
+    if first is None or not any(cell.strip() for cell in first):
+        raise MappingError(
+            f"the file is empty: expected a header line ({', '.join(known[:3])}, ...) "
+            "and a row per participant and visit",
+            expression="line 1",
+        )
+    fields = [cell.strip() for cell in first]
+    if not set(fields) & set(known):
+        raise MappingError(
+            f"line 1 is not a header: it names none of the columns of map {map_name!r} "
+            f"(expected {', '.join(known[:3])}, ...)",
+            expression="line 1",
+        )
     issues = [
-        Issue("error", "structure", f"unknown column {name!r}", f"column {name}")
+        Issue("error", "structure", f"unknown column {name!r}", f"line 1, column {name}")
         for name in fields
         if name not in known
     ]
     issues += [
-        Issue("error", "required", f"missing column {name!r}", f"column {name}")
-        for name in known[:3]
+        Issue("error", "required", f"missing column {name!r}", f"line 1, column {name}")
+        for name in required_columns(cmap)
         if name not in fields
     ]
     if issues:
         raise MappingError(issues=issues)
-    study = research_study(m)
-    del study["id"]
-    ident = study_identifier(m)
-    study_entry = _entry(study, ident["system"], ident["value"])
-    refs = {"study": study_entry["fullUrl"]}
-    entries = [study_entry]
+    rows: list[VisitRow] = []
     seen_rows: dict[tuple[str, str], int] = {}
-    for n, row in enumerate(reader, 1):
-        key = (row.get(cmap.subject_column) or "", row.get(cmap.visit_column) or "")
+    for cells in reader:
+        n = reader.line_num
+        if not any(cell.strip() for cell in cells):
+            continue  # a blank line
+        if len(cells) != len(fields):
+            issues.append(
+                Issue(
+                    "error",
+                    "structure",
+                    f"{len(cells)} cells where the header has {len(fields)}",
+                    f"line {n}",
+                )
+            )
+            continue
+        row = dict(zip(fields, cells, strict=True))
+        key = (row[cmap.subject_column].strip(), row[cmap.visit_column].strip())
         if key in seen_rows:
             issues.append(
                 Issue(
                     "error",
                     "business-rule",
-                    f"duplicate participant and visit (row {seen_rows[key]})",
-                    f"row {n}, column {cmap.visit_column}",
+                    f"duplicate participant and visit (line {seen_rows[key]})",
+                    f"line {n}, column {cmap.visit_column}",
                 )
             )
             continue
         seen_rows[key] = n
-        entries += _row_entries(row, n, cmap, m, refs, issues)
+        visit_row = _read_row(row, n, cmap, m, issues)
+        if visit_row is not None:
+            rows.append(visit_row)
+    if not rows and not issues:
+        raise MappingError("the file has a header and no rows", expression="line 2")
     if issues:
         raise MappingError(issues=issues)
-    return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+    return rows
 
 
-def _flatten(resources: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Resources keyed by every way a reference may name them (fullUrl, Type/id)."""
-    index: dict[str, dict[str, Any]] = {}
-    ordered: list[tuple[str | None, dict[str, Any]]] = []
-    for resource in resources:
-        if resource.get("resourceType") == "Bundle":
-            ordered += [
-                (e.get("fullUrl"), e["resource"])
-                for e in resource.get("entry", [])
-                if isinstance(e.get("resource"), dict)
-            ]
-        else:
-            ordered.append((None, resource))
-    for position, (full_url, resource) in enumerate(ordered):
-        keys = [full_url] if full_url else []
-        if resource.get("id"):
-            keys.append(f"{resource['resourceType']}/{resource['id']}")
-        for key in keys or [f"#{position}"]:
-            index[key] = resource
-    return index
+def visit_encounter(row: VisitRow, m: Mappings, patient: str, study: str) -> dict[str, Any]:
+    """The visit Encounter of a row (profile visit-encounter)."""
+    visit = m.visit(row.visit)
+    assert visit is not None  # read_table checked it
+    return {
+        "resourceType": "Encounter",
+        "meta": {"profile": [f"{CANONICAL}/StructureDefinition/visit-encounter"]},
+        "extension": [study_extension(study)],
+        "identifier": [{"system": ENCOUNTER_SYSTEM, "value": row.key}],
+        "status": "finished",
+        "class": {"system": ACT_CODE, "code": "AMB", "display": "ambulatory"},
+        "type": [{"coding": [coding(f"visit:{row.visit}", visit.display)]}],
+        "subject": {"reference": patient},
+        "period": {"start": row.date},
+    }
 
 
-def _subject_id(patient_ref: str, index: dict[str, dict[str, Any]]) -> str | None:
-    candidates = [
-        r
-        for r in index.values()
-        if r.get("resourceType") == "ResearchSubject"
-        and r.get("individual", {}).get("reference") == patient_ref
-    ]
-    patient = index.get(patient_ref)
-    if patient is not None:
-        candidates.append(patient)
-    for resource in candidates:
-        for ident in resource.get("identifier", []):
-            if ident.get("system") == SUBJECT_SYSTEM and ident.get("value"):
-                return str(ident["value"])
-    return None
-
-
-def bundle_to_table(resources: Iterable[dict[str, Any]], map_name: str, m: Mappings) -> str:
-    """Visit Encounters with their score Observations → CSV (the inverse of table_to_bundle).
-
-    Accepts resources and/or Bundles; one row per visit Encounter, ordered by study subject,
-    visit date and protocol visit order, so the table does not depend on server order.
-    """
-    cmap = m.column_map(map_name)
-    index = _flatten(resources)
-    unique = list({id(r): r for r in index.values()}.values())
-    by_encounter: dict[str, list[dict[str, Any]]] = {}
-    for obs in unique:
-        if obs.get("resourceType") == "Observation":
-            ref = obs.get("encounter", {}).get("reference")
-            if isinstance(ref, str):
-                by_encounter.setdefault(ref, []).append(obs)
-    visit_order = {visit.code: n for n, visit in enumerate(m.protocol.visits)}
-    columns = data_columns(cmap, m)
-    names_of = header(cmap, m)
-    rows: list[tuple[tuple[str, str, int], list[str]]] = []
-    for encounter in unique:
-        if encounter.get("resourceType") != "Encounter":
-            continue
-        visit = next(
-            (
-                c["code"]
-                for t in encounter.get("type", [])
-                for c in t.get("coding", [])
-                if c.get("system") == SYSTEMS["visit"]
-            ),
-            None,
-        )
-        if visit is None:
-            continue
-        key = next(k for k, r in index.items() if r is encounter)
-        names = {k for k, r in index.items() if r is encounter}
-        subject_ref = encounter.get("subject", {}).get("reference", "")
-        subject = _subject_id(subject_ref, index)
-        if subject is None:
-            raise MappingError(
-                f"no study subject id for {subject_ref!r}", expression=f"Encounter {key}"
-            )
-        date = str(encounter.get("period", {}).get("start", ""))[:10]
-        cells = {cmap.subject_column: subject, cmap.visit_column: visit, cmap.date_column: date}
-        filled: set[str] = set()
-        for obs in (o for name in names for o in by_encounter.get(name, [])):
-            spec = next(
-                (
-                    m.instrument_for_total(c.get("system"), c.get("code"))
-                    for c in obs.get("code", {}).get("coding", [])
-                    if m.instrument_for_total(c.get("system"), c.get("code"))
-                ),
-                None,
-            )
-            if spec is None or spec.id not in {e.instrument for e in cmap.instruments}:
-                continue
-            if spec.id in filled:
-                raise MappingError(
-                    f"two {spec.name} Observations for one visit", expression=f"Encounter {key}"
-                )
-            filled.add(spec.id)
-            values, total = component_values(spec, obs), total_value(obs)
-            for name, s, item in columns:
-                if s is spec:
-                    value = total if item is None else values.get(item.link_id)
-                    cells[name] = "" if value is None else str(value)
-        order = (subject, date, visit_order.get(visit, len(visit_order)))
-        rows.append((order, [cells.get(name, "") for name in names_of]))
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(names_of)
-    writer.writerows(row for _, row in sorted(rows, key=lambda r: r[0]))
-    return out.getvalue()
+def row_observation(
+    row: VisitRow, spec: InstrumentSpec, patient: str, encounter: str, study: str
+) -> dict[str, Any]:
+    """The score Observation of one instrument of a row."""
+    scores = row.scores[spec.id]
+    return score_observation(
+        spec,
+        scores.values,
+        scores.total,
+        subject=patient,
+        effective=row.date,
+        encounter=encounter,
+        study=study,
+        identifier={"system": OBSERVATION_SYSTEM, "value": f"{row.key}/{spec.id}"},
+    )

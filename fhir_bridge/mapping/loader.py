@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from fhir_bridge.domain.issues import Issue
-from fhir_bridge.errors import MappingSpecError
+from fhir_bridge.errors import InvalidRequestError, MappingError, MappingSpecError
 from fhir_bridge.mapping.spec import (
     SYSTEMS,
     CodeSystemSpec,
@@ -23,6 +23,7 @@ from fhir_bridge.mapping.spec import (
     VisitSpec,
     split_code,
 )
+from fhir_bridge.views import ViewDefinition
 
 DEFAULT_PATH = Path(__file__).resolve().parents[2] / "mappings"
 
@@ -75,6 +76,11 @@ class Mappings:
         return self.protocol.visit(code)
 
     def column_map(self, name: str) -> ColumnMapSpec:
+        if name not in self.column_maps:
+            known = ", ".join(sorted(self.column_maps))
+            raise MappingError(
+                f"unknown column map {name!r}: mappings/columns has {known}", expression="--map"
+            )
         return self.column_maps[name]
 
     def conformance_resources(self) -> list[dict[str, Any]]:
@@ -164,6 +170,45 @@ def _check_links(root: Path, m: Mappings) -> None:
         raise _fail(root / "codesystems", f"missing code systems {sorted(missing)}")
 
 
+def _check_views(folder: Path) -> None:
+    """Each trial view checked against the SQL on FHIR model and compiled, and carrying what
+    the codebook reads (name, title, description, a description per column); an error names
+    the file and the element, e.g. `.../scores_long.json:ViewDefinition.select[0].column[1].path`.
+    """
+    for path in sorted(folder.glob("*.json")):
+        data = read_json(path)
+        try:
+            ViewDefinition.parse(data)
+        except InvalidRequestError as exc:
+            issues = [
+                Issue("fatal", issue.code, f"{path.name}: {issue.diagnostics}", f"{path}:{at}")
+                for issue in exc.issues
+                for at in [issue.expression or "ViewDefinition"]
+            ]
+            raise MappingSpecError(issues=issues) from exc
+        needed = [f"ViewDefinition.{key}" for key in ("name", "title", "description")]
+        needed = [at for at in needed if not data.get(at.split(".")[1])]
+        needed += _undescribed(data.get("select", []), "ViewDefinition.select")
+        if needed:
+            raise MappingSpecError(
+                f"{path.name}: {needed[0]}: required by the codebook",
+                expression=f"{path}:{needed[0]}",
+            )
+
+
+def _undescribed(selects: list[dict[str, Any]], location: str) -> list[str]:
+    """The columns without a description, as elements (the view is already checked)."""
+    missing = []
+    for n, select in enumerate(selects):
+        at = f"{location}[{n}]"
+        for k, column in enumerate(select.get("column", [])):
+            if not column.get("description"):
+                missing.append(f"{at}.column[{k}].description")
+        missing += _undescribed(select.get("select", []), f"{at}.select")
+        missing += _undescribed(select.get("unionAll", []), f"{at}.unionAll")
+    return missing
+
+
 def load_mappings(path: Path | None = None) -> Mappings:
     """Read and validate every file under `path` (default: the repository's mappings/).
 
@@ -187,4 +232,5 @@ def load_mappings(path: Path | None = None) -> Mappings:
         **{name: load() for name, load in loaders.items()},
     )
     _check_links(root, m)
+    _check_views(root / "views")
     return m

@@ -399,6 +399,9 @@ class ColumnMapSpec(Spec):
     subject_column: str
     visit_column: str
     date_column: str
+    # participant columns: written by export from the ResearchSubject, not read by import
+    status_column: str
+    withdrawal_column: str
     instruments: list[ColumnInstrument]
 
 

@@ -147,7 +147,9 @@ class ResearchView:
         self._resource_types = resource_types()
         # bounded, so memory stays flat however many resources pass through
         self._reference = lru_cache(maxsize=1 << 16)(self._rewrite)
-        self._offset = lru_cache(maxsize=1 << 12)(self._offset_days)
+        # one entry per participant: resources come in write order, participants mixed, so
+        # a cohort larger than the cache would miss (an HMAC) on nearly every resource
+        self._offset = lru_cache(maxsize=1 << 16)(self._offset_days)
 
     def pseudonym(self, resource_type: str, resource_id: str) -> str:
         """HMAC-SHA256(key, "Type/id") as 32 lowercase hex characters (128 bits): a valid FHIR

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 import orjson
 
+from fhir_bridge.domain.spreadsheet import safe_cell
 from fhir_bridge.report.codebook import field
 from fhir_bridge.report.tables import Row, Source, Tables
 
@@ -49,7 +50,7 @@ def _cell(value: Any) -> Any:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
-    return value
+    return safe_cell(value) if isinstance(value, str) else value
 
 
 def _write_csv(path: Path, rows: list[Row], names: list[str]) -> None:

@@ -46,14 +46,14 @@ VIEW_RUN_OPERATION = {
     "name": "viewdefinition-run",
     "definition": _VIEWS_DEFINITION + "viewdefinition-run",
     "documentation": (
-        "_format json, ndjson or csv (parquet is not supported); " + _VIEW_REFERENCES + "; "
+        "_format json, ndjson, csv or parquet; " + _VIEW_REFERENCES + "; "
         "over this server's data every row comes from the research view (pseudonymised)"
     ),
 }
 VIEW_EXPORT_OPERATION = {
     "name": "viewdefinition-export",
     "definition": _VIEWS_DEFINITION + "viewdefinition-export",
-    "documentation": "_format ndjson, csv or json, a file per view; " + _VIEW_REFERENCES,
+    "documentation": "_format ndjson, csv, json or parquet, a file per view; " + _VIEW_REFERENCES,
 }
 SYSTEM_OPERATIONS = [
     {"name": "export", "definition": _BULK_DEFINITION + "export"},
@@ -90,6 +90,17 @@ VIEW_DEFINITION_RESOURCE: dict[str, Any] = {
     ],
     "operation": [VIEW_RUN_OPERATION],
 }
+# The project's own operation: no published OperationDefinition exists for an outcome table,
+# so its canonical is under the project's base (the server serves no OperationDefinitions).
+OUTCOMES_OPERATION = {
+    "name": "outcomes",
+    "definition": "https://fhir-bridge.org/fhir/OperationDefinition/ResearchStudy-outcomes",
+    "documentation": (
+        "GET ResearchStudy/[id]/$outcomes: the study's outcome table as a Parameters resource "
+        "(per visit n, mean (SD), median (IQR), change from baseline with its 95% CI, response "
+        "and remission), computed from the research view of the study's cohort Group"
+    ),
+}
 EXPORT_OPERATIONS = {
     resource_type: [
         {"name": name, "definition": _BULK_DEFINITION + definition}
@@ -97,6 +108,7 @@ EXPORT_OPERATIONS = {
     ]
     for resource_type, definition in (("Patient", "patient-export"), ("Group", "group-export"))
 }
+INSTANCE_OPERATIONS = {"ResearchStudy": [OUTCOMES_OPERATION], **EXPORT_OPERATIONS}
 
 
 def searchable_parameters() -> dict[str, list[dict[str, str]]]:
@@ -138,7 +150,7 @@ def capability_statement(
         params = search_params.get(resource_type, ())
         if params:
             entry["searchParam"] = [dict(p) for p in params]
-        operations = [*type_operations, *EXPORT_OPERATIONS.get(resource_type, ())]
+        operations = [*type_operations, *INSTANCE_OPERATIONS.get(resource_type, ())]
         if operations:
             entry["operation"] = [dict(op) for op in operations]
         resources.append(entry)
@@ -169,4 +181,29 @@ def capability_statement(
                 "operation": [dict(op) for op in SYSTEM_OPERATIONS],
             }
         ],
+    }
+
+
+def smart_security(token_url: str) -> dict[str, Any]:
+    """CapabilityStatement.rest.security of a server that takes SMART Backend Services tokens
+    (https://build.fhir.org/ig/HL7/smart-app-launch/conformance.html)."""
+    return {
+        "service": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                        "code": "SMART-on-FHIR",
+                    }
+                ]
+            }
+        ],
+        "extension": [
+            {
+                "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+                "extension": [{"url": "token", "valueUri": token_url}],
+            }
+        ],
+        "description": "SMART Backend Services: client_credentials with a signed JWT "
+        "assertion (ES384 or RS384); system scopes; roles ehr, researcher, validator, admin.",
     }

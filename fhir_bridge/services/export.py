@@ -70,6 +70,7 @@ class ExportRequest:
     associated: list[str] = field(default_factory=list)  # includeAssociatedData values
     view: str = "plain"
     warnings: list[str] = field(default_factory=list)  # lenient: what was ignored
+    client: str | None = None  # the registered client that asked; only it reads the job
 
     def level_types(self) -> list[str]:
         """The types exported: `_type`, or every type the level can hold."""
@@ -224,6 +225,15 @@ def queue(
             f"{max_jobs} export jobs are queued or running; try again later", retry_after=30
         )
     exports.insert_job(session, job_id, url, params, instant, time.time())
+
+
+def job_client(ctx: ServiceContext, job_id: str) -> str | None:
+    """The client that asked for a job of either kind (None: no such job, or one asked for
+    while authentication was off)."""
+    with ctx.store.session() as session:
+        job = exports.read_job(session, job_id) if job_id.isalnum() else None
+    client = orjson.loads(job.params).get("client") if job is not None else None
+    return str(client) if client is not None else None
 
 
 def job_request(job: JobRow) -> ExportRequest:

@@ -188,7 +188,7 @@ class Worker:
         manifest: dict[str, Any] = {
             "transactionTime": job.transaction_time,
             "request": job.request,
-            "requiresAccessToken": False,
+            "requiresAccessToken": request.client is not None,
             "output": output,
             "error": errors,
         }

@@ -167,6 +167,20 @@ def research_resources(
                         yield resource
 
 
+def patients_named(ctx: ServiceContext, view: ResearchView, names: Sequence[str]) -> list[str]:
+    """The Patient ids behind research-view pseudonyms (a researcher names participants by
+    the ids the research view gave them); a name that is no Patient's pseudonym is kept as it
+    is (the export then says it does not know it). Reads every Patient's id once."""
+    wanted = set(names)
+    found: dict[str, str] = {}
+    for rows in batches(ctx, Selection("Patient", until=now_instant())):
+        for _, patient_id, _, _ in rows:
+            pseudonym = view.pseudonym("Patient", patient_id)
+            if pseudonym in wanted:
+                found[pseudonym] = patient_id
+    return [found.get(name, name) for name in names]
+
+
 def _standing(resource: dict[str, Any]) -> dict[str, Any]:
     """What participation() reads of a ResearchSubject or Consent."""
     kept = ("resourceType", "status", "period", "scope", "category", "provision")

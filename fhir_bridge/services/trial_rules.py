@@ -23,6 +23,7 @@ from fhir_bridge.mapping import (
     score_response,
     translate_codes,
 )
+from fhir_bridge.mapping.subjects import check_subject_ids
 from fhir_bridge.services.context import (
     Derivation,
     ServiceContext,
@@ -116,7 +117,7 @@ def rules(m: Mappings) -> list[WriteCheck]:
     def clinical(resource: dict[str, Any]) -> list[Issue]:
         return check_clinical(resource, m)
 
-    return [clinical]
+    return [clinical, check_subject_ids]
 
 
 def derivations(m: Mappings) -> list[Derivation]:

@@ -31,11 +31,11 @@ from fhir_bridge.services.history import since_instant
 from fhir_bridge.services.research import research_resources
 from fhir_bridge.store.exports import JobRow
 from fhir_bridge.store.sql import now_instant
-from fhir_bridge.views import run as run_view
+from fhir_bridge.views import run_tuples
 
 KIND = "viewdefinition-export"  # in a job's parameters: a view export, not a Bulk export
-FORMATS = ("ndjson", "csv", "json")
-SUFFIXES = {"ndjson": ".ndjson", "csv": ".csv", "json": ".json"}
+FORMATS = ("ndjson", "csv", "json", "parquet")
+SUFFIXES = {"ndjson": ".ndjson", "csv": ".csv", "json": ".json", "parquet": ".parquet"}
 MAX_VIEWS = 50  # views of one export
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
 _VIEW_PARTS = ("name", "viewReference", "viewResource")
@@ -56,6 +56,7 @@ class ViewExportRequest:
     client_tracking_id: str | None = None
     kind: str = KIND
     started: str = ""  # exportStartTime, set at kick-off
+    client: str | None = None  # the registered client that asked; only it reads the job
 
 
 def parse_kickoff(
@@ -237,7 +238,7 @@ def write(
         file_name = f"{name}{SUFFIXES[request.format]}"
         try:
             with open(folder / file_name, "wb", buffering=1 << 20) as out:
-                for chunk in views.encoded(run, run_view(view, source)):
+                for chunk in views.encoded(run, run_tuples(view, source)):
                     out.write(chunk)
                     if time.monotonic() - last_beat > 1.0:
                         beat(f"view {n + 1} of {len(request.views)} ({name})")

@@ -1,6 +1,6 @@
 """SQL on FHIR v2 `$viewdefinition-run`: its parameters checked, and the rows of a view over
-inline resources or over the research view of this server's data, encoded as JSON, NDJSON or
-CSV while they stream.
+inline resources or over the research view of this server's data, encoded as JSON, NDJSON,
+CSV or Parquet while they stream.
 
 https://sql-on-fhir.org/ig/latest/OperationDefinition-ViewDefinitionRun.html. The R4 mode runs
 at the system level; a stored ViewDefinition runs at `ViewDefinition/[id]` too. Rows of this
@@ -16,10 +16,12 @@ import logging
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from itertools import islice
 from typing import Any
 
 import orjson
 
+from fhir_bridge.domain.spreadsheet import safe_cell
 from fhir_bridge.errors import (
     FHIRBridgeError,
     InvalidRequestError,
@@ -35,11 +37,16 @@ from fhir_bridge.services.research import research_resources
 from fhir_bridge.services.resources import ID_PATTERN
 from fhir_bridge.store.base import StoreSession
 from fhir_bridge.store.sql import now_instant
-from fhir_bridge.views import ViewDefinition, run
+from fhir_bridge.views import Row, ViewDefinition, as_dicts, run_tuples
 
 log = logging.getLogger("fhir_bridge.views")
 
-MEDIA_TYPES = {"json": "application/json", "ndjson": "application/x-ndjson", "csv": "text/csv"}
+MEDIA_TYPES = {
+    "json": "application/json",
+    "ndjson": "application/x-ndjson",
+    "csv": "text/csv",
+    "parquet": "application/vnd.apache.parquet",
+}
 _FORMATS = {
     "json": "json",
     "application/json": "json",
@@ -48,11 +55,14 @@ _FORMATS = {
     "application/ndjson": "ndjson",
     "csv": "csv",
     "text/csv": "csv",
+    "parquet": "parquet",
+    "application/parquet": "parquet",
+    "application/vnd.apache.parquet": "parquet",
 }
-_PARQUET = ("parquet", "application/parquet", "application/vnd.apache.parquet")
 DEFAULT_FORMAT = "ndjson"  # the operation's default when neither _format nor Accept names one
 MAX_PATIENTS = 1000  # `patient` values of one request
 CHUNK = 64 * 1024  # bytes of output sent at once
+CSV_BATCH = 256  # rows handed to the CSV writer at once
 # Output made before the response starts: an error in it is still an OperationOutcome; one
 # after it can only end the response unfinished (the status line is sent by then).
 LOOKAHEAD = 64 * 1024
@@ -255,13 +265,6 @@ def _format(param: Parameter | None, accept: str | None) -> str:
 def format_of(param: Parameter, allowed: Sequence[str]) -> str:
     """The output format a `_format` names (a code or a media type), one of `allowed`."""
     value = string_of(param, ("Code", "String")).split(";")[0].strip().lower()
-    if value in _PARQUET:
-        raise InvalidRequestError(
-            "_format parquet is not supported by this operation (rows stream, a Parquet file "
-            "does not); use json, ndjson or csv, or fhir-bridge export-dataset --format parquet",
-            code="not-supported",
-            expression=param.location,
-        )
     if _FORMATS.get(value) not in allowed:
         raise InvalidRequestError(
             f"_format '{value}' is not supported; use {', '.join(allowed)}",
@@ -308,9 +311,10 @@ def check_known(session: StoreSession, group: str | None, patients: Sequence[str
 
 def rows(
     ctx: ServiceContext, research_view: ResearchView, request: RunRequest, limits: Limits
-) -> Iterator[dict[str, Any]]:
-    """The view's rows, at most `_limit` of them; over this server's data, read through the
-    research view. Without `_limit`, more than `max_rows` rows are an error."""
+) -> Iterator[Row]:
+    """The view's rows as tuples in column order, at most `_limit` of them; over this
+    server's data, read through the research view. Without `_limit`, more than `max_rows`
+    rows are an error."""
     if request.resources is not None:
         source: Iterable[dict[str, Any]] = request.resources
     else:
@@ -323,21 +327,20 @@ def rows(
             since=request.since,
             until=now_instant(),
         )
-    produced = _checked(run(request.view, source), request.location)
-    bound = request.limit if request.limit is not None else limits.max_rows
-    for count, row in enumerate(produced):
-        if count == bound:
-            if request.limit is None:
-                raise InvalidRequestError(
-                    f"The view yields more than {limits.max_rows} rows; give _limit, or use "
-                    "$viewdefinition-export",
-                    code="too-costly",
-                )
-            return
-        yield row
+    produced = _checked(run_tuples(request.view, source), request.location)
+    if request.limit is not None:
+        yield from islice(produced, request.limit)
+        return
+    yield from islice(produced, limits.max_rows)
+    if next(produced, None) is not None:
+        raise InvalidRequestError(
+            f"The view yields more than {limits.max_rows} rows; give _limit, or use "
+            "$viewdefinition-export",
+            code="too-costly",
+        )
 
 
-def _checked(produced: Iterator[dict[str, Any]], location: str) -> Iterator[dict[str, Any]]:
+def _checked(produced: Iterator[Row], location: str) -> Iterator[Row]:
     """Rows, a view that fails on the data being a 422 naming the element."""
     try:
         yield from produced
@@ -346,30 +349,25 @@ def _checked(produced: Iterator[dict[str, Any]], location: str) -> Iterator[dict
         raise UnprocessableResourceError(issues=relocated) from error
 
 
-def encoded(request: RunRequest, produced: Iterable[dict[str, Any]]) -> Iterator[bytes]:
+def encoded(request: RunRequest, produced: Iterable[Row]) -> Iterator[bytes]:
     """The rows in the request's format, CHUNK bytes or so at a time: a JSON array, NDJSON
-    lines, or CSV (RFC 4180, a header row unless `header` is false; lists and objects as
-    JSON text, booleans as true and false)."""
-    buffer = bytearray()
-    if request.format == "csv":
-        text = io.StringIO()
-        writer = csv.writer(text)
-        if request.header:
-            writer.writerow(request.view.columns)
-        for row in produced:
-            writer.writerow([_csv_cell(value) for value in row.values()])
-            if text.tell() >= CHUNK:
-                yield text.getvalue().encode()
-                text.seek(0)
-                text.truncate()
-        yield text.getvalue().encode()
+    lines, CSV (RFC 4180, a header row unless `header` is false; lists and objects as
+    JSON text, booleans as true and false), or Parquet (a row group at a time)."""
+    if request.format == "parquet":
+        from fhir_bridge.services.view_parquet import parquet  # pyarrow loads on first use
+
+        yield from parquet(request.view.output_columns, produced, _csv_cell)
         return
+    if request.format == "csv":
+        yield from _csv(request, iter(produced))
+        return
+    buffer = bytearray()
     array = request.format == "json"
     separator = b"," if array else b"\n"
     if array:
         buffer += b"["
     first = True
-    for row in produced:
+    for row in as_dicts(request.view, produced):
         if array and not first:
             buffer += separator
         buffer += orjson.dumps(row, default=_json_default)
@@ -382,6 +380,30 @@ def encoded(request: RunRequest, produced: Iterable[dict[str, Any]]) -> Iterator
     if array:
         buffer += b"]"
     yield bytes(buffer)
+
+
+def _csv(request: RunRequest, produced: Iterator[Row]) -> Iterator[bytes]:
+    text = io.StringIO()
+    writer = csv.writer(text)
+    if request.header:
+        writer.writerow(request.view.columns)
+    # Strings and numbers go to the writer as they are (it writes null as empty and numbers
+    # as str() does); only the other columns' values are converted, row by row.
+    converted = [n for n, column in enumerate(request.view.output_columns) if not column.scalar]
+    while batch := list(islice(produced, CSV_BATCH)):
+        writer.writerows([_csv_row(row, converted) for row in batch] if converted else batch)
+        if text.tell() >= CHUNK:
+            yield text.getvalue().encode()
+            text.seek(0)
+            text.truncate()
+    yield text.getvalue().encode()
+
+
+def _csv_row(row: Row, converted: Sequence[int]) -> list[Any]:
+    cells = list(row)
+    for n in converted:
+        cells[n] = _csv_cell(cells[n])
+    return cells
 
 
 def _json_default(value: Any) -> Any:
@@ -397,7 +419,7 @@ def _csv_cell(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, (dict, list)):
         return orjson.dumps(value, default=_json_default).decode()
-    return str(value)
+    return safe_cell(value) if isinstance(value, str) else str(value)
 
 
 def started(chunks: Iterator[bytes]) -> Iterator[bytes]:

@@ -21,7 +21,9 @@ from __future__ import annotations
 # 7: a reference by absolute URL has no local type and id (indexing.parse_reference): another
 # server's Patient/p1 is not this one's; sql.py makes such resources' reference rows again.
 # 8: export_jobs, the Bulk Data export jobs (store/exports.py); no data changes.
-SCHEMA_VERSION = 8
+# 9: auth_clients and auth_jti, the registered clients and their used assertion ids
+# (store/clients.py); no data changes.
+SCHEMA_VERSION = 9
 
 INDEX_TABLES: dict[str, str] = {
     # set_id: the token values of one parameter of one resource, as a set shared by every
@@ -93,6 +95,13 @@ def ddl(dialect: str) -> list[str]:
             owner {text}, heartbeat {real}, attempts INTEGER NOT NULL, progress {text},
             manifest {blob}, expires {real})""",
         "CREATE INDEX IF NOT EXISTS export_jobs_status ON export_jobs (status, created)",
+        # SMART Backend Services clients (store/clients.py): jwks is a JWKS as JSON text
+        f"""CREATE TABLE IF NOT EXISTS auth_clients (
+            id {text} PRIMARY KEY, name {text} NOT NULL, role {text} NOT NULL, site {text},
+            jwks {text}, jwks_url {text}, created {real} NOT NULL, revoked {real})""",
+        f"""CREATE TABLE IF NOT EXISTS auth_jti (
+            client_id {text} NOT NULL, jti {text} NOT NULL, expires {real} NOT NULL,
+            PRIMARY KEY (client_id, jti))""",
     ]
     for table, columns in INDEX_TABLES.items():
         cols = columns.format(text=text, real=real, big=big)

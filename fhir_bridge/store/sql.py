@@ -16,7 +16,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from itertools import chain
@@ -36,6 +36,7 @@ from fhir_bridge.store.staging import Indexer, Member, stage, token_stage
 # A buffered new version: its stored form, what was staged (None: a deletion), its
 # `_lastUpdated` index row
 _Pending = tuple[StoredResource, Staged | None, tuple[Any, ...]]
+CommitHook = Callable[["SQLSession", list[StoredResource]], Callable[[], None] | None]
 
 # SQLite has no statement timeout: a progress handler looks at the clock every this many
 # virtual machine instructions (about a millisecond) and interrupts a statement past its time.
@@ -131,6 +132,7 @@ class SQLSession:
         self._known_sets = known_sets  # token sets stored by committed sessions
         self.statement_timeout = math.inf  # seconds; the store sets its own
         self.new_sets: set[int] = set()  # token sets this session stores
+        self.written: list[StoredResource] = []  # versions this session wrote, in order
 
     def execute(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
         self.flush()
@@ -280,6 +282,7 @@ class SQLSession:
             resource_type, resource_id, version_id, instant, False, data, method
         )
         row = (resource_type, resource_id, *updated)
+        self.written.append(stored)
         if current is None:
             self._pending.append((stored, staged, row))
         else:
@@ -299,6 +302,7 @@ class SQLSession:
         stored = StoredResource(
             resource_type, resource_id, version_id, instant, True, orjson.dumps(stub), "DELETE"
         )
+        self.written.append(stored)
         if current is None:
             self._pending.append((stored, None, ()))
         else:
@@ -390,6 +394,9 @@ class SQLStore:
         self._known_sets: set[int] = set()
         self._file_lock = _FileLock.for_url(database_url) if self.dialect == "sqlite" else None
         self.cursor_key = b""  # read from the database by _migrate
+        # Called before a write session that wrote resources commits, in that session (the
+        # audit trail's Provenance and AuditEvent); what it returns is called after the commit.
+        self.commit_hook: CommitHook | None = None
         self._checkpointer: _Checkpointer | None = None
         try:
             self._migrate()
@@ -509,8 +516,12 @@ class SQLStore:
             elif write:
                 session.execute("SELECT value FROM write_seq WHERE id = 1 FOR UPDATE")
             yield session
+            hook = self.commit_hook if session.written else None
+            committed = hook(session, list(session.written)) if hook is not None else None
             session.flush()
             conn.commit() if self.dialect == "postgresql" else conn.execute("COMMIT")
+            if committed is not None:
+                committed()
             if len(self._known_sets) > KNOWN_SETS_LIMIT:  # identifiers make sets of their own
                 self._known_sets.clear()
             self._known_sets.update(session.new_sets)

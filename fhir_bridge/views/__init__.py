@@ -3,6 +3,7 @@
     view = ViewDefinition.parse(view_json)        # InvalidRequestError names the element
     for row in run(view, resources):              # dicts in column order, streamed
         ...
+    run_tuples(view, resources)                   # the same rows as tuples, for tables
 
 Modules: definition (the checked, compiled model), columns (cells and their types), paths
 (the FHIRPath dialect of views), keys (getResourceKey, getReferenceKey), boundaries
@@ -11,6 +12,6 @@ https://sql-on-fhir.org/ig/StructureDefinition-ViewDefinition.html
 """
 
 from fhir_bridge.views.definition import ViewDefinition
-from fhir_bridge.views.runner import run
+from fhir_bridge.views.runner import Row, as_dicts, run, run_tuples
 
-__all__ = ["ViewDefinition", "run"]
+__all__ = ["Row", "ViewDefinition", "as_dicts", "run", "run_tuples"]

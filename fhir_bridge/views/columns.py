@@ -38,6 +38,13 @@ class Column:
     type: str | None
     cell: Cell
 
+    @property
+    def scalar(self) -> bool:
+        """Whether every value is null, a str, an int or a float: never a bool, list or object
+        (so a writer may take the values as they are)."""
+        plain = _plain_types(self.type)
+        return not self.collection and bool(plain) and bool not in plain
+
 
 def failed(location: str, reason: str) -> InvalidRequestError:
     return InvalidRequestError(f"{location}: {reason}", expression=location)

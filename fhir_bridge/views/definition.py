@@ -68,6 +68,11 @@ class ViewDefinition:
     def columns(self) -> tuple[str, ...]:
         return self.root.names
 
+    @property
+    def output_columns(self) -> tuple[Column, ...]:
+        """The columns in output order, with their types."""
+        return _output(self.root)
+
     @classmethod
     def parse(cls, view: Any) -> ViewDefinition:
         """Check and compile a ViewDefinition's JSON; InvalidRequestError names the element.
@@ -256,6 +261,11 @@ def _check_unique(root: Select) -> None:
         if name in seen:
             raise _invalid(f"column {name} is already defined", location)
         seen.add(name)
+
+
+def _output(select: Select) -> tuple[Column, ...]:
+    columns = select.columns + sum((_output(child) for child in select.selects), ())
+    return columns + (_output(select.union[0]) if select.union else ())
 
 
 def _named(select: Select) -> list[tuple[str, str]]:

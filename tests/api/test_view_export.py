@@ -3,10 +3,12 @@ cancellation; the Bulk export routes do not answer for its jobs."""
 
 from __future__ import annotations
 
+import io
 import time
 from typing import Any
 
 import orjson
+import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
 
@@ -106,7 +108,7 @@ def test_a_file_per_view_of_research_rows(client: TestClient) -> None:
         (
             [
                 {"name": "viewResource", "resource": PATIENTS},
-                {"name": "_format", "valueCode": "parquet"},
+                {"name": "_format", "valueCode": "xml"},
             ],
             400,
             "not-supported",
@@ -181,3 +183,25 @@ def test_ndjson_is_the_default_format(client: TestClient) -> None:
     assert [sorted(orjson.loads(line)) for line in got.content.splitlines()] == [
         ["active", "family", "given", "id"]
     ]
+
+
+def test_parquet_files_hold_the_rows_of_the_view(client: TestClient) -> None:
+    study = create(client, {"resourceType": "ResearchStudy", "status": "active"})
+    participant(client, study, "Ann Stayer", "M1")
+    response = client.post(
+        KICKOFF,
+        json=parameters(
+            {"name": "viewResource", "resource": PATIENTS},
+            {"name": "_format", "valueCode": "parquet"},
+        ),
+        headers=ASYNC,
+    )
+    done = finished(client, response.headers["content-location"])
+    [[_, location]] = values(done, "output")
+    assert location["valueUri"].endswith("/patients.parquet")
+    got = client.get(location["valueUri"].removeprefix("http://testserver"))
+    assert got.headers["content-type"] == "application/vnd.apache.parquet"
+    table = pq.read_table(io.BytesIO(got.content))
+    assert table.column_names == ["id", "family", "active", "given"]
+    assert table.num_rows == 1
+    assert "Stayer" not in str(table.to_pylist())

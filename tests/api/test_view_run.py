@@ -3,13 +3,17 @@ this server's data, rows of the research view only."""
 
 from __future__ import annotations
 
+import csv
+import io
 from pathlib import Path
 from typing import Any
 
 import orjson
+import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
 
+from fhir_bridge.services import view_parquet
 from tests.api.test_export import create, make_client, participant
 
 FHIR = {"Content-Type": "application/fhir+json"}
@@ -100,22 +104,98 @@ def test_limit_bounds_the_rows(client: TestClient) -> None:
     assert len(response.content.splitlines()) == 1
 
 
-def test_parquet_is_refused_as_not_supported(client: TestClient) -> None:
-    response = post(client, *inline(ANN), {"name": "_format", "valueCode": "parquet"})
-    assert response.status_code == 400
-    assert response.json() == {
-        "resourceType": "OperationOutcome",
-        "issue": [
-            {
-                "severity": "error",
-                "code": "not-supported",
-                "diagnostics": "_format parquet is not supported by this operation (rows "
-                "stream, a Parquet file does not); use json, ndjson or csv, or fhir-bridge "
-                "export-dataset --format parquet",
-                "expression": ["Parameters.parameter[2]"],
-            }
-        ],
+SCORES = {
+    "resourceType": "ViewDefinition",
+    "name": "scores",
+    "status": "active",
+    "resource": "Observation",
+    "select": [
+        {
+            "column": [
+                {"name": "id", "path": "getResourceKey()"},
+                {"name": "code", "path": "code.coding.first().code", "type": "code"},
+                {"name": "total", "path": "value.ofType(Quantity).value", "type": "decimal"},
+                {"name": "parts", "path": "component.count()", "type": "integer"},
+                {"name": "noted", "path": "note.exists()", "type": "boolean"},
+                {"name": "at", "path": "effective.ofType(dateTime)", "type": "dateTime"},
+                {"name": "codes", "path": "code.coding.code", "collection": True},
+            ]
+        }
+    ],
+}
+
+
+def score(n: int, total: float | None) -> dict[str, Any]:
+    observation: dict[str, Any] = {
+        "resourceType": "Observation",
+        "id": f"o{n}",
+        "status": "final",
+        "code": {"coding": [{"code": f"c{n}"}, {"code": "madrs-total"}]},
+        "effectiveDateTime": f"2024-03-0{n + 1}T10:00:00+01:00",
+        "component": [{"code": {"text": "x"}}] * n,
     }
+    if total is not None:
+        observation["valueQuantity"] = {"value": total}
+    if n % 2:
+        observation["note"] = [{"text": "seen"}]
+    return observation
+
+
+SCORE_ROWS = [score(0, 24), score(1, 12.5), score(2, None), score(3, 0), score(4, 7.25)]
+
+
+def test_parquet_holds_the_rows_of_the_json_and_csv_outputs(client: TestClient) -> None:
+    def run(output: str) -> Any:
+        return post(
+            client, *inline(*SCORE_ROWS, view=SCORES), {"name": "_format", "valueCode": output}
+        )
+
+    response = run("parquet")
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/vnd.apache.parquet"
+    table = pq.read_table(io.BytesIO(response.content))
+    assert [str(field.type) for field in table.schema] == [
+        "string",
+        "string",
+        "double",
+        "int64",
+        "bool",
+        "string",
+        "string",
+    ]
+    rows = table.to_pylist()
+    as_json = run("json").json()
+    assert len(rows) == len(as_json) == 5
+    typed = ("total", "parts", "noted")
+    assert [{k: row[k] for k in typed} for row in rows] == [
+        {k: row[k] for k in typed} for row in as_json
+    ]
+    as_csv = list(csv.DictReader(io.StringIO(run("csv").text)))
+    text = ("id", "code", "at", "codes")
+    assert [{k: row[k] or "" for k in text} for row in rows] == [
+        {k: row[k] for k in text} for row in as_csv
+    ]
+    assert rows[0]["codes"] == '["c0","madrs-total"]'
+    assert rows[2]["total"] is None
+
+
+def test_parquet_is_written_in_row_groups_of_bounded_size(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(view_parquet, "ROW_GROUP", 2)
+    response = post(
+        client, *inline(*SCORE_ROWS, view=SCORES), {"name": "_format", "valueCode": "parquet"}
+    )
+    parquet_file = pq.ParquetFile(io.BytesIO(response.content))
+    assert [parquet_file.metadata.row_group(n).num_rows for n in range(3)] == [2, 2, 1]
+    assert parquet_file.metadata.num_row_groups == 3
+
+
+def test_parquet_of_no_rows_is_a_file_with_the_columns(client: TestClient) -> None:
+    response = post(client, *inline(view=SCORES), {"name": "_format", "valueCode": "parquet"})
+    table = pq.read_table(io.BytesIO(response.content))
+    assert table.num_rows == 0
+    assert table.column_names == ["id", "code", "total", "parts", "noted", "at", "codes"]
 
 
 @pytest.mark.parametrize(

@@ -26,6 +26,19 @@ def test_validate_a_broken_file_exits_1_and_names_the_element(
     assert "Observation.status" in capsys.readouterr().out
 
 
+def test_validate_escapes_control_characters_of_keys_and_file_names(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = tmp_path / "obs\x1b[8m.json"
+    broken.write_text(json.dumps({"resourceType": "Observation", "\x1b[32mstatus\r": "final"}))
+    assert main(["validate", str(broken)]) == 1
+    captured = capsys.readouterr()
+    printed = captured.out + captured.err
+    assert "\x1b" not in printed and "\r" not in printed
+    assert "obs\\x1b[8m.json" in printed
+    assert "\\x1b[32mstatus\\r" in printed
+
+
 def test_package_builds_a_loadable_fhir_package(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

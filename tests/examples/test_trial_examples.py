@@ -18,8 +18,8 @@ from fhir_bridge.mapping import (
     Mappings,
     check_clinical,
     load_mappings,
+    read_table,
     score_response,
-    table_to_bundle,
     translate_codes,
 )
 
@@ -152,14 +152,9 @@ def test_score_observations_follow_from_their_responses(
 
 def test_csv_export_reimports_to_the_same_scores(m: Mappings) -> None:
     text = (EXAMPLES / "visit-scores.csv").read_text(encoding="utf-8")
-    bundle = table_to_bundle(text, "visit-scores", m)
-    totals = [
-        e["resource"]["valueQuantity"]["value"]
-        for e in bundle["entry"]
-        if e["resource"]["resourceType"] == "Observation"
-        and e["resource"]["code"]["coding"][0]["code"] == "madrs-total"
-    ]
-    assert len(totals) == 12 + 11 + 11
+    rows = read_table(text, "visit-scores", m)
+    totals = [row.scores["madrs"].total for row in rows if "madrs" in row.scores]
+    assert len(totals) == 12 + 11 + 11 and None not in totals
 
 
 def test_messages_cover_each_ehr_message(m: Mappings) -> None:

@@ -94,6 +94,28 @@ def test_unreadable_json_is_rejected(copy: Path) -> None:
     assert "visit-scores.json: not readable JSON" in str(_failure(copy))
 
 
+def test_view_with_a_broken_path_names_the_file_and_element(copy: Path) -> None:
+    path = copy / "views" / "scores_long.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["select"][0]["column"][1]["path"] = "getResourceKey("
+    path.write_text(json.dumps(data), encoding="utf-8")
+    issue = _failure(copy).issues[0]
+    assert issue.expression == f"{path}:ViewDefinition.select[0].column[1].path"
+    assert issue.diagnostics.startswith("scores_long.json: ViewDefinition.select[0].column[1].path")
+
+
+def test_view_column_without_a_description_is_rejected(copy: Path) -> None:
+    path = copy / "views" / "dosing.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    del data["select"][0]["column"][0]["description"]
+    path.write_text(json.dumps(data), encoding="utf-8")
+    issue = _failure(copy).issues[0]
+    assert issue.expression == f"{path}:ViewDefinition.select[0].column[0].description"
+    assert issue.diagnostics == (
+        "dosing.json: ViewDefinition.select[0].column[0].description: required by the codebook"
+    )
+
+
 def test_concept_map_target_must_exist(copy: Path) -> None:
     path = copy / "conceptmaps" / "ostfold-local.json"
     data = json.loads(path.read_text(encoding="utf-8"))

@@ -187,3 +187,16 @@ def test_pandas_reads_the_parquet_files_with_the_csv_values(
     visits = pd.read_parquet(parquet_dir / "visits.parquet")
     assert visits["study_day"].dtype == "int64" and visits["in_window"].dtype == "bool"
     assert isinstance(visits["date"].iloc[0], date)  # date32
+
+
+def test_csv_tables_neutralise_formula_cells_but_not_numbers(tmp_path: Path) -> None:
+    from fhir_bridge.report.columns import Column
+    from fhir_bridge.report.files import write_tables
+    from fhir_bridge.report.tables import Tables
+
+    columns = (Column("participant", "string", "id"), Column("change", "integer", "change"))
+    tables = Tables({}, {}, {})
+    tables.add("t", [{"participant": "=cmd|' /C calc'!A0", "change": -3}], columns, "a table")
+    write_tables(tables, tmp_path)
+    lines = (tmp_path / "t.csv").read_text(encoding="utf-8").splitlines()
+    assert lines[1] == "'=cmd|' /C calc'!A0,-3"

@@ -89,3 +89,13 @@ def test_outcomes_of_an_unknown_study_is_404(demo_client: TestClient) -> None:
             }
         ],
     }
+
+
+def test_the_capability_statement_declares_the_outcomes_operation(demo_client: TestClient) -> None:
+    statement = demo_client.get("/fhir/metadata").json()
+    by_type = {r["type"]: r for r in statement["rest"][0]["resource"]}
+    declared = {op["name"]: op for op in by_type["ResearchStudy"]["operation"]}
+    assert declared["outcomes"]["definition"] == (
+        "https://fhir-bridge.org/fhir/OperationDefinition/ResearchStudy-outcomes"
+    )
+    assert "outcomes" not in {op["name"] for op in by_type["Observation"]["operation"]}

@@ -18,9 +18,9 @@ VIEW = ViewDefinition.parse(
 )
 
 
-def endless() -> Iterator[dict[str, Any]]:
+def endless() -> Iterator[tuple[Any, ...]]:
     for n in itertools.count():
-        yield {"id": f"p{n}"}
+        yield (f"p{n}",)
 
 
 @pytest.mark.parametrize("output", ["json", "ndjson", "csv"])
@@ -60,3 +60,10 @@ def test_an_error_after_the_lookahead_ends_the_output_unfinished() -> None:
     assert next(chunks)
     with pytest.raises(views.UnfinishedError):
         next(chunks)
+
+
+def test_csv_output_neutralises_formula_cells_but_not_numbers() -> None:
+    request = views.RunRequest(VIEW, "ViewDefinition", format="csv")
+    rows = [{"id": "=1+1"}, {"id": "-3"}, {"id": -3}]
+    text = b"".join(views.encoded(request, iter(rows))).decode()
+    assert text.splitlines() == ["id", "'=1+1", "-3", "-3"]

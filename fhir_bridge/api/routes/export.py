@@ -13,11 +13,12 @@ import orjson
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import FileResponse, Response
 
+from fhir_bridge.api.auth import principal_of, readable_types
 from fhir_bridge.api.deps import PARAMETERS_BODY, base_url, context, json_body
 from fhir_bridge.api.responses import FHIRResponse, http_date
 from fhir_bridge.domain.issues import Issue, operation_outcome
-from fhir_bridge.errors import InvalidRequestError
-from fhir_bridge.services import export, views
+from fhir_bridge.errors import ForbiddenError, InvalidRequestError
+from fhir_bridge.services import export, research, views
 from fhir_bridge.services.context import ServiceContext
 from fhir_bridge.services.resources import known_id
 
@@ -48,6 +49,17 @@ def _kickoff(
         raise InvalidRequestError("A Bulk Data export needs the header Prefer: respond-async")
     lenient = "handling=lenient" in preferences
     parsed = export.parse_kickoff(base, level, group, params, lenient, posted)
+    principal = principal_of(request)
+    if principal is not None:
+        parsed.client = principal.client_id
+        parsed.types = readable_types(principal, parsed.level_types(), explicit=bool(parsed.types))
+    if principal is not None and principal.role == "researcher":  # the research view only
+        if parsed.view != "research" and any(name == "view" for name, _ in params):
+            raise ForbiddenError("A researcher's export is of the research view (view=research)")
+        parsed.view = "research"
+        if parsed.patients:
+            view = request.app.state.research_view
+            parsed.patients = research.patients_named(ctx, view, parsed.patients)
     settings = request.app.state.settings
     job_id = export.kickoff(ctx, parsed, str(request.url), settings.max_export_jobs)
     body = operation_outcome([Issue("information", "informational", f"Export job {job_id}")])

@@ -10,6 +10,7 @@ from starlette.responses import Response
 
 from fhir_bridge.api.deps import base_url
 from fhir_bridge.api.responses import FHIRResponse
+from fhir_bridge.services.capability import smart_security
 
 router = APIRouter()
 
@@ -18,4 +19,8 @@ router = APIRouter()
 async def metadata(request: Request, base: Annotated[str, Depends(base_url)]) -> Response:
     statement = dict(request.app.state.capability)
     statement["implementation"] = {**statement["implementation"], "url": base}
+    if request.app.state.settings.auth_enabled:
+        rest = dict(statement["rest"][0])
+        rest["security"] = smart_security(f"{base}/auth/token")
+        statement["rest"] = [rest, *statement["rest"][1:]]
     return FHIRResponse(orjson.dumps(statement))

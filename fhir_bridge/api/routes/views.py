@@ -2,8 +2,8 @@
 ViewDefinition; `$viewdefinition-export` at the system level, its status and its files.
 https://sql-on-fhir.org/ig/latest/operations.html
 
-Not behind the JSON-only negotiation of the resource routes: rows come out as JSON, NDJSON or
-CSV, errors as OperationOutcomes.
+Not behind the JSON-only negotiation of the resource routes: rows come out as JSON, NDJSON,
+CSV or Parquet, errors as OperationOutcomes.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import orjson
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import FileResponse, Response, StreamingResponse
 
+from fhir_bridge.api.auth import principal_of
 from fhir_bridge.api.deps import PARAMETERS_BODY, base_url, context, json_body, json_body_within
 from fhir_bridge.api.responses import FHIRResponse
 from fhir_bridge.domain.issues import Issue, operation_outcome
@@ -92,6 +93,8 @@ def export_kickoff(
     if "respond-async" not in prefer.replace(";", ",").split(","):
         raise InvalidRequestError("$viewdefinition-export needs the header Prefer: respond-async")
     parsed = view_export.parse_kickoff(ctx, base, params)
+    principal = principal_of(request)
+    parsed.client = principal.client_id if principal is not None else None
     max_jobs = request.app.state.settings.max_export_jobs
     job_id = view_export.kickoff(ctx, parsed, str(request.url), max_jobs)
     location = f"{base}/$viewdefinition-export-status/{job_id}"
