@@ -35,6 +35,7 @@ class Settings(BaseSettings):
     max_include_results: int = Limits.max_include_results
     max_bundle_get_results: int = Limits.max_bundle_get_results
     statement_timeout_seconds: float = Limits.statement_timeout_seconds
+    check_references: bool = True  # refuse writes whose Type/id references name nothing
     # HMAC key of the research view's pseudonyms and date offsets; unset: a random key made
     # once and kept in the database (stable for this server, unlike any other's)
     pseudonym_key: SecretStr | None = None

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fhir_bridge import __version__
 from fhir_bridge.api import handlers
@@ -93,6 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             max_page_size=settings.max_page_size,
             max_bundle_entries=settings.max_bundle_entries,
             limits=settings.limits(),
+            check_references=settings.check_references,
         )
         conformance.publish(context, trial.conformance + trial.study)
         if settings.demo:
@@ -128,6 +130,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         dependencies=[Depends(authorize)],  # api/auth.py: one rule per route
     )
+    app.router.redirect_slashes = False  # served by TrailingSlash instead: no 307
+    app.add_middleware(TrailingSlash)
     app.state.settings = settings
     app.state.capability = capability_statement(
         "",
@@ -163,6 +167,23 @@ def _demo_clients(ctx: ServiceContext, settings: Settings) -> None:
             client_id,
             key_file,
         )
+
+
+class TrailingSlash:
+    """Serves `[base]/` as `[base]` and `[base]/Patient/` as `[base]/Patient`: the router's
+    307 redirect to the path without the slash is not followed for a POST by most clients."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] == "http" and len(path) > 1 and path.endswith("/"):
+            scope = {**scope, "path": path.rstrip("/") or "/"}
+            raw = scope.get("raw_path")
+            if isinstance(raw, bytes) and raw.endswith(b"/"):
+                scope["raw_path"] = raw.rstrip(b"/") or b"/"
+        await self.app(scope, receive, send)
 
 
 def research_view(settings: Settings, store: SQLStore) -> ResearchView:

@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from fhir_bridge.domain import fhir_json
 from fhir_bridge.errors import InvalidRequestError
 
 FHIR_VERSION = "4.0.1"
@@ -74,7 +75,7 @@ def too_deep(value: Any) -> bool:
     """Whether JSON `value` nests beyond what can be stored: orjson reads 1,024 levels but
     writes 255."""
     try:
-        orjson.dumps(value)
+        fhir_json.dumps(value)
     except TypeError:
         return True
     return False
@@ -88,18 +89,18 @@ def has_nul(json_text: bytes) -> bool:
 
 
 def parse_json(body: bytes) -> Any:
-    """A request body parsed as JSON; an empty, malformed or too deeply nested body, or one
-    holding a NUL character, is an InvalidRequestError (400)."""
+    """A request body parsed as JSON, its decimals as sent (fhir_json.loads); an empty,
+    malformed or too deeply nested body, one holding a NUL character or an object with a key
+    twice, is an InvalidRequestError (400)."""
     if not body:
         raise InvalidRequestError("The request body is empty", code="required")
     if has_nul(body):
         raise InvalidRequestError("Strings must not contain the NUL character", code="value")
     try:
-        parsed = orjson.loads(body)
+        return fhir_json.loads(body)
     except orjson.JSONDecodeError as exc:
         raise InvalidRequestError(f"The body is not valid JSON: {exc}", code="structure") from exc
-    if too_deep(parsed):  # refused here: it could never be stored
+    except TypeError as exc:  # refused here: it could never be stored
         raise InvalidRequestError(
             "The body is nested too deeply (more than 255 levels)", code="too-costly"
-        )
-    return parsed
+        ) from exc

@@ -5,8 +5,7 @@ from __future__ import annotations
 import copy
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
+from fhir_bridge.domain import fhir_json
 from fhir_bridge.mapping.spec import ConceptMapSpec
 
 if TYPE_CHECKING:
@@ -138,7 +137,7 @@ def translate_codes(resource: dict[str, Any], m: Mappings) -> dict[str, Any]:
     """
     table = translation_table(m)
     # a byte search rules out most resources far faster than walking them
-    blob = orjson.dumps(resource)
+    blob = fhir_json.dumps(resource)
     if not any(system in blob for system in _source_systems(m)):
         return resource
     sources = m.cached("translation_sources", lambda: {system for system, _ in table})

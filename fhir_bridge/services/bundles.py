@@ -18,8 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
-import orjson
-
+from fhir_bridge.domain import fhir_json
 from fhir_bridge.domain.cost import Budget, check_shape
 from fhir_bridge.domain.fhir import has_nul, parse_json
 from fhir_bridge.domain.issues import Issue, operation_outcome
@@ -32,6 +31,7 @@ from fhir_bridge.errors import (
 )
 from fhir_bridge.services import bundle_json, resources, search
 from fhir_bridge.services.context import ServiceContext
+from fhir_bridge.services.local_references import LocalTargets
 from fhir_bridge.services.patch import apply_patch
 from fhir_bridge.store import search as store_search
 from fhir_bridge.store.base import StoredResource, StoreSession
@@ -252,14 +252,38 @@ def _transaction(ctx: ServiceContext, requests: list[_Request], base: str, minim
         if not plan.reads.hold(session):
             requests = [r.copy() for r in originals]
             plan = _plan(ctx, session, requests)
+        targets = _local_targets(ctx, session, requests)
         for request in sorted(requests, key=lambda r: (_ORDER[r.method], r.index)):
             with _AtEntry(request.index):
                 results[request.index] = _run(
-                    ctx, session, request, base, minimal, budget, plan.supplied, plan.prepared
+                    ctx,
+                    session,
+                    request,
+                    base,
+                    minimal,
+                    budget,
+                    plan.supplied,
+                    plan.prepared,
+                    targets,
                 )
                 if request.index not in plan.prepared:  # checked by _run; all-or-nothing
                     _check_supplied(request, plan.expected)
     return bundle_json.build("transaction-response", [results[i] for i in sorted(results)])
+
+
+def _local_targets(
+    ctx: ServiceContext, session: StoreSession, requests: list[_Request]
+) -> LocalTargets | None:
+    """What the local references of a transaction's writes may name: the resources of the
+    database and those its entries create, update or patch, in whatever order."""
+    if not ctx.check_references:
+        return None
+    written = [
+        f"{r.resource_type}/{r.resource_id}"
+        for r in requests
+        if r.resource_id and r.method in ("POST", "PUT", "PATCH")
+    ]
+    return LocalTargets(session, written)
 
 
 class _Reads:
@@ -367,7 +391,7 @@ def _patch_operations(resource: Any, where: str) -> Any:
                 code="value",
                 expression=f"{where}.resource.data",
             )
-        return orjson.loads(data)
+        return fhir_json.loads(data)
     except (binascii.Error, ValueError, TypeError) as exc:
         raise InvalidRequestError(
             "The Binary's data is not a base64 JSON Patch", expression=f"{where}.resource.data"
@@ -648,7 +672,11 @@ def _run(
     budget: Budget,
     supplied: set[str] | frozenset[str] = frozenset(),
     prepared: dict[int, resources.Prepared] | None = None,
+    targets: LocalTargets | None = None,
 ) -> bundle_json.Entry:
+    """Run one entry; `targets`: what the local references of a transaction's writes may name
+    (a batch entry's are looked up on their own)."""
+    targets = targets or resources.local_targets(ctx, session)
     if request.method == "DELETE":
         if request.resource_id:  # a conditional delete that matched nothing has none
             resources.delete_in(
@@ -667,8 +695,10 @@ def _run(
             request.resource_type,
             request.resource_id,
         )
-        patched = apply_patch(orjson.loads(current.data), request.patch, ctx.limits)
-        stored, _ = resources.update_in(ctx, session, patched, request.if_match, method="PATCH")
+        patched = apply_patch(fhir_json.loads(current.data), request.patch, ctx.limits)
+        stored, _ = resources.update_in(
+            ctx, session, patched, request.if_match, method="PATCH", targets=targets
+        )
         return _written(stored, base, 200, minimal)
     assert request.resource is not None
     if request.method == "POST":
@@ -681,7 +711,7 @@ def _run(
             resource = {**request.resource, "id": request.resource_id}
             derive = f"{request.resource_type}/{request.resource_id}" not in supplied
             ready = resources.prepare(ctx, resource, derive, ctx.plain_body)
-        stored = resources.commit(session, ready, "POST", new=True)
+        stored = resources.commit(session, ready, "POST", True, targets)
         return _written(stored, base, 201, minimal)
     body_id = request.resource.get("id")
     if body_id and body_id != request.resource_id:
@@ -690,7 +720,7 @@ def _run(
             expression=f"{request.resource_type}.id",
         )
     resource = {**request.resource, "id": request.resource_id}
-    stored, created = resources.update_in(ctx, session, resource, request.if_match)
+    stored, created = resources.update_in(ctx, session, resource, request.if_match, targets=targets)
     return _written(stored, base, 201 if created else 200, minimal)
 
 

@@ -50,6 +50,9 @@ class ServiceContext:
     max_page_size: int = 1000
     max_bundle_entries: int = 10_000
     limits: Limits = field(default_factory=Limits)
+    # Local references of a write must name a resource (services/local_references.py); off
+    # for bulk loads that write in dependency order. Set after construction, as plain_body.
+    check_references: bool = field(default=True, init=False)
 
     def for_body(self, raw: bytes) -> ServiceContext:
         """This context for the resources of the JSON text `raw` (a Bundle's body): without
@@ -69,4 +72,5 @@ class ServiceContext:
             return self
         scoped = replace(self, transforms=kept)
         scoped.plain_body = plain
+        scoped.check_references = self.check_references  # replace() leaves it out
         return scoped

@@ -2,33 +2,42 @@
 and the trial's ViewDefinitions (mappings/views) as stored ViewDefinitions.
 
 Every Bundle uses conditional creates on identifiers and a view is written only when it
-differs from the stored one, so loading twice adds nothing.
+differs from the stored one, so loading twice adds nothing. Start-up never depends on what
+clients wrote: a Bundle or view that conflicts with stored data (say a client's Patient with a
+demo MRN, which makes a conditional create match two) is left out with a warning in the log.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
 import orjson
 
 from fhir_bridge.domain.roles import ROLES
-from fhir_bridge.errors import ResourceGoneError, ResourceNotFoundError
+from fhir_bridge.errors import FHIRBridgeError, ResourceGoneError, ResourceNotFoundError
 from fhir_bridge.services import bundles, tokens, view_definitions
 from fhir_bridge.services.context import ServiceContext
 from fhir_bridge.smart_client import new_key
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "trial"
 VIEWS = Path(__file__).resolve().parents[2] / "mappings" / "views"
+log = logging.getLogger(__name__)
 
 
 def load_examples(ctx: ServiceContext, folder: Path = EXAMPLES, base: str = "") -> int:
-    """Post each Bundle of `folder` in name order as a transaction; returns the entry count."""
+    """Post each Bundle of `folder` in name order as a transaction; returns the count of the
+    entries loaded. A Bundle the store refuses is skipped with a warning."""
     entries = 0
     for path in sorted(folder.glob("*.json")):
         bundle = orjson.loads(path.read_bytes())
-        bundles.transaction(ctx, bundle.get("entry", []), base)
+        try:
+            bundles.transaction(ctx, bundle.get("entry", []), base)
+        except FHIRBridgeError as exc:
+            _skipped(path, exc)
+            continue
         entries += len(bundle.get("entry", []))
     return entries
 
@@ -45,7 +54,10 @@ def load_views(ctx: ServiceContext, folder: Path = VIEWS) -> list[str]:
         except (ResourceNotFoundError, ResourceGoneError):
             stored = None
         if stored is None or {k: v for k, v in stored.items() if k not in ("id", "meta")} != view:
-            view_definitions.update(ctx, {**view, "id": view_id})
+            try:
+                view_definitions.update(ctx, {**view, "id": view_id})
+            except FHIRBridgeError as exc:
+                _skipped(path, exc)
     return ids
 
 
@@ -72,3 +84,15 @@ def register_clients(ctx: ServiceContext, keys_dir: Path) -> list[tuple[str, str
         if key_file.is_file():
             usable.append((role, client_id, key_file))
     return usable
+
+
+def _skipped(path: Path, exc: FHIRBridgeError) -> None:
+    """Say what was left out and why: the error's kind, code and element path, not its text,
+    which may quote a client's identifiers (PHI stays out of logs)."""
+    where = ", ".join(f"{i.code} at {i.expression or '(the request)'}" for i in exc.issues)
+    log.warning(
+        "demo data %s not loaded: %s (%s); the server starts without it",
+        path.name,
+        type(exc).__name__,
+        where,
+    )

@@ -23,6 +23,7 @@ from urllib.parse import parse_qsl
 
 import orjson
 
+from fhir_bridge.domain import fhir_json
 from fhir_bridge.domain.compartment import PATIENT_COMPARTMENT
 from fhir_bridge.domain.search import parse_search
 from fhir_bridge.pseudonym import ResearchView
@@ -224,7 +225,7 @@ class Worker:
                     line: bytes | None = data
                     if research is not None:
                         resource = research.apply(data, patient)
-                        line = None if resource is None else orjson.dumps(resource)
+                        line = None if resource is None else fhir_json.dumps(resource)
                     if line is not None and elements:
                         line = shape_elements(line, elements)
                     if line is not None:
@@ -262,7 +263,7 @@ class Worker:
                 if research is None:
                     yield data
                 elif (resource := research.apply(data, patient)) is not None:
-                    yield orjson.dumps(resource)
+                    yield fhir_json.dumps(resource)
 
     def _in_export(
         self,

@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from fhir_bridge.domain import fhir_json
 from fhir_bridge.domain.compartment import PATIENT_COMPARTMENT
 from fhir_bridge.pseudonym import ResearchView, after_cutoff, participation
 from fhir_bridge.pseudonym.consent import Participation
@@ -101,7 +102,7 @@ class Research:
     def apply(self, data: bytes, patient: str | None) -> dict[str, Any] | None:
         """The research view of one stored resource of `patient` (None: outside any
         participant's record), or None when the policy leaves it out."""
-        resource: dict[str, Any] = orjson.loads(data)
+        resource: dict[str, Any] = fhir_json.loads(data)  # decimals as stored
         anchor = None
         if patient is not None:
             standing = self.participants.get(patient)

@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from fhir_bridge.domain import fhir_json
 from fhir_bridge.domain.fhir import is_supported, parse_uint
 from fhir_bridge.domain.issues import Issue
 from fhir_bridge.domain.memo import SharedKeys
@@ -28,6 +29,7 @@ from fhir_bridge.errors import (
 )
 from fhir_bridge.services import cohort
 from fhir_bridge.services.context import ServiceContext
+from fhir_bridge.services.local_references import LocalTargets
 from fhir_bridge.services.patch import apply_patch
 from fhir_bridge.store import search as store_search
 from fhir_bridge.store.base import Staged, StoredResource, StoreSession
@@ -45,14 +47,25 @@ def check_type(resource_type: str) -> None:
         )
 
 
-def check_id(resource_id: str) -> None:
-    if not ID_PATTERN.fullmatch(resource_id):
-        raise InvalidRequestError(f"'{resource_id}' is not a valid FHIR id", code="value")
+def valid_id(text: str) -> bool:
+    """The R4 id rule (https://hl7.org/fhir/R4/datatypes.html#id) less `.` and `..`, which the
+    path of a URL reads as the folder itself or its parent."""
+    return ID_PATTERN.fullmatch(text) is not None and text not in (".", "..")
+
+
+def check_id(resource_id: str, expression: str | None = None) -> None:
+    """A 400 naming `expression` (the element that carries the id) for an invalid id."""
+    if not valid_id(resource_id):
+        raise InvalidRequestError(
+            f"'{resource_id}' is not a valid FHIR id: 1-64 of A-Z a-z 0-9 - . and not . or ..",
+            code="value",
+            expression=expression,
+        )
 
 
 def known_id(resource_type: str, resource_id: str) -> None:
     """An id that is not a valid FHIR id names nothing this server holds: 404."""
-    if not ID_PATTERN.fullmatch(resource_id):
+    if not valid_id(resource_id):
         raise ResourceNotFoundError(f"{resource_type}/{resource_id} is not known")
 
 
@@ -153,11 +166,23 @@ def prepare(
     return Prepared(resource, stage(resource), [(item, stage(item)) for item in derived])
 
 
+def local_targets(ctx: ServiceContext, session: StoreSession) -> LocalTargets | None:
+    """What the local references of a write in `session` may name; None when not checked."""
+    return LocalTargets(session) if ctx.check_references else None
+
+
 def commit(
-    session: StoreSession, prepared: Prepared, method: str, new: bool = False
+    session: StoreSession,
+    prepared: Prepared,
+    method: str,
+    new: bool = False,
+    targets: LocalTargets | None = None,
 ) -> StoredResource:
     """Store a prepared resource and its derived resources in the caller's session;
-    `new` when the resource's id is a fresh uuid."""
+    `new` when the resource's id is a fresh uuid. With `targets`, its local references must
+    name one of them (derived resources name what their source names, or the source)."""
+    if targets is not None:
+        targets.check(prepared.staged, prepared.resource)
     stored = session.put(prepared.resource, method, new, prepared.staged)
     if stored.resource_type == "ResearchSubject":
         cohort.update(session, prepared.resource)
@@ -213,7 +238,7 @@ def create(
             existing = _conditional_match(session, resource["resourceType"], if_none_exist)
             if existing is not None:
                 return existing, False
-        return commit(session, prepared, "POST", new=True), True
+        return commit(session, prepared, "POST", True, local_targets(ctx, session)), True
 
 
 def read(ctx: ServiceContext, resource_type: str, resource_id: str) -> StoredResource:
@@ -294,18 +319,21 @@ def update_in(
     if_match: str | None = None,
     prepared: Prepared | None = None,
     method: str = "PUT",
+    targets: LocalTargets | None = None,
 ) -> tuple[StoredResource, bool]:
     """Update (or create with the client's id) inside an open write session; `method` (PUT or
-    PATCH) is recorded as the interaction that made the version."""
+    PATCH) is recorded as the interaction that made the version. `targets`: what its local
+    references may name, when a transaction has them (else looked up here)."""
     resource_type, resource_id = resource["resourceType"], resource["id"]
-    check_id(resource_id)
+    check_id(resource_id, f"{resource_type}.id")
     current = session.read(resource_type, resource_id)
     check_version(current, if_match, resource_type, resource_id)
     created = current is None or current.deleted
     if current is not None and not current.deleted:
         check_transition(ctx, orjson.loads(current.data), resource)
     prepared = prepared or prepare(ctx, resource)
-    return commit(session, prepared, method), created
+    targets = targets or local_targets(ctx, session)
+    return commit(session, prepared, method, targets=targets), created
 
 
 def check_transition(
@@ -324,7 +352,7 @@ def update(
     ctx: ServiceContext, resource: dict[str, Any], if_match: str | None = None
 ) -> tuple[StoredResource, bool]:
     """https://hl7.org/fhir/R4/http.html#update — update as create when the id is new."""
-    check_id(resource["id"])
+    check_id(resource["id"], f"{resource['resourceType']}.id")
     prepared = prepare(ctx, resource)
     with ctx.store.session(write=True) as session:
         return update_in(ctx, session, resource, if_match, prepared)
@@ -347,7 +375,7 @@ def conditional_update(
         if "id" in resource:
             return update_in(ctx, session, resource)
         prepared = prepare(ctx, {**resource, "id": new_id()})
-        return commit(session, prepared, "POST", new=True), True
+        return commit(session, prepared, "POST", True, local_targets(ctx, session)), True
 
 
 def delete_in(
@@ -395,12 +423,12 @@ def patch(
     with ctx.store.session() as session:
         current = live(session.read(resource_type, resource_id), resource_type, resource_id)
     check_version(current, if_match, resource_type, resource_id)
-    patched = apply_patch(orjson.loads(current.data), operations, ctx.limits)
+    patched = apply_patch(fhir_json.loads(current.data), operations, ctx.limits)
     prepared: Prepared | None = prepare(ctx, patched)
     with ctx.store.session(write=True) as session:
         latest = live(session.read(resource_type, resource_id), resource_type, resource_id)
         if latest.version_id != current.version_id:
-            patched = apply_patch(orjson.loads(latest.data), operations, ctx.limits)
+            patched = apply_patch(fhir_json.loads(latest.data), operations, ctx.limits)
             prepared = None
         stored, _ = update_in(ctx, session, patched, if_match, prepared, method="PATCH")
         return stored

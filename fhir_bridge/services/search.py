@@ -11,8 +11,7 @@ from functools import cache
 from typing import Any
 from urllib.parse import urlencode
 
-import orjson
-
+from fhir_bridge.domain import fhir_json
 from fhir_bridge.domain.cost import Budget
 from fhir_bridge.domain.search import SearchRequest, parse_search
 from fhir_bridge.errors import InvalidRequestError
@@ -145,7 +144,7 @@ def _shape(data: bytes, request: SearchRequest) -> bytes:
         return shape_elements(data, request.elements)
     if request.summary not in ("data", "text"):
         return data
-    resource: dict[str, Any] = orjson.loads(data)
+    resource: dict[str, Any] = fhir_json.loads(data)
     if request.summary == "data":
         resource.pop("text", None)
     else:  # text: the narrative and the mandatory top-level elements only
@@ -157,7 +156,7 @@ def _shape(data: bytes, request: SearchRequest) -> bytes:
 def shape_elements(data: bytes, elements: list[str]) -> bytes:
     """The resource with the top-level `elements` and the mandatory ones only, tagged
     SUBSETTED (`_elements` of a search or a Bulk Data export)."""
-    resource: dict[str, Any] = orjson.loads(data)
+    resource: dict[str, Any] = fhir_json.loads(data)
     mandatory = _mandatory(resource.get("resourceType", ""))
     keep = {n for e in elements for n in (e, *choice_names(e))} | mandatory
     return _subsetted({k: v for k, v in resource.items() if k in keep})
@@ -167,4 +166,4 @@ def _subsetted(resource: dict[str, Any]) -> bytes:
     meta = dict(resource.get("meta") or {})
     meta["tag"] = [*meta.get("tag", []), SUBSETTED]
     resource["meta"] = meta
-    return orjson.dumps(resource)
+    return fhir_json.dumps(resource)

@@ -81,10 +81,12 @@ def score_id(response_id: str, n: int = 0) -> str:
     return str(uuid.uuid5(SCORE_NAMESPACE, f"QuestionnaireResponse/{response_id}#{n}"))
 
 
-def trial_context(store: ResourceStore, trial: Trial, **limits: Any) -> ServiceContext:
+def trial_context(
+    store: ResourceStore, trial: Trial, check_references: bool = True, **limits: Any
+) -> ServiceContext:
     """The server's ServiceContext: `store` with the trial's write checks (and paging,
     Bundle or cost `limits` of ServiceContext)."""
-    return ServiceContext(
+    context = ServiceContext(
         store=store,
         validator=trial.validator.validate,
         transforms=transforms(trial.mappings),
@@ -93,6 +95,8 @@ def trial_context(store: ResourceStore, trial: Trial, **limits: Any) -> ServiceC
         transitions=transitions(),
         **limits,
     )
+    context.check_references = check_references
+    return context
 
 
 @dataclass(frozen=True)

@@ -85,7 +85,7 @@ def update(
 ) -> tuple[StoredResource, bool]:
     """https://hl7.org/fhir/R4/http.html#update, as create when the id is new."""
     resource_id = resource["id"]
-    check_id(resource_id)
+    check_id(resource_id, f"{TYPE}.id")
     checked(resource)
     with ctx.store.session(write=True) as session:
         current = session.read(TYPE, resource_id)

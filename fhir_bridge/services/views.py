@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from fhir_bridge.domain.fhir_json import DecimalText
 from fhir_bridge.domain.spreadsheet import safe_cell
 from fhir_bridge.errors import (
     FHIRBridgeError,
@@ -407,6 +408,8 @@ def _csv_row(row: Row, converted: Sequence[int]) -> list[Any]:
 
 
 def _json_default(value: Any) -> Any:
+    if isinstance(value, DecimalText):  # a decimal of an inline resource, as sent
+        return orjson.Fragment(value.text)
     if isinstance(value, Decimal):
         return float(value)
     raise TypeError(f"{type(value).__name__} is not JSON")

@@ -1,7 +1,8 @@
 """_include and _revinclude: the resources a page of search matches refers to or is referred by.
 
 https://hl7.org/fhir/R4/search.html#include — literal references through idx_reference,
-canonical ones (`url`) through idx_uri; `:iterate` applies once more to what was added.
+canonical ones (`url`) through idx_uri; `:iterate` applies again to what each round added,
+until a round adds nothing (a fixed point) or a bound is reached.
 """
 
 from __future__ import annotations
@@ -19,6 +20,12 @@ from fhir_bridge.errors import InvalidRequestError
 
 Execute = Callable[[str, Sequence[object]], list[tuple[Any, ...]]]
 Row = tuple[str, str, bytes]
+
+# `:iterate` rounds after the first: a chain of references longer than this is cut (R4 lets a
+# server limit iteration, https://hl7.org/fhir/R4/search.html#revinclude)
+ITERATE_ROUNDS = 8
+# no further `:iterate` round once this many resources were included
+ITERATE_RESULTS = 10_000
 
 
 def reference_params(a: str, resource_type: str, codes: Sequence[str], args: list[object]) -> str:
@@ -136,9 +143,11 @@ def _expand(specs: list[Include], pool: list[Row]) -> list[Include]:
 def included_rows(
     execute: Execute, request: SearchRequest, matches: list[Row], limit: int = 1000
 ) -> list[Row]:
-    """_include/_revinclude of the page, then `:iterate` specs once more on what they added.
-    More than `limit` resources added is a 400 too-costly (a page of matches can refer to, or
-    be referred to by, any number of resources)."""
+    """_include/_revinclude of the page, then the `:iterate` specs on what the previous round
+    added, round after round, while a round adds something, at most ITERATE_ROUNDS times and
+    while fewer than ITERATE_RESULTS resources were included. More than `limit` resources
+    added is a 400 too-costly (a page of matches can refer to, or be referred to by, any
+    number of resources)."""
     seen = {(row[0], row[1]) for row in matches}
     included: list[Row] = []
 
@@ -154,9 +163,14 @@ def included_rows(
             raise _too_many(limit, "_include")
         return added
 
-    included = apply(matches, request.includes, request.revincludes)
+    included = added = apply(matches, request.includes, request.revincludes)
     iterate_includes = [s for s in request.includes if s.iterate]
     iterate_revincludes = [s for s in request.revincludes if s.iterate]
-    if included and (iterate_includes or iterate_revincludes):
-        included += apply(included, iterate_includes, iterate_revincludes)
+    if not (iterate_includes or iterate_revincludes):
+        return included
+    for _ in range(ITERATE_ROUNDS):
+        if not added or len(included) >= ITERATE_RESULTS:
+            break
+        added = apply(added, iterate_includes, iterate_revincludes)
+        included += added
     return included

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from functools import cache
 from typing import Any
 
+from fhir_bridge.domain.fhir_json import number_text
 from fhir_bridge.domain.search_parameters import (
     COMBINED,
     SearchParameter,
@@ -405,7 +406,7 @@ def _add_number(rows: IndexRows, param: str, value: Any, fhir_type: str) -> None
         number, system, code = value, None, None
     if isinstance(number, bool) or not isinstance(number, (int, float)):
         return
-    exact, low, high = number_range(repr(number) if isinstance(number, float) else str(number))
+    exact, low, high = number_range(number_text(number))  # the precision as sent
     rows.numbers.append(NumberRow(param, exact, low, high, system, code))
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from fhir_bridge.domain.fhir_json import dumps
 from fhir_bridge.domain.search_values import indexed
 from fhir_bridge.store.base import Staged
 from fhir_bridge.store.index_rows import IndexRows
@@ -34,10 +35,10 @@ def stage(resource: dict[str, Any], indexer: Indexer) -> Staged:
     meta = resource.get("meta") or {}
     kept = {k: v for k, v in meta.items() if k not in ("versionId", "lastUpdated")}
     # resourceType, id, meta first: the order readers expect when they skim a resource
-    head = orjson.dumps({"resourceType": resource_type, "id": resource_id, "meta": kept})
+    head = dumps({"resourceType": resource_type, "id": resource_id, "meta": kept})
     head = head[:-2] + (b"," if kept else b"")  # open inside meta
     rest = {k: v for k, v in resource.items() if k not in ("resourceType", "id", "meta")}
-    tail = b"}," + orjson.dumps(rest)[1:] if rest else b"}}"
+    tail = b"}," + dumps(rest)[1:] if rest else b"}}"  # decimals as sent
     index = indexer(resource)
     rows = _value_rows(resource_type, resource_id, index)
     by_param: dict[str, dict[Member, None]] = {}

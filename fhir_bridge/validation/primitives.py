@@ -9,6 +9,7 @@ import re
 from collections.abc import Callable
 from datetime import date
 
+from fhir_bridge.domain.fhir_json import DecimalText
 from fhir_bridge.validation.definitions import load_definitions
 from fhir_bridge.validation.narrative import narrative_problem
 
@@ -36,6 +37,10 @@ def _boolean(value: object) -> str | None:
 
 def _integer_checker(low: int, name: str) -> Checker:
     def check(value: object) -> str | None:
+        if isinstance(value, DecimalText) and value.text == "-0":  # read as such to keep it
+            return None
+        if isinstance(value, DecimalText) and value.text.lstrip("-").isdigit():
+            return f"{value.text} is not a valid {name}"
         if type(value) is not int:
             return f"expected a JSON integer, found {_json_type(value)}"
         if value < low or value > INT32_MAX:
@@ -46,7 +51,8 @@ def _integer_checker(low: int, name: str) -> Checker:
 
 
 def _decimal(value: object) -> str | None:
-    if type(value) is not int and type(value) is not float:
+    exact = type(value) is int or type(value) is float or isinstance(value, DecimalText)
+    if not exact:
         return f"expected a JSON number, found {_json_type(value)}"
     if value != value or value in (float("inf"), float("-inf")):
         return "not a finite decimal"
@@ -102,6 +108,18 @@ def _calendar_checker(regex_check: Checker, name: str) -> Checker:
     return check
 
 
+def _id_checker(regex_check: Checker) -> Checker:
+    """The R4 regex allows `.` and `..`, which a URL's path reads as a folder or its parent:
+    refused, as the REST API refuses them."""
+
+    def check(value: object) -> str | None:
+        if value == "." or value == "..":
+            return f"{value!r} is not a valid id: a URL would read it as a path step"
+        return regex_check(value)
+
+    return check
+
+
 def _json_type(value: object) -> str:
     if value is None:
         return "null"
@@ -126,6 +144,7 @@ def build_checkers() -> dict[str, Checker]:
     }
     for name in ("date", "dateTime", "instant"):
         checkers[name] = _calendar_checker(checkers[name], name)
+    checkers["id"] = _id_checker(checkers["id"])
     checkers.update(
         string=_string,
         markdown=_string,

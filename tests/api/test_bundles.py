@@ -390,7 +390,8 @@ def test_malformed_entry_fields_are_refused_naming_them(client: TestClient) -> N
 
 def response_with_client_score() -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
     """The example MADRS QuestionnaireResponse and a score Observation the client derived
-    from it (value 5, not the sum), as transaction entries."""
+    from it (value 5, not the sum), as transaction entries, with the participant and visit
+    they refer to."""
     messages = Path(__file__).resolve().parents[2] / "examples" / "messages"
     response = json.loads((messages / "madrs-response.json").read_text())
     score = {
@@ -431,8 +432,26 @@ def response_with_client_score() -> tuple[dict[str, Any], dict[str, Any], list[d
             "request": {"method": "POST", "url": "QuestionnaireResponse"},
         },
         {"resource": score, "request": {"method": "POST", "url": "Observation"}},
+        *referred_to(response),
     ]
     return response, score, entries
+
+
+def referred_to(resource: dict[str, Any]) -> list[dict[str, Any]]:
+    """PUT entries of the participant and the visit the example messages refer to."""
+    patient_ref, visit_ref = resource["subject"]["reference"], resource["encounter"]["reference"]
+    visit = {
+        "resourceType": "Encounter",
+        "id": visit_ref.split("/")[1],
+        "status": "finished",
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+        "subject": {"reference": patient_ref},
+    }
+    patient = {"resourceType": "Patient", "id": patient_ref.split("/")[1]}
+    return [
+        {"resource": r, "request": put_request(f"{r['resourceType']}/{r['id']}")}
+        for r in (patient, visit)
+    ]
 
 
 def test_client_sent_score_must_match_the_response(client: TestClient) -> None:
@@ -480,3 +499,77 @@ def test_patch_entry_with_non_text_data_is_refused(client: TestClient) -> None:
     response = client.post("/fhir", json=transaction(entry))
     assert response.status_code == 400
     assert response.json()["issue"][0]["expression"] == ["Bundle.entry[0].resource.data"]
+
+
+def test_a_transaction_posted_to_the_base_with_a_trailing_slash_is_served(
+    client: TestClient,
+) -> None:
+    response = client.post(
+        "/fhir/", json=transaction(patient_entry()), headers=FHIR, follow_redirects=False
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["entry"][0]["response"]["status"] == "201 Created"
+
+
+def test_a_put_entry_with_the_id_dot_dot_is_refused_naming_the_entry(client: TestClient) -> None:
+    entry = {
+        "resource": {"resourceType": "Patient", "id": ".."},
+        "request": put_request("Patient/.."),
+    }
+    response = client.post("/fhir", json=transaction(patient_entry(), entry))
+    assert response.status_code == 400, response.text
+    assert response.json()["issue"][0]["expression"] == ["Bundle.entry[1].resource.id"]
+    assert total(client) == 0
+
+
+def test_a_reference_to_an_entry_later_in_the_transaction_resolves(client: TestClient) -> None:
+    patient = {
+        "resource": {"resourceType": "Patient", "id": "p7"},
+        "request": put_request("Patient/p7"),
+    }
+    response = client.post("/fhir", json=transaction(observation_entry("Patient/p7"), patient))
+    assert response.status_code == 200, response.text
+    assert total(client) == 2
+
+
+def test_a_dangling_reference_fails_the_whole_transaction_naming_the_element(
+    client: TestClient,
+) -> None:
+    response = client.post(
+        "/fhir", json=transaction(patient_entry(), observation_entry("Patient/nowhere"))
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["issue"] == [
+        {
+            "severity": "error",
+            "code": "not-found",
+            "diagnostics": "The reference 'Patient/nowhere' names no resource on this server",
+            "expression": ["Bundle.entry[1].resource.subject.reference"],
+        }
+    ]
+    assert total(client) == 0
+
+
+def test_a_reference_to_a_resource_the_transaction_deletes_is_dangling(
+    client: TestClient,
+) -> None:
+    assert (
+        client.put("/fhir/Patient/p8", json={"resourceType": "Patient", "id": "p8"}).status_code
+        == 201
+    )
+    delete = {"request": {"method": "DELETE", "url": "Patient/p8"}}
+    response = client.post("/fhir", json=transaction(delete, observation_entry("Patient/p8")))
+    assert response.status_code == 422, response.text
+    assert client.get("/fhir/Patient/p8").status_code == 200
+
+
+def test_references_are_not_checked_when_the_setting_is_off(settings: Settings) -> None:
+    settings = settings.model_copy(update={"check_references": False})
+    with TestClient(create_app(settings)) as client:
+        response = client.post("/fhir", json=transaction(observation_entry("Patient/later")))
+        assert response.status_code == 200, response.text
+        alone = {
+            "resourceType": "Patient",
+            "link": [{"other": {"reference": "Patient/x"}, "type": "seealso"}],
+        }
+        assert client.post("/fhir/Patient", json=alone, headers=FHIR).status_code == 201

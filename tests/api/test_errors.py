@@ -255,7 +255,11 @@ CASES = [
         FHIR,
         b'{"resourceType": "Patient", "id": "a$b"}',
         400,
-        outcome("value", "'a$b' is not a valid FHIR id"),
+        outcome(
+            "value",
+            "'a$b' is not a valid FHIR id: 1-64 of A-Z a-z 0-9 - . and not . or ..",
+            "Patient.id",
+        ),
         id="bad-id",
     ),
     pytest.param(

@@ -483,3 +483,18 @@ def test_posted_kickoff_with_a_malformed_parameter_is_400_naming_it(client: Test
         response = client.post("/fhir/$export", json=body, headers={**ASYNC, **FHIR})
         assert response.status_code == 400, response.text
         assert response.json()["issue"][0]["expression"] == ["Parameters.parameter[0]"]
+
+
+def test_exports_keep_decimals_as_sent(client: TestClient) -> None:
+    study = create(client, {"resourceType": "ResearchStudy", "status": "active"})
+    patient = participant(client, study, "Ola Nordmann", "MRN-1")
+    for value in ("1.50", "1e2"):
+        body = orjson.dumps(observation(patient, BODY_WEIGHT, 0)).replace(
+            b'"value":0', b'"value":' + value.encode()
+        )
+        assert client.post("/fhir/Observation", content=body, headers=FHIR).status_code == 201
+    plain = finished(client, kickoff(client, _type="Observation"))
+    plain_text = b"".join(client.get(entry["url"]).content for entry in plain["output"])
+    research_text = research_export(client)[1]
+    for text in (plain_text, research_text):
+        assert b'"value":1.50,' in text and b'"value":1e2,' in text

@@ -197,3 +197,43 @@ def test_since_compares_instants_not_text(client: TestClient) -> None:
     after = client.get("/fhir/Patient/_history", params={"_since": an_hour_after}).json()
     assert len(before["entry"]) == 1
     assert "entry" not in after
+
+
+def test_an_id_of_dot_or_dot_dot_is_refused_naming_it(client: TestClient) -> None:
+    for resource_id in (".", ".."):
+        body = {**PATIENT, "id": resource_id}
+        response = client.put(f"/fhir/Patient/{resource_id.replace('.', '%2E')}", json=body)
+        assert response.status_code == 400, response.text
+        assert response.json()["issue"] == [
+            {
+                "severity": "error",
+                "code": "value",
+                "diagnostics": f"'{resource_id}' is not a valid FHIR id: "
+                "1-64 of A-Z a-z 0-9 - . and not . or ..",
+                "expression": ["Patient.id"],
+            }
+        ]
+    assert client.get("/fhir/Patient?_summary=count").json()["total"] == 0
+
+
+def test_a_path_with_a_trailing_slash_is_served_not_redirected(client: TestClient) -> None:
+    created = client.post("/fhir/Patient/", json=PATIENT, headers=FHIR)
+    assert created.status_code == 201, created.text
+    found = client.get("/fhir/Patient/", follow_redirects=False)
+    assert found.status_code == 200
+    assert [e["resource"]["id"] for e in found.json()["entry"]] == [created.json()["id"]]
+    read = client.get(f"/fhir/Patient/{created.json()['id']}/", follow_redirects=False)
+    assert read.status_code == 200 and read.json() == created.json()
+
+
+def test_decimals_are_stored_and_served_as_sent(client: TestClient) -> None:
+    values = ["1.50", "1e2", "1.0000000000000001", "123456789012345678901234567890"]
+    for value in values:
+        body = (
+            '{"resourceType":"Observation","status":"final","code":{"text":"weight"},'
+            f'"valueQuantity":{{"value":{value},"unit":"kg"}}}}'
+        )
+        created = client.post("/fhir/Observation", content=body, headers=FHIR)
+        assert created.status_code == 201, created.text
+        for response in (created, client.get(f"/fhir/Observation/{created.json()['id']}")):
+            assert f'"valueQuantity":{{"value":{value},"unit":"kg"}}' in response.text

@@ -193,3 +193,39 @@ def test_an_escaped_bar_in_a_quantity_system_is_part_of_it(client: TestClient) -
     client.post("/fhir/Observation", json=observation, headers=FHIR)
     found = client.get("/fhir/Observation", params={"value-quantity": "5|urn:a\\|b|mg"}).json()
     assert len(found["entry"]) == 1
+
+
+def test_a_decimal_kept_as_sent_is_searched_as_a_number(client: TestClient) -> None:
+    ids = {}
+    for value in ("1.50", "1e2", "2.5"):
+        body = (
+            '{"resourceType":"Observation","status":"final","code":{"text":"dose"},'
+            f'"valueQuantity":{{"value":{value}}}}}'
+        )
+        ids[value] = client.post("/fhir/Observation", content=body, headers=FHIR).json()["id"]
+
+    def found(query: str) -> set[str]:
+        bundle = client.get(f"/fhir/Observation?value-quantity={query}").json()
+        return {e["resource"]["id"] for e in bundle.get("entry", [])}
+
+    assert found("1.5") == {ids["1.50"]}
+    assert found("100") == {ids["1e2"]}
+    assert found("gt2") == {ids["1e2"], ids["2.5"]}
+    assert found("lt2") == {ids["1.50"]}
+    assert found("1.500") == {ids["1.50"]}
+    assert found("1.51") == set()
+
+
+def test_a_body_with_a_repeated_key_is_refused_naming_it(client: TestClient) -> None:
+    body = b'{"resourceType":"Patient","gender":"male","gender":"female"}'
+    response = client.post("/fhir/Patient", content=body, headers=FHIR)
+    assert response.status_code == 400
+    assert response.json()["issue"] == [
+        {
+            "severity": "error",
+            "code": "structure",
+            "diagnostics": "The key 'gender' appears more than once in one object",
+            "expression": ["Patient.gender"],
+        }
+    ]
+    assert client.get("/fhir/Patient?_summary=count").json()["total"] == 0

@@ -18,6 +18,26 @@ MESSAGES = Path(__file__).resolve().parents[2] / "examples" / "messages"
 ASSESSMENT = "https://fhir-bridge.org/fhir/CodeSystem/assessment"
 
 
+@pytest.fixture(autouse=True)
+def referred_to(client: TestClient) -> None:
+    """The participants and visit that the example messages and these tests refer to (the
+    server publishes the study itself): references must name stored resources."""
+    ehr_class = {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"}
+    for resource in (
+        {"resourceType": "Patient", "id": "example-participant-01"},
+        {"resourceType": "Patient", "id": "p1"},
+        {
+            "resourceType": "Encounter",
+            "id": "example-baseline-visit",
+            "status": "finished",
+            "class": ehr_class,
+            "subject": {"reference": "Patient/example-participant-01"},
+        },
+    ):
+        url = f"/fhir/{resource['resourceType']}/{resource['id']}"
+        assert client.put(url, json=resource, headers=FHIR).status_code == 201
+
+
 @pytest.fixture
 def madrs_response() -> dict[str, Any]:
     loaded: dict[str, Any] = json.loads((MESSAGES / "madrs-response.json").read_text())

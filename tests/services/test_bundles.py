@@ -89,6 +89,8 @@ def test_references_are_rewritten_wherever_they_are_and_only_there(store: SQLSto
     ctx = ServiceContext(store=store, validator=lambda resource, profiles: [])
     patient = "urn:uuid:5b0c7a52-7c3e-4d36-9f0e-3a1c2b4d5e6f"
     tricky = 'say "reference":"' + patient + '" and \\ "quotes"'
+    with store.session(write=True) as session:  # what the hasMember reference names
+        session.put({"resourceType": "Observation", "id": "other"}, "POST")
     entries = [
         {
             "fullUrl": patient,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from fhir_bridge.domain import fhir_json
 from fhir_bridge.domain.cost import Limits
 from fhir_bridge.domain.issues import Issue
 from fhir_bridge.errors import InvalidRequestError, PayloadTooLargeError, UnprocessableResourceError
@@ -93,3 +94,14 @@ def test_copies_that_double_a_document_are_refused_at_the_one_over_the_size_limi
         apply_patch(PATIENT, ops, Limits(max_patch_bytes=1000))
     text = "Patch operation 8 (copy /a/-) would add more than 1000 bytes to the resource"
     assert caught.value.issues == [Issue("error", "too-costly", text, "[8]")]
+
+
+def test_copied_decimals_keep_their_text_and_count_against_the_budget() -> None:
+    doc = fhir_json.loads(b'{"resourceType":"Basic","id":"b","a":{"value":1.50}}')
+    ops = [{"op": "copy", "from": "/a", "path": "/b"}]
+    patched = apply_patch(doc, ops, Limits(max_patch_bytes=14))
+    assert fhir_json.dumps(patched) == (
+        b'{"resourceType":"Basic","id":"b","a":{"value":1.50},"b":{"value":1.50}}'
+    )
+    with pytest.raises(PayloadTooLargeError):
+        apply_patch(doc, ops, Limits(max_patch_bytes=13))

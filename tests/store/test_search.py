@@ -16,6 +16,8 @@ import pytest
 
 from fhir_bridge.domain.search import parse_query_string, parse_search
 from fhir_bridge.errors import InvalidRequestError
+from fhir_bridge.store import includes
+from fhir_bridge.store.includes import ITERATE_ROUNDS
 from fhir_bridge.store.indexing import extract_index, last_updated_row
 from fhir_bridge.store.schema import ddl
 from fhir_bridge.store.search import SearchResult, count, find_ids, run_search
@@ -749,3 +751,31 @@ def test_sqlite_plan_drives_from_the_reference_index_without_analyze(tmp_path: P
     )
     assert "SCAN" not in plan
     conn.close()
+
+
+def member_chain(trial: Database, length: int) -> None:
+    """Observations h1 -> h2 -> ... -> h{length} through hasMember."""
+    for n in range(1, length + 1):
+        members = [{"reference": f"Observation/h{n + 1}"}] if n < length else []
+        trial.load({"resourceType": "Observation", "id": f"h{n}", "hasMember": members})
+
+
+def test_include_iterate_follows_to_a_fixed_point(trial: Database) -> None:
+    member_chain(trial, 5)
+    result = trial.search("Observation", "_id=h1&_include:iterate=Observation:has-member")
+    assert [r[1] for r in result.included] == ["h2", "h3", "h4", "h5"]
+
+
+def test_include_iterate_stops_after_a_bounded_number_of_rounds(trial: Database) -> None:
+    member_chain(trial, ITERATE_ROUNDS + 5)
+    result = trial.search("Observation", "_id=h1&_include:iterate=Observation:has-member")
+    assert [r[1] for r in result.included] == [f"h{n}" for n in range(2, ITERATE_ROUNDS + 3)]
+
+
+def test_include_iterate_stops_once_the_bound_of_results_is_reached(
+    trial: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    member_chain(trial, 6)
+    monkeypatch.setattr(includes, "ITERATE_RESULTS", 2)
+    result = trial.search("Observation", "_id=h1&_include:iterate=Observation:has-member")
+    assert [r[1] for r in result.included] == ["h2", "h3"]  # no round after reaching 2

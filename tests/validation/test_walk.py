@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from fhir_bridge.domain.fhir_json import loads
 from fhir_bridge.validation import Validator
 
 
@@ -51,3 +52,20 @@ def test_a_valid_integer_stays_valid_when_seen_again() -> None:
     assert _value_errors(validator, _observation(2147483648)) == [
         "Observation.component[0].valueInteger"
     ]
+
+
+def test_an_id_of_dot_or_dot_dot_is_invalid_and_a_dotted_id_is_not() -> None:
+    validator = Validator()
+    for resource_id in (".", ".."):
+        patient = {"resourceType": "Patient", "id": resource_id}
+        assert _value_errors(validator, patient) == ["Patient.id"]
+    assert _value_errors(validator, {"resourceType": "Patient", "id": "a.b..c"}) == []
+
+
+def test_a_decimal_kept_as_sent_is_a_valid_decimal_and_no_integer() -> None:
+    validator = Validator()
+    body = b'{"value": 1.50, "big": 123456789012345678901234567890}'
+    value, big = (loads(body)[k] for k in ("value", "big"))
+    observation = {**_observation(1), "valueQuantity": {"value": value}}
+    assert _value_errors(validator, observation) == []
+    assert _value_errors(validator, _observation(big)) == ["Observation.component[0].valueInteger"]
