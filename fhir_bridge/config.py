@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from functools import lru_cache
 from typing import Literal
 
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from fhir_bridge.domain.cost import Limits
 
 
 class Settings(BaseSettings):
@@ -20,6 +23,18 @@ class Settings(BaseSettings):
     max_page_size: int = 1000
     max_body_bytes: int = 50 * 1024 * 1024
     max_bundle_entries: int = 10_000
+    # A request's cost budget (domain/cost.py Limits, which documents each)
+    max_contained: int = Limits.max_contained
+    max_references: int = Limits.max_references
+    max_array_items: int = Limits.max_array_items
+    max_depth: int = Limits.max_depth
+    max_patch_operations: int = Limits.max_patch_operations
+    max_patch_bytes: int = Limits.max_patch_bytes
+    max_search_criteria: int = Limits.max_search_criteria
+    max_search_parameters: int = Limits.max_search_parameters
+    max_include_results: int = Limits.max_include_results
+    max_bundle_get_results: int = Limits.max_bundle_get_results
+    statement_timeout_seconds: float = Limits.statement_timeout_seconds
     check_references: bool = True  # refuse writes whose Type/id references name nothing
     # HMAC key of the research view's pseudonyms and date offsets; unset: a random key made
     # once and kept in the database (stable for this server, unlike any other's)
@@ -50,6 +65,9 @@ class Settings(BaseSettings):
     @property
     def auth_enabled(self) -> bool:
         return self.auth == "enabled"
+
+    def limits(self) -> Limits:
+        return Limits(**{f.name: getattr(self, f.name) for f in fields(Limits)})
 
 
 @lru_cache

@@ -19,6 +19,7 @@ FHIRBridgeError                 carries issues: list[Issue(severity, code, diagn
 ├── MappingError                422  expression names file, row, column
 │   └── MappingSpecError             a bad file in mappings/: startup fails
 └── StoreError                  500  exception (driver errors wrapped inside store/)
+    └── StatementTimeoutError   503  timeout (a statement ran past the statement timeout)
 ```
 
 HTTP statuses live in `api/handlers.py`; exit codes in `cli.py`. Neither FastAPI nor SQL here.
@@ -130,3 +131,9 @@ class MappingSpecError(MappingError):
 
 class StoreError(FHIRBridgeError):
     default_code = "exception"
+
+
+class StatementTimeoutError(StoreError):
+    """The database cancelled a statement that ran past the statement timeout."""
+
+    default_code = "timeout"

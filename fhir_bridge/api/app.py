@@ -82,13 +82,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = SQLStore(settings.database_url, extract_index)
+        store = SQLStore(
+            settings.database_url,
+            extract_index,
+            statement_timeout=settings.statement_timeout_seconds,
+        )
         context = trial_rules.trial_context(
             store,
             trial,
             default_page_size=settings.default_page_size,
             max_page_size=settings.max_page_size,
             max_bundle_entries=settings.max_bundle_entries,
+            limits=settings.limits(),
             check_references=settings.check_references,
         )
         conformance.publish(context, trial.conformance + trial.study)

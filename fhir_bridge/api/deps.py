@@ -7,6 +7,7 @@ from urllib.parse import parse_qsl
 
 from fastapi import Query, Request
 
+from fhir_bridge.domain.cost import check_shape
 from fhir_bridge.domain.fhir import parse_json, parse_uint
 from fhir_bridge.errors import (
     NotAcceptableError,
@@ -148,4 +149,7 @@ async def _read_body(
 
 
 async def _read_json(request: Request, accepted: tuple[str, ...]) -> Any:
-    return parse_json(await _read_body(request, accepted))
+    body = parse_json(await _read_body(request, accepted))
+    context: ServiceContext = request.app.state.context
+    check_shape(body, context.limits)  # before any work on it
+    return body

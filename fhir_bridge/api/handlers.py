@@ -39,6 +39,7 @@ STATUS: dict[type[errors.FHIRBridgeError], int] = {
     errors.MappingError: 422,
     errors.MappingSpecError: 500,
     errors.StoreError: 500,
+    errors.StatementTimeoutError: 503,
 }
 
 _HTTP_CODES = {404: "not-found", 405: "not-supported", 406: "not-supported", 415: "not-supported"}
@@ -54,7 +55,7 @@ def status_for(exc: errors.FHIRBridgeError) -> int:
 async def fhir_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, errors.FHIRBridgeError)
     status = status_for(exc)
-    if status >= 500:
+    if status >= 500 and status != 503:  # a 503's text is the server's own, no driver detail
         return _internal(exc)
     response = outcome_response(exc.issues, status, request.headers.get("accept"))
     if isinstance(exc, errors.TooManyRequestsError):

@@ -8,8 +8,10 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from urllib.parse import parse_qsl
 
+from fhir_bridge.domain.cost import Limits
 from fhir_bridge.domain.fhir import SUPPORTED_TYPES, parse_uint
 from fhir_bridge.domain.search_parameters import SearchParameter, search_parameter
 from fhir_bridge.domain.search_values import (
@@ -189,17 +191,22 @@ def _targets(definition: SearchParameter) -> tuple[str, ...]:
 
 
 def parse_search(
-    resource_type: str, params: Sequence[tuple[str, str]], base: str = ""
+    resource_type: str,
+    params: Sequence[tuple[str, str]],
+    base: str = "",
+    max_criteria: int = Limits.max_search_criteria,
 ) -> SearchRequest:
     """Parse type-level search parameters into a SearchRequest.
 
     https://hl7.org/fhir/R4/search.html — unknown parameters land in `request.unknown`;
     malformed values raise InvalidRequestError naming the parameter in `expression`; empty
     ones are ignored ("not an error"). A reference value under `base`, this server's base URL,
-    is a local reference (`{base}/Patient/1` is `Patient/1`).
+    is a local reference (`{base}/Patient/1` is `Patient/1`). More than `max_criteria`
+    criteria once chains and _has are expanded (fan_out) is a 400 too-costly.
     """
     request = SearchRequest(resource_type)
     values = 0
+    expanded = 0
     for name, value in params:
         if name in PASSTHROUGH or value == "":
             continue
@@ -215,6 +222,13 @@ def parse_search(
         else:
             request.criteria.append(criterion)
             values += value.count(",") + 1
+            expanded += fan_out(criterion)
+            if expanded > max_criteria:
+                raise _too_costly(
+                    f"The search expands to more than {max_criteria} criteria "
+                    "(each chain target and _has counts)",
+                    name,
+                )
             if len(request.criteria) > MAX_CRITERIA:
                 raise _too_costly(f"More than {MAX_CRITERIA} search criteria", name)
             if values > MAX_ALL_VALUES:
@@ -293,6 +307,29 @@ def _include(value: str, iterate: bool, name: str, reverse: bool) -> Include:
     return Include(source, None if param == "*" else param, target, iterate)
 
 
+def fan_out(criterion: Criterion) -> int:
+    """The subqueries the criterion's SQL holds: a chain has one per target type (a reference
+    to any type has over a hundred), a _has one for its source, each with its inner ones."""
+    found: dict[int, int] = {}  # by id(): parse_criterion shares equal inner criteria
+
+    def count(c: Criterion) -> int:
+        known = found.get(id(c))
+        if known is None:
+            if isinstance(c, ChainCriterion):
+                known = sum(1 + count(inner) for _, inner in c.targets)
+            elif isinstance(c, HasCriterion):
+                known = 1 + count(c.inner)
+            else:
+                known = 1
+            found[id(c)] = known
+        return known
+
+    return count(criterion)
+
+
+# Remembered: the inner criteria of a chain over every target type repeat per type, so that a
+# criterion's tree is a graph of a few hundred shared nodes, not one of millions of copies.
+@lru_cache(maxsize=4096)
 def parse_criterion(resource_type: str, name: str, value: str, base: str = "") -> Criterion | None:
     """One `name=value` filter on `resource_type`; None if the parameter is unknown. `base`:
     as parse_search."""

@@ -13,11 +13,13 @@ import binascii
 import logging
 import threading
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
 from fhir_bridge.domain import fhir_json
+from fhir_bridge.domain.cost import Budget, check_shape
 from fhir_bridge.domain.fhir import has_nul, parse_json
 from fhir_bridge.domain.issues import Issue, operation_outcome
 from fhir_bridge.errors import (
@@ -88,12 +90,18 @@ def process(
     """Run a posted transaction or batch Bundle (the request body); returns the response
     Bundle's bytes, without the entries' resources when `minimal` (Prefer: return=minimal)."""
     with _ONE_AT_A_TIME:
-        return _process(ctx.for_body(body), parse_json(body), base, status_for, minimal)
+        bundle = parse_json(body)
+        check_shape(bundle, ctx.limits)  # the entries share one budget
+        kind, entries = _entries(ctx, bundle)
+        if kind == "transaction":
+            return transaction(ctx.for_body(body), entries, base, minimal)
+    # A batch's entries are independent: its reads do not wait for other Bundles, its writes
+    # take their turn entry by entry (_batch).
+    return _batch(ctx.for_body(body), entries, base, status_for, minimal)
 
 
-def _process(
-    ctx: ServiceContext, bundle: Any, base: str, status_for: StatusFor, minimal: bool
-) -> bytes:
+def _entries(ctx: ServiceContext, bundle: Any) -> tuple[str, list[Any]]:
+    """The Bundle's type (transaction or batch) and its entries, checked."""
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
         raise InvalidRequestError(
             "POST to the base takes a Bundle", expression="resourceType", code="structure"
@@ -111,9 +119,7 @@ def _process(
             f"The Bundle has {len(entries)} entries; the limit is {ctx.max_bundle_entries}",
             expression="Bundle.entry",
         )
-    if kind == "transaction":
-        return transaction(ctx, entries, base, minimal)
-    return _batch(ctx, entries, base, status_for, minimal)
+    return kind, entries
 
 
 def transaction(ctx: ServiceContext, entries: list[Any], base: str, minimal: bool = False) -> bytes:
@@ -241,6 +247,7 @@ def _transaction(ctx: ServiceContext, requests: list[_Request], base: str, minim
     with ctx.store.session() as session:
         plan = _plan(ctx, session, requests)
     results: dict[int, bundle_json.Entry] = {}
+    budget = _get_budget(ctx)
     with ctx.store.session(write=True) as session:
         if not plan.reads.hold(session):
             requests = [r.copy() for r in originals]
@@ -249,7 +256,15 @@ def _transaction(ctx: ServiceContext, requests: list[_Request], base: str, minim
         for request in sorted(requests, key=lambda r: (_ORDER[r.method], r.index)):
             with _AtEntry(request.index):
                 results[request.index] = _run(
-                    ctx, session, request, base, minimal, plan.supplied, plan.prepared, targets
+                    ctx,
+                    session,
+                    request,
+                    base,
+                    minimal,
+                    budget,
+                    plan.supplied,
+                    plan.prepared,
+                    targets,
                 )
                 if request.index not in plan.prepared:  # checked by _run; all-or-nothing
                     _check_supplied(request, plan.expected)
@@ -335,14 +350,16 @@ def _batch(
     ctx: ServiceContext, entries: list[Any], base: str, status_for: StatusFor, minimal: bool
 ) -> bytes:
     results = []
+    budget = _get_budget(ctx)
     for index, entry in enumerate(entries):
         try:
             request = _parse_entry(index, entry)
-            with ctx.store.session(write=request.method != "GET") as session:
+            write = request.method != "GET"
+            with _ONE_AT_A_TIME if write else nullcontext(), ctx.store.session(write) as session:
                 reads = _Reads(session)
                 _resolve_identities(reads, [request])
                 _rewrite_references(reads, request, {})
-                done = _run(ctx, session, request, base, minimal)
+                done = _run(ctx, session, request, base, minimal, budget)
             results.append(done)  # only once committed: the commit itself may fail
         except FHIRBridgeError as exc:
             status = status_for(exc)
@@ -652,6 +669,7 @@ def _run(
     request: _Request,
     base: str,
     minimal: bool,
+    budget: Budget,
     supplied: set[str] | frozenset[str] = frozenset(),
     prepared: dict[int, resources.Prepared] | None = None,
     targets: LocalTargets | None = None,
@@ -666,7 +684,7 @@ def _run(
             )
         return bundle_json.Entry(None, extra={"response": {"status": "204 No Content"}})
     if request.method == "GET":
-        return _get(ctx, session, request, base)
+        return _get(ctx, session, request, base, budget)
     if request.method == "PATCH":
         if not request.resource_id:
             raise InvalidRequestError(
@@ -677,7 +695,7 @@ def _run(
             request.resource_type,
             request.resource_id,
         )
-        patched = apply_patch(fhir_json.loads(current.data), request.patch)
+        patched = apply_patch(fhir_json.loads(current.data), request.patch, ctx.limits)
         stored, _ = resources.update_in(
             ctx, session, patched, request.if_match, method="PATCH", targets=targets
         )
@@ -706,13 +724,19 @@ def _run(
     return _written(stored, base, 201 if created else 200, minimal)
 
 
+def _get_budget(ctx: ServiceContext) -> Budget:
+    return Budget(ctx.limits.max_bundle_get_results, "The Bundle's GET entries")
+
+
 def _get(
-    ctx: ServiceContext, session: StoreSession, request: _Request, base: str
+    ctx: ServiceContext, session: StoreSession, request: _Request, base: str, budget: Budget
 ) -> bundle_json.Entry:
     if not request.resource_id:  # a search: its searchset Bundle is the entry's resource
         params = parse_qsl(request.query or "", keep_blank_values=True)
-        found = search.search_in(ctx, session, base, request.resource_type, params)
+        where = f"Bundle.entry[{request.index}].request.url"
+        found = search.search_in(ctx, session, base, request.resource_type, params, budget, where)
         return bundle_json.Entry(None, found, extra={"response": {"status": "200 OK"}})
+    budget.spend(1, f"Bundle.entry[{request.index}].request.url")
     if request.version is not None:
         stored = resources.vread_in(
             session, request.resource_type, request.resource_id, request.version

@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, runtime_checkable
 
+from fhir_bridge.domain.cost import Limits
 from fhir_bridge.domain.issues import Issue
 from fhir_bridge.domain.memo import plain_json
 from fhir_bridge.store.base import ResourceStore, StoreSession
@@ -63,6 +64,7 @@ class ServiceContext:
     default_page_size: int = 20
     max_page_size: int = 1000
     max_bundle_entries: int = 10_000
+    limits: Limits = field(default_factory=Limits)
     # Local references of a write must name a resource (services/local_references.py); off
     # for bulk loads that write in dependency order. Set after construction, as plain_body.
     check_references: bool = field(default=True, init=False)

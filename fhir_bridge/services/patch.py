@@ -1,7 +1,9 @@
 """The patch interaction with JSON Patch (RFC 6902): https://hl7.org/fhir/R4/http.html#patch.
 
 The patched result goes through the same checks as an update; id and resourceType cannot be
-patched away.
+patched away. Its cost is bounded before it is paid: the number of operations, and the JSON
+bytes they write (counted as they apply, so `copy` of `/a` into `/a/-` cannot double a
+document past the limit before it is refused).
 """
 
 from __future__ import annotations
@@ -9,17 +11,31 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from fhir_bridge.domain import fhir_json
+from fhir_bridge.domain.cost import Limits
 from fhir_bridge.domain.fhir import parse_uint, too_deep
-from fhir_bridge.errors import InvalidRequestError, UnprocessableResourceError
+from fhir_bridge.errors import InvalidRequestError, PayloadTooLargeError, UnprocessableResourceError
 
 _OPS = ("add", "remove", "replace", "move", "copy", "test")
 
 
-def apply_patch(document: dict[str, Any], operations: Any) -> dict[str, Any]:
-    """Apply JSON Patch operations to a copy of document; errors name the operation."""
+def apply_patch(
+    document: dict[str, Any], operations: Any, limits: Limits | None = None
+) -> dict[str, Any]:
+    """Apply JSON Patch operations to a copy of document; errors name the operation. Over
+    `limits` (max_patch_operations, max_patch_bytes) a 413 too-costly."""
     if not isinstance(operations, list):
         raise InvalidRequestError("A JSON Patch body is an array of operations", code="structure")
-    result: Any = copy.deepcopy(document)
+    limits = limits or Limits()
+    if len(operations) > limits.max_patch_operations:
+        raise PayloadTooLargeError(
+            f"The patch has {len(operations)} operations; the limit is "
+            f"{limits.max_patch_operations}",
+            expression=f"[{limits.max_patch_operations}]",
+        )
+    result: Any = _clone(document)
+    # What the operations add (an upper bound: what they remove is not subtracted)
+    written = 0
     for index, op in enumerate(operations):
         where = f"[{index}]"
         if (
@@ -32,6 +48,13 @@ def apply_patch(document: dict[str, Any], operations: Any) -> dict[str, Any]:
                 expression=where,
             )
         try:
+            written += _written(result, op)
+            if written > limits.max_patch_bytes:
+                raise PayloadTooLargeError(
+                    f"Patch operation {index} ({op['op']} {op['path']}) would add more than "
+                    f"{limits.max_patch_bytes} bytes to the resource",
+                    expression=where,
+                )
             result = _apply(result, op)
         except (KeyError, IndexError, ValueError, TypeError, RecursionError) as exc:
             raise UnprocessableResourceError(
@@ -49,6 +72,21 @@ def apply_patch(document: dict[str, Any], operations: Any) -> dict[str, Any]:
         if result.get(key) != document.get(key):
             raise UnprocessableResourceError(f"A patch cannot change {key}", code="processing")
     return result
+
+
+def _written(doc: Any, op: dict[str, Any]) -> int:
+    """JSON bytes an operation adds to the document (at most), before it is applied."""
+    kind = op["op"]
+    if kind in ("add", "replace") and "value" in op:
+        value = op["value"]
+    elif kind == "copy" and isinstance(op.get("from"), str):
+        value = _get(doc, op["from"])
+    else:
+        return 0
+    try:
+        return len(fhir_json.dumps(value))
+    except TypeError:  # nested past what can be stored: the result is refused for that
+        return 0
 
 
 def _pointer(path: str) -> list[str]:
@@ -120,10 +158,20 @@ def _apply(doc: Any, op: dict[str, Any]) -> Any:
     source = op.get("from")
     if not isinstance(source, str):
         raise ValueError("'from' is required")
-    value = copy.deepcopy(_get(doc, source))
+    value = _clone(_get(doc, source))
     if kind == "move":
         doc = _remove(doc, source)
     return _add(doc, path, value)
+
+
+def _clone(value: Any) -> Any:
+    """A deep copy of JSON through its text (orjson, decimals as sent): a fourth of
+    copy.deepcopy's time on the nested arrays that copy operations make (4 MB of them: 1.5 s
+    against 5.9 s)."""
+    try:
+        return fhir_json.loads(fhir_json.dumps(value))
+    except TypeError:  # nested past what orjson writes: refused once the patch is applied
+        return copy.deepcopy(value)
 
 
 def _json_equal(a: Any, b: Any) -> bool:

@@ -470,9 +470,19 @@ def patch(
     operations: Any,
     if_match: str | None = None,
 ) -> StoredResource:
-    """https://hl7.org/fhir/R4/http.html#patch — JSON Patch on the current version."""
-    with ctx.store.session(write=True) as session:
+    """https://hl7.org/fhir/R4/http.html#patch — JSON Patch on the current version.
+
+    The patch is applied and its result checked before the write lock; under it, the patch is
+    applied again (its cost is bounded) only if another write came between."""
+    with ctx.store.session() as session:
         current = live(session.read(resource_type, resource_id), resource_type, resource_id)
-        patched = apply_patch(fhir_json.loads(current.data), operations)
-        stored, _ = update_in(ctx, session, patched, if_match, method="PATCH")
+    check_version(current, if_match, resource_type, resource_id)
+    patched = apply_patch(fhir_json.loads(current.data), operations, ctx.limits)
+    prepared: Prepared | None = prepare(ctx, patched)
+    with ctx.store.session(write=True) as session:
+        latest = live(session.read(resource_type, resource_id), resource_type, resource_id)
+        if latest.version_id != current.version_id:
+            patched = apply_patch(fhir_json.loads(latest.data), operations, ctx.limits)
+            prepared = None
+        stored, _ = update_in(ctx, session, patched, if_match, prepared, method="PATCH")
         return stored

@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from fhir_bridge.domain import fhir_json
+from fhir_bridge.domain.cost import Budget
 from fhir_bridge.domain.search import SearchRequest, parse_search
 from fhir_bridge.errors import InvalidRequestError
 from fhir_bridge.services import bundle_json
@@ -35,7 +36,7 @@ def search(
     strict: bool = False,
 ) -> bytes:
     """A searchset Bundle for `GET /{type}?params` or `POST /{type}/_search`."""
-    request = parse_search(resource_type, params, base)
+    request = parse_search(resource_type, params, base, ctx.limits.max_search_criteria)
     if request.unknown and strict:
         names = ", ".join(sorted({name for name, _ in request.unknown}))
         raise InvalidRequestError(
@@ -53,9 +54,22 @@ def search_in(
     base: str,
     resource_type: str,
     params: Sequence[tuple[str, str]],
+    budget: Budget,
+    expression: str,
 ) -> bytes:
-    """The same search inside an open session (a GET entry of a transaction or batch)."""
-    return _searchset(ctx, session, base, parse_search(resource_type, params, base), params)
+    """The same search inside an open session (a GET entry of a transaction or batch); it
+    spends from `budget` the most resources it can return before it runs."""
+    request = parse_search(resource_type, params, base, ctx.limits.max_search_criteria)
+    budget.spend(_most_results(ctx, request), expression)
+    return _searchset(ctx, session, base, request, params)
+
+
+def _most_results(ctx: ServiceContext, request: SearchRequest) -> int:
+    if request.summary == "count" or request.count == 0:
+        return 1
+    page = min(ctx.default_page_size if request.count is None else request.count, ctx.max_page_size)
+    included = ctx.limits.max_include_results if request.includes or request.revincludes else 0
+    return page + included
 
 
 def _searchset(
@@ -76,7 +90,7 @@ def _searchset(
     page_url = f"{base}/{request.resource_type}"
     self_url = _url(page_url, used, request.cursor)
     if request.summary == "count" or request.count == 0:  # _count=0 is _summary=count
-        total = store_search.count(session.execute, request)
+        total = store_search.count(session.execute, request, ctx.limits.max_search_parameters)
         return bundle_json.build("searchset", [], total=total, links={"self": self_url})
     result = store_search.run_search(
         session.execute,
@@ -84,6 +98,8 @@ def _searchset(
         default_count=ctx.default_page_size,
         max_count=ctx.max_page_size,
         cursor_key=session.cursor_key,
+        max_parameters=ctx.limits.max_search_parameters,
+        max_included=ctx.limits.max_include_results,
     )
     links = {"self": self_url}
     if result.next_cursor:

@@ -86,10 +86,10 @@ def score_id(response_id: str, n: int = 0) -> str:
 
 
 def trial_context(
-    store: ResourceStore, trial: Trial, check_references: bool = True, **limits: int
+    store: ResourceStore, trial: Trial, check_references: bool = True, **limits: Any
 ) -> ServiceContext:
-    """The server's ServiceContext: `store` with the trial's write checks (and paging or
-    Bundle `limits` of ServiceContext)."""
+    """The server's ServiceContext: `store` with the trial's write checks (and paging,
+    Bundle or cost `limits` of ServiceContext)."""
     context = ServiceContext(
         store=store,
         validator=trial.validator.validate,

@@ -16,6 +16,7 @@ from fhir_bridge.domain.fhir import SUPPORTED_TYPES
 from fhir_bridge.domain.search import Include, SearchRequest
 from fhir_bridge.domain.search_parameters import narrowed, search_parameters
 from fhir_bridge.domain.search_values import indexed
+from fhir_bridge.errors import InvalidRequestError
 
 Execute = Callable[[str, Sequence[object]], list[tuple[Any, ...]]]
 Row = tuple[str, str, bytes]
@@ -86,8 +87,9 @@ def _include_rows(execute: Execute, spec: Include, pool: list[Row]) -> list[Row]
     return [(row[0], row[1], bytes(row[2])) for row in rows]
 
 
-def _revinclude_rows(execute: Execute, spec: Include, pool: list[Row]) -> list[Row]:
-    """Resources of spec.source_type whose spec.param refers to a resource in `pool`."""
+def _revinclude_rows(execute: Execute, spec: Include, pool: list[Row], limit: int) -> list[Row]:
+    """Resources of spec.source_type whose spec.param refers to a resource in `pool`; more
+    than `limit` is too costly, found by reading one row more."""
     targets = [row for row in pool if spec.target_type in (None, row[0])]
     if not targets or spec.source_type == "*":
         return []
@@ -106,14 +108,25 @@ def _revinclude_rows(execute: Execute, spec: Include, pool: list[Row]) -> list[R
         "SELECT r.resource_type, r.id, r.data, x.target_type, x.target_id, x.url "
         "FROM idx_reference x JOIN resources r ON r.resource_type = x.resource_type "
         f"AND r.id = x.id WHERE x.resource_type = ? AND {rows_of} "
-        f"AND (x.target_id IN ({_marks(ids)}){by_url}) AND r.deleted = ?",
-        [spec.source_type, *selected, *ids, *urls, False],
+        f"AND (x.target_id IN ({_marks(ids)}){by_url}) AND r.deleted = ? LIMIT ?",
+        [spec.source_type, *selected, *ids, *urls, False, limit + 1],
     )
+    if len(rows) > limit:
+        raise _too_many(limit, "_revinclude")
     return [
         (row[0], row[1], bytes(row[2]))
         for row in rows
         if (row[3], row[4]) in wanted or (row[5] is not None and row[5] in urls)
     ]
+
+
+def _too_many(limit: int, parameter: str) -> InvalidRequestError:
+    return InvalidRequestError(
+        f"_include and _revinclude add more than {limit} resources to the page; ask for "
+        "fewer matches per page (_count)",
+        code="too-costly",
+        expression=parameter,
+    )
 
 
 def _expand(specs: list[Include], pool: list[Row]) -> list[Include]:
@@ -127,21 +140,27 @@ def _expand(specs: list[Include], pool: list[Row]) -> list[Include]:
     return expanded
 
 
-def included_rows(execute: Execute, request: SearchRequest, matches: list[Row]) -> list[Row]:
+def included_rows(
+    execute: Execute, request: SearchRequest, matches: list[Row], limit: int = 1000
+) -> list[Row]:
     """_include/_revinclude of the page, then the `:iterate` specs on what the previous round
     added, round after round, while a round adds something, at most ITERATE_ROUNDS times and
-    while fewer than ITERATE_RESULTS resources were included."""
+    while fewer than ITERATE_RESULTS resources were included. More than `limit` resources
+    added is a 400 too-costly (a page of matches can refer to, or be referred to by, any
+    number of resources)."""
     seen = {(row[0], row[1]) for row in matches}
     included: list[Row] = []
 
     def apply(pool: list[Row], includes: list[Include], revincludes: list[Include]) -> list[Row]:
         added = []
         rows = [r for spec in _expand(includes, pool) for r in _include_rows(execute, spec, pool)]
-        rows += [r for spec in revincludes for r in _revinclude_rows(execute, spec, pool)]
+        rows += [r for spec in revincludes for r in _revinclude_rows(execute, spec, pool, limit)]
         for row in rows:
             if (row[0], row[1]) not in seen:
                 seen.add((row[0], row[1]))
                 added.append(row)
+        if len(included) + len(added) > limit:
+            raise _too_many(limit, "_include")
         return added
 
     included = added = apply(matches, request.includes, request.revincludes)

@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from fhir_bridge.domain.cost import Limits
 from fhir_bridge.domain.search import (
     ChainCriterion,
     Criterion,
@@ -324,10 +325,17 @@ def _selectivity(c: Criterion) -> int:
     return 3 if isinstance(c, HasCriterion) else 4
 
 
-def where_sql(sql: _SQL, request: SearchRequest, drive: bool = True) -> str:
+def where_sql(
+    sql: _SQL,
+    request: SearchRequest,
+    drive: bool = True,
+    max_parameters: int = Limits.max_search_parameters,
+) -> str:
     """WHERE clause over `resources r` for all criteria of the request (ANDed).
 
-    `drive=False` probes every criterion per row, for walking resources in id order.
+    `drive=False` probes every criterion per row, for walking resources in id order. More
+    than `max_parameters` SQL parameters is a 400 too-costly, found criterion by criterion
+    (parse_search bounded how many there are, after expansion) before anything runs.
     """
     sql.args.extend([request.resource_type, False])
     parts = ["r.resource_type = ?", "r.deleted = ?"]
@@ -337,7 +345,19 @@ def where_sql(sql: _SQL, request: SearchRequest, drive: bool = True) -> str:
             parts.append(f"r.id IN ({ids_sql(sql, criterion)})")
         else:
             parts.append(_correlated(sql, criterion))
+        if len(sql.args) > max_parameters:
+            raise InvalidRequestError(
+                f"The search needs more than {max_parameters} SQL parameters",
+                code="too-costly",
+                expression=_label(criterion),
+            )
     return " AND ".join(parts)
+
+
+def _label(c: Criterion) -> str:
+    if isinstance(c, HasCriterion):
+        return f"_has:{c.source_type}:{c.source_param}"
+    return c.name
 
 
 def _sort_expressions(sql: _SQL, request: SearchRequest) -> list[tuple[str, bool]]:
@@ -409,6 +429,8 @@ def run_search(
     default_count: int = DEFAULT_COUNT,
     max_count: int = 1000,
     cursor_key: bytes = b"",
+    max_parameters: int = Limits.max_search_parameters,
+    max_included: int = Limits.max_include_results,
 ) -> SearchResult:
     """One page of a type-level search, with _include/_revinclude and _total.
 
@@ -417,7 +439,7 @@ def run_search(
     limit = _page_limit(request, default_count, max_count)
     result = SearchResult()
     if request.total in ("accurate", "estimate"):
-        result.total = count(execute, request)
+        result.total = count(execute, request, max_parameters)
     if limit == 0:
         return result
     select = _SQL()
@@ -425,7 +447,7 @@ def run_search(
     columns = [*sort, ("r.id", False)]
     where = _SQL(aliases=select.aliases)
     drive = bool(sort) or not _broad(execute, request)
-    condition = where_sql(where, request, drive)
+    condition = where_sql(where, request, drive, max_parameters)
     names = [f"k{i}" for i in range(len(columns))]
     keys = ", ".join(f"{expr} AS {name}" for (expr, _), name in zip(columns, names, strict=True))
     statement = (
@@ -449,7 +471,7 @@ def run_search(
     if len(rows) > limit:
         result.next_cursor = seal(list(page[-1][3:]), cursor_key, _sort_signature(request))
     if request.includes or request.revincludes:
-        result.included = included_rows(execute, request, result.matches)
+        result.included = included_rows(execute, request, result.matches, max_included)
     return result
 
 
@@ -475,10 +497,12 @@ def _broad(execute: Execute, request: SearchRequest) -> bool:
     return True
 
 
-def count(execute: Execute, request: SearchRequest) -> int:
+def count(
+    execute: Execute, request: SearchRequest, max_parameters: int = Limits.max_search_parameters
+) -> int:
     """Number of matches of the request's criteria (for _summary=count and _total)."""
     sql = _SQL()
-    condition = where_sql(sql, request)
+    condition = where_sql(sql, request, max_parameters=max_parameters)
     rows = execute(f"SELECT COUNT(*) FROM resources r WHERE {condition}", sql.args)
     return int(rows[0][0])
 

@@ -9,11 +9,13 @@ process lock; PostgreSQL: a row lock on the write sequence) so that version numb
 from __future__ import annotations
 
 import fcntl
+import math
 import os
 import queue
 import re
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -23,8 +25,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
+from fhir_bridge.domain.cost import Limits
 from fhir_bridge.domain.search_parameters import narrowed, resource_types, search_parameters
-from fhir_bridge.errors import FHIRBridgeError, StoreError
+from fhir_bridge.errors import FHIRBridgeError, StatementTimeoutError, StoreError
 from fhir_bridge.store.base import Staged, StoredResource
 from fhir_bridge.store.indexing import last_updated_row
 from fhir_bridge.store.schema import INDEX_TABLES, KEYED_ON_SQLITE, SCHEMA_VERSION, ddl
@@ -35,7 +38,12 @@ from fhir_bridge.store.staging import Indexer, Member, stage, token_stage
 _Pending = tuple[StoredResource, Staged | None, tuple[Any, ...]]
 CommitHook = Callable[["SQLSession", list[StoredResource]], Callable[[], None] | None]
 
-STATEMENT_TIMEOUT_MS = 60_000
+# SQLite has no statement timeout: a progress handler looks at the clock every this many
+# virtual machine instructions (about a millisecond) and interrupts a statement past its time.
+PROGRESS_STEPS = 100_000
+# Prepared statements a SQLite connection keeps; the search budget (domain/cost.py) bounds how
+# large one can be, this how many are kept.
+CACHED_STATEMENTS = 64
 # Token sets a store remembers as stored (a forgotten one is inserted again, and skipped)
 KNOWN_SETS_LIMIT = 65_536
 # SQLite page cache of a connection serving requests: the index B-trees of a 500-entry Bundle
@@ -122,6 +130,7 @@ class SQLSession:
         self._pending: list[_Pending] = []
         self._instant: tuple[str, tuple[Any, ...]] | None = None
         self._known_sets = known_sets  # token sets stored by committed sessions
+        self.statement_timeout = math.inf  # seconds; the store sets its own
         self.new_sets: set[int] = set()  # token sets this session stores
         self.written: list[StoredResource] = []  # versions this session wrote, in order
 
@@ -130,10 +139,25 @@ class SQLSession:
         return self._run(sql, params)
 
     def _run(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        conn = self._conn
         if self._pg:
-            sql = sql.replace("?", "%s")
-        cur = self._conn.execute(sql, tuple(params))
-        return list(cur.fetchall()) if cur.description else []
+            try:
+                cur = conn.execute(sql.replace("?", "%s"), tuple(params))
+            except Exception as exc:
+                if getattr(exc, "sqlstate", None) == "57014":  # query_canceled: the timeout
+                    raise _timed_out(self.statement_timeout) from exc
+                raise
+            return list(cur.fetchall()) if cur.description else []
+        conn.deadline = time.monotonic() + self.statement_timeout
+        try:
+            cur = conn.execute(sql, tuple(params))
+            return list(cur.fetchall()) if cur.description else []  # fetching runs it too
+        except sqlite3.OperationalError as exc:
+            if time.monotonic() > conn.deadline:
+                raise _timed_out(self.statement_timeout) from exc
+            raise
+        finally:
+            conn.deadline = math.inf
 
     def _many(
         self, table: str, rows: list[tuple[Any, ...]], columns: str = "", upsert: bool = False
@@ -346,8 +370,15 @@ class SQLSession:
 class SQLStore:
     """ResourceStore over SQLite or PostgreSQL, chosen by the database URL."""
 
-    def __init__(self, database_url: str, indexer: Indexer, pool_size: int = 8) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        indexer: Indexer,
+        pool_size: int = 8,
+        statement_timeout: float = Limits.statement_timeout_seconds,
+    ) -> None:
         self._url = database_url
+        self._statement_timeout = statement_timeout
         self._indexer = indexer
         scheme = urlsplit(database_url).scheme
         if scheme == "sqlite":
@@ -379,7 +410,7 @@ class SQLStore:
         try:
             if self.dialect == "sqlite":
                 return _connect_sqlite(self._url, cache_kib or CACHE_KIB)
-            return _connect_postgres(self._url)
+            return _connect_postgres(self._url, self._statement_timeout)
         except Exception as exc:  # sqlite3, OS or psycopg errors alike
             raise StoreError("Could not open the database") from exc
 
@@ -475,6 +506,7 @@ class SQLStore:
         except queue.Empty:
             conn = self._connect(SCAN_CACHE_KIB if scan else CACHE_KIB)
         session = SQLSession(conn, self.dialect, self._indexer, self.cursor_key, self._known_sets)
+        session.statement_timeout = self._statement_timeout
         try:
             if self.dialect == "sqlite":
                 conn.execute("BEGIN IMMEDIATE" if write or migrate else "BEGIN")
@@ -688,9 +720,33 @@ def _sqlite_path(url: str) -> str:
     return url.split("sqlite:///", 1)[1] if "sqlite:///" in url else ":memory:"
 
 
-def _connect_sqlite(url: str, cache_kib: int = 65536) -> sqlite3.Connection:
+def _timed_out(seconds: float) -> StatementTimeoutError:
+    return StatementTimeoutError(
+        f"The database statement ran longer than {seconds:g} s and was cancelled"
+    )
+
+
+class _SQLiteConnection(sqlite3.Connection):
+    """A SQLite connection whose statements SQLSession._run gives a deadline; the progress
+    handler interrupts one past it (the driver then raises OperationalError)."""
+
+    deadline = math.inf
+
+    def expired(self) -> bool:
+        return time.monotonic() > self.deadline
+
+
+def _connect_sqlite(url: str, cache_kib: int = 65536) -> _SQLiteConnection:
     path = _sqlite_path(url)
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=60)
+    conn = sqlite3.connect(
+        path,
+        isolation_level=None,
+        check_same_thread=False,
+        timeout=60,
+        cached_statements=CACHED_STATEMENTS,
+        factory=_SQLiteConnection,
+    )
+    conn.set_progress_handler(conn.expired, PROGRESS_STEPS)
     conn.execute(f"PRAGMA page_size={SQLITE_PAGE_SIZE}")  # a new file only; WAL keeps it after
     conn.execute("PRAGMA journal_mode=WAL")
     # FULL: a commit is on disk before the client hears 201 (NORMAL may lose the last commits
@@ -705,7 +761,7 @@ def _connect_sqlite(url: str, cache_kib: int = 65536) -> sqlite3.Connection:
     return conn
 
 
-def _connect_postgres(url: str) -> Any:
+def _connect_postgres(url: str, statement_timeout: float) -> Any:
     import psycopg
 
     parts = urlsplit(url)
@@ -713,7 +769,7 @@ def _connect_postgres(url: str) -> Any:
     conninfo = url.split("?", 1)[0]
     conn = psycopg.connect(conninfo)
     # a runaway statement is cancelled rather than left running after its client gave up
-    conn.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
+    conn.execute(f"SET statement_timeout = {max(1, int(statement_timeout * 1000))}")
     if schema:
         if not re.fullmatch(r"[a-z_][a-z0-9_]*", schema):
             raise StoreError("Invalid schema name in the database URL")

@@ -349,14 +349,7 @@ class ProfileChecker:
             if not isinstance(ref, str):
                 return
             if ref.startswith("#"):
-                target = next(
-                    (
-                        c.get("resourceType")
-                        for c in ctx.root.get("contained", ())
-                        if isinstance(c, dict) and c.get("id") == ref[1:]
-                    ),
-                    None,
-                )
+                target = ctx.contained_types().get(ref[1:])
             else:
                 head, _, tail = ref.partition("/")
                 if "/" not in tail and "?" not in ref and tail not in resource_types:

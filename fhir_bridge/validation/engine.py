@@ -52,7 +52,7 @@ class Context:
     """Per-call state: issues found, the current resource (%resource), %rootResource, and the
     top-level resource with the profiles asked for it."""
 
-    __slots__ = ("issues", "resource", "root", "top", "profiles")
+    __slots__ = ("issues", "resource", "root", "top", "profiles", "_indexed", "_contained")
 
     def __init__(self, top: Any = None, profiles: Sequence[str] = ()) -> None:
         self.issues: list[Issue] = []
@@ -60,6 +60,24 @@ class Context:
         self.root: dict[str, Any] = {}
         self.top = top
         self.profiles = profiles
+        self._indexed: dict[str, Any] | None = None
+        self._contained: dict[str, Any] = {}
+
+    def contained_types(self) -> dict[str, Any]:
+        """The root resource's contained resources, id -> resourceType (the first of an id).
+
+        Built once per root: every `#id` reference looks its target up here, so a resource
+        with n contained resources and n local references costs O(n), not O(n^2)."""
+        if self._indexed is not self.root:
+            index: dict[str, Any] = {}
+            contained = self.root.get("contained")
+            for c in contained if type(contained) is list else ():
+                if type(c) is dict:
+                    local_id = c.get("id")
+                    if type(local_id) is str and local_id not in index:
+                        index[local_id] = c.get("resourceType")
+            self._indexed, self._contained = self.root, index
+        return self._contained
 
 
 # (key, severity, human, rule, field it applies to, key without which it holds)

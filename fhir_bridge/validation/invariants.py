@@ -24,6 +24,8 @@ class InvariantContext(Protocol):
     resource: dict[str, Any]
     root: dict[str, Any]
 
+    def contained_types(self) -> dict[str, Any]: ...
+
 
 Rule = Callable[[dict[str, Any], InvariantContext], bool]
 
@@ -43,10 +45,6 @@ def _hash_refs(value: Any, found: set[str]) -> None:
 def _items(value: Any) -> list[Any]:
     """A JSON array's items; anything else (malformed, already reported) counts as empty."""
     return value if isinstance(value, list) else []
-
-
-def _key(value: Any) -> Any:
-    return value if isinstance(value, (str, int, float, bool)) or value is None else repr(value)
 
 
 def dom_2(node: dict[str, Any], ctx: InvariantContext) -> bool:
@@ -149,8 +147,7 @@ def ref_1(node: dict[str, Any], ctx: InvariantContext) -> bool:
     reference = node.get("reference")
     if not isinstance(reference, str) or not reference.startswith("#"):
         return True
-    ids = {_key(c.get("id")) for c in _items(ctx.root.get("contained")) if isinstance(c, dict)}
-    return reference[1:] in ids
+    return reference[1:] in ctx.contained_types()
 
 
 def _instant(value: str) -> datetime | None:

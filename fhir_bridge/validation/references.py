@@ -27,6 +27,8 @@ class CheckContext(Protocol):
     issues: list[Issue]
     root: dict[str, Any]
 
+    def contained_types(self) -> dict[str, Any]: ...
+
 
 def check_reference(
     item: dict[str, Any],
@@ -41,11 +43,8 @@ def check_reference(
     if type(ref) is not str:
         pass
     elif ref.startswith("#"):
-        contained = ctx.root.get("contained")
-        for c in contained if isinstance(contained, list) else ():
-            if isinstance(c, dict) and c.get("id") == ref[1:]:
-                found = c.get("resourceType")
-                target = found if isinstance(found, str) else None
+        found = ctx.contained_types().get(ref[1:])
+        target = found if isinstance(found, str) else None
     elif ref.startswith("urn:uuid:"):
         if _UUID(ref) is None:
             text = f"invalid urn:uuid reference {ref!r}"

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from fhir_bridge.errors import InvalidRequestError, UnprocessableResourceError
+from fhir_bridge.domain import fhir_json
+from fhir_bridge.domain.cost import Limits
+from fhir_bridge.domain.issues import Issue
+from fhir_bridge.errors import InvalidRequestError, PayloadTooLargeError, UnprocessableResourceError
 from fhir_bridge.services.patch import apply_patch
 
 PATIENT = {"resourceType": "Patient", "id": "p", "name": [{"family": "Hansen"}], "gender": "male"}
@@ -73,3 +76,32 @@ def test_a_patch_that_nests_too_deeply_to_store_is_refused() -> None:
         value = {"url": "http://x", "extension": [value]}
     with pytest.raises(InvalidRequestError, match="nested too deeply"):
         apply_patch(PATIENT, [{"op": "add", "path": "/extension", "value": [value]}])
+
+
+def test_a_patch_with_too_many_operations_is_refused_before_any_applies() -> None:
+    ops = [{"op": "test", "path": "/gender", "value": "male"}] * 4
+    with pytest.raises(PayloadTooLargeError) as caught:
+        apply_patch(PATIENT, ops, Limits(max_patch_operations=3))
+    assert caught.value.issues == [
+        Issue("error", "too-costly", "The patch has 4 operations; the limit is 3", "[3]")
+    ]
+
+
+def test_copies_that_double_a_document_are_refused_at_the_one_over_the_size_limit() -> None:
+    ops = [{"op": "add", "path": "/a", "value": [1]}]
+    ops += [{"op": "copy", "from": "/a", "path": "/a/-"}] * 22
+    with pytest.raises(PayloadTooLargeError) as caught:
+        apply_patch(PATIENT, ops, Limits(max_patch_bytes=1000))
+    text = "Patch operation 8 (copy /a/-) would add more than 1000 bytes to the resource"
+    assert caught.value.issues == [Issue("error", "too-costly", text, "[8]")]
+
+
+def test_copied_decimals_keep_their_text_and_count_against_the_budget() -> None:
+    doc = fhir_json.loads(b'{"resourceType":"Basic","id":"b","a":{"value":1.50}}')
+    ops = [{"op": "copy", "from": "/a", "path": "/b"}]
+    patched = apply_patch(doc, ops, Limits(max_patch_bytes=14))
+    assert fhir_json.dumps(patched) == (
+        b'{"resourceType":"Basic","id":"b","a":{"value":1.50},"b":{"value":1.50}}'
+    )
+    with pytest.raises(PayloadTooLargeError):
+        apply_patch(doc, ops, Limits(max_patch_bytes=13))

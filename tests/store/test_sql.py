@@ -13,7 +13,8 @@ import orjson
 import psycopg
 import pytest
 
-from fhir_bridge.errors import InvalidRequestError, StoreError
+from fhir_bridge.domain.issues import Issue
+from fhir_bridge.errors import InvalidRequestError, StatementTimeoutError, StoreError
 from fhir_bridge.store.indexing import extract_index
 from fhir_bridge.store.schema import KEYED_ON_SQLITE, SCHEMA_VERSION
 from fhir_bridge.store.search import find_ids
@@ -466,3 +467,31 @@ def test_a_new_sqlite_file_has_the_store_page_size(tmp_path: Path) -> None:
     SQLStore(f"sqlite:///{tmp_path / 'new.db'}", extract_index).close()
     with sqlite3.connect(tmp_path / "new.db") as conn:
         assert conn.execute("PRAGMA page_size").fetchone() == (SQLITE_PAGE_SIZE,)
+
+
+# Counts to a billion: minutes on either database unless cancelled.
+ENDLESS = (
+    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 1000000000) "
+    "SELECT count(*) FROM c"
+)
+
+
+def test_a_statement_past_the_timeout_is_cancelled_with_a_clear_error(database_url: str) -> None:
+    store = SQLStore(database_url, extract_index, statement_timeout=0.2)
+    try:
+        started = time.monotonic()
+        with pytest.raises(StatementTimeoutError) as caught, store.session() as session:
+            session.execute(ENDLESS)
+        assert time.monotonic() - started < 10
+        assert caught.value.issues == [
+            Issue(
+                "error",
+                "timeout",
+                "The database statement ran longer than 0.2 s and was cancelled",
+                None,
+            )
+        ]
+        with store.session() as session:  # the connection serves the next statement
+            assert session.execute("SELECT 1") == [(1,)]
+    finally:
+        store.close()
