@@ -74,6 +74,8 @@ def running_server(
     with 2 workers at the rate of 1, all 4 keep-alive connections on one process)."""
     port = free_port()
     env = {**(os.environ if env is None else env), "FHIR_BRIDGE_DATABASE_URL": database_url}
+    # one client at full speed is what a bench measures, not the per-client rate limit
+    env.setdefault("FHIR_BRIDGE_RATE_LIMIT_PER_SECOND", "0")
     if checkout:
         env["PYTHONPATH"] = checkout
     cmd = [*prefix, sys.executable, "-m", "fhir_bridge", "serve", "--port", str(port)]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
+from typing import Annotated
 
-from pydantic import SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -33,6 +35,23 @@ class Settings(BaseSettings):
     max_view_run_rows: int = 1_000_000
     remission_threshold_madrs: int = 10
     demo: bool = False
+    # Host names the server answers to (DNS rebinding); empty: the base URL's host, the listen
+    # address and the loopback names. Env: comma-separated or a JSON list, as cors_origins.
+    allowed_hosts: Annotated[list[str], NoDecode] = []
+    cors_origins: Annotated[list[str], NoDecode] = []  # browser origins allowed; none: CORS off
+    # Per client: a burst of requests, then a sustained rate; 0 turns the limit off
+    rate_limit_per_second: float = 100.0
+    rate_limit_burst: int = 1000
+
+    @field_validator("allowed_hosts", "cors_origins", mode="before")
+    @classmethod
+    def _split_names(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [name.strip() for name in text.split(",") if name.strip()]
+        return value
 
 
 @lru_cache

@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import Depends, FastAPI
 
 from fhir_bridge import __version__
-from fhir_bridge.api import handlers
+from fhir_bridge.api import handlers, hardening
 from fhir_bridge.api.deps import negotiate
 from fhir_bridge.api.responses import FHIRResponse
 from fhir_bridge.api.routes import (
@@ -85,6 +85,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description="FHIR R4 research interoperability service for psychiatric clinical trials",
         lifespan=lifespan,
+        # no HTML pages that load scripts from a CDN into this origin; openapi.json stays
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.capability = capability_statement(
@@ -94,6 +97,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         profiles=trial.profiles_by_type(),
     )
     handlers.install(app)
+    hardening.install_rate_limit(app, settings)
+    hardening.install(app, settings)
     # before the resource routes, which would read `Patient/$export` as a Patient's id
     app.include_router(export.router, prefix="/fhir", responses=OUTCOME_RESPONSES)
     app.include_router(views.router, prefix="/fhir", responses=OUTCOME_RESPONSES)
