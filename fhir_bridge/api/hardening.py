@@ -309,8 +309,8 @@ def _redacted_traceback(exc: BaseException, seen: set[int]) -> list[str]:
 
 def log_config() -> dict[str, Any]:
     """uvicorn's logging configuration with redacted tracebacks, the application's loggers
-    included. No access log is configured: `serve` turns it off (query strings hold
-    identifiers, and no request header, Authorization included, is ever logged)."""
+    included. `serve` keeps uvicorn's access log off: query strings hold identifiers. No
+    request header (Authorization included) is logged by either."""
     config = copy.deepcopy(LOGGING_CONFIG)
     config["formatters"]["default"]["()"] = f"{__name__}.RedactingFormatter"
     config["loggers"]["fhir_bridge"] = {
