@@ -39,7 +39,9 @@ class Settings(BaseSettings):
     # address and the loopback names. Env: comma-separated or a JSON list, as cors_origins.
     allowed_hosts: Annotated[list[str], NoDecode] = []
     cors_origins: Annotated[list[str], NoDecode] = []  # browser origins allowed; none: CORS off
-    # Per client: a burst of requests, then a sustained rate; 0 turns the limit off
+    # Per client and worker: a burst of requests, then a sustained rate; 0 turns the limit off.
+    # A script paging or posting Bundles one after another stays below it; a client that
+    # floods is held to a small share of a worker's reads (a read costs a few hundred us).
     rate_limit_per_second: float = 100.0
     rate_limit_burst: int = 1000
 
