@@ -99,6 +99,14 @@ def host_name(host: str) -> str:
     return host.rstrip(".")
 
 
+def _raw(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    return [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
+
+
+_JSON_HEADERS = _raw(security_headers(""))
+_HTML_HEADERS = _raw(security_headers("text/html"))
+
+
 class SecurityHeaders:
     """Adds the security headers to every response; a header the app set itself stays."""
 
@@ -112,9 +120,13 @@ class SecurityHeaders:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in security_headers(headers.get("content-type", "")).items():
-                    headers.setdefault(name, value)
+                # raw pairs, cheaper than MutableHeaders; Starlette sends lower-case names
+                headers = list(message.get("headers", ()))
+                present = {name for name, _ in headers}
+                content_type = next((v for n, v in headers if n == b"content-type"), b"")
+                extra = _HTML_HEADERS if content_type.startswith(b"text/html") else _JSON_HEADERS
+                headers += [(name, value) for name, value in extra if name not in present]
+                message = {**message, "headers": headers}
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
@@ -185,7 +197,7 @@ class HeadAsGet:
 
 def _allow_head(send: Send) -> Send:
     async def send_allow(message: Message) -> None:
-        if message["type"] == "http.response.start":
+        if message["type"] == "http.response.start" and message["status"] == 405:
             headers = MutableHeaders(scope=message)
             allowed = [m.strip() for m in headers.get("allow", "").split(",")]
             if "GET" in allowed and "HEAD" not in allowed:
