@@ -75,6 +75,8 @@ def running_server(
     port = free_port()
     env = {**(os.environ if env is None else env), "FHIR_BRIDGE_DATABASE_URL": database_url}
     env.setdefault("FHIR_BRIDGE_AUTH", "disabled")  # measured without, unless a bench says so
+    # one client at full speed is what a bench measures, not the per-client rate limit
+    env.setdefault("FHIR_BRIDGE_RATE_LIMIT_PER_SECOND", "0")
     if checkout:
         env["PYTHONPATH"] = checkout
     cmd = [*prefix, sys.executable, "-m", "fhir_bridge", "serve", "--port", str(port)]

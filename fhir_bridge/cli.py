@@ -27,6 +27,8 @@ EXIT_SERVER = 3  # the server or database failed, or could not be reached
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from fhir_bridge.api.hardening import log_config
+
     overrides: dict[str, object] = {"demo": True} if args.demo else {}
     if args.database:
         overrides["database_url"] = args.database
@@ -46,6 +48,7 @@ def _serve(args: argparse.Namespace) -> int:
         port=settings.port,
         workers=args.workers,
         log_level="info",
+        log_config=log_config(),
         access_log=False,
     )
     return 0

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import fields
 from functools import lru_cache
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from fhir_bridge.domain.cost import Limits
 
@@ -62,12 +63,32 @@ class Settings(BaseSettings):
     # the FHIR base the command line's client commands talk to when --server is not given
     server: str = "http://127.0.0.1:8080/fhir"
 
+    # Host names the server answers to (DNS rebinding); empty: the base URL's host, the listen
+    # address and the loopback names. Env: comma-separated or a JSON list, as cors_origins.
+    allowed_hosts: Annotated[list[str], NoDecode] = []
+    cors_origins: Annotated[list[str], NoDecode] = []  # browser origins allowed; none: CORS off
+    # Per client and worker: a burst of requests, then a sustained rate; 0 turns the limit off.
+    # A script paging or posting Bundles one after another stays below it; a client that
+    # floods is held to a small share of a worker's reads (a read costs a few hundred us).
+    rate_limit_per_second: float = 100.0
+    rate_limit_burst: int = 1000
+
     @property
     def auth_enabled(self) -> bool:
         return self.auth == "enabled"
 
     def limits(self) -> Limits:
         return Limits(**{f.name: getattr(self, f.name) for f in fields(Limits)})
+
+    @field_validator("allowed_hosts", "cors_origins", mode="before")
+    @classmethod
+    def _split_names(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [name.strip() for name in text.split(",") if name.strip()]
+        return value
 
 
 @lru_cache

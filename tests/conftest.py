@@ -62,7 +62,11 @@ def store(database_url: str) -> Iterator[SQLStore]:
 
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
-    return Settings(database_url=database_url, export_dir=str(tmp_path / "exports"))
+    return Settings(
+        database_url=database_url,
+        export_dir=str(tmp_path / "exports"),
+        allowed_hosts=["testserver"],  # the Host of TestClient's requests
+    )
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from fastapi import Depends, FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fhir_bridge import __version__
-from fhir_bridge.api import handlers
+from fhir_bridge.api import handlers, hardening
 from fhir_bridge.api.auth import AuthMiddleware, authorize, check_rules
 from fhir_bridge.api.deps import negotiate
 from fhir_bridge.api.responses import FHIRResponse
@@ -129,6 +129,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="FHIR R4 research interoperability service for psychiatric clinical trials",
         lifespan=lifespan,
         dependencies=[Depends(authorize)],  # api/auth.py: one rule per route
+        # no HTML pages that load scripts from a CDN into this origin; openapi.json stays
+        docs_url=None,
+        redoc_url=None,
     )
     app.router.redirect_slashes = False  # served by TrailingSlash instead: no 307
     app.add_middleware(TrailingSlash)
@@ -140,7 +143,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         profiles=trial.profiles_by_type(),
     )
     handlers.install(app)
+    # from the outside in: host check and security headers, authentication, rate limit
+    hardening.install_rate_limit(app, settings)
     app.add_middleware(AuthMiddleware)
+    hardening.install(app, settings)
     for router in OWN_ROUTERS:
         app.include_router(router, prefix="/fhir", responses=OUTCOME_RESPONSES)
     for router in FHIR_ROUTERS:

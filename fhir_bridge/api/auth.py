@@ -159,8 +159,6 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/{resource_type}/{resource_id}/_history/{version_id}"): _data("vread", "r"),
     ("GET", "/{resource_type}/{resource_id}/_history"): _data("history-instance", "r"),
 }
-# FastAPI's own pages: the API description, no data
-OPEN_PAGES = ("/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc")
 
 
 def check_rules(routers: list[APIRouter]) -> None:

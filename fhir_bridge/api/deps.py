@@ -65,6 +65,8 @@ async def base_url(request: Request) -> str:
     configured: str = request.app.state.settings.base_url
     if configured:
         return configured.rstrip("/")
+    # the Host header is one of the allowed names (api/hardening.py), so links built from it
+    # cannot point at a name a DNS-rebinding page chose
     return str(request.base_url).rstrip("/") + "/fhir"
 
 

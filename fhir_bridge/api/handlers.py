@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from fhir_bridge import errors
-from fhir_bridge.api.responses import outcome_response
+from fhir_bridge.api.responses import outcome_response, security_headers
 from fhir_bridge.domain.issues import Issue
 
 log = logging.getLogger("fhir_bridge.api")
@@ -104,7 +104,10 @@ def _internal(exc: BaseException) -> Response:
     # the traceback goes to the server log only; resource content never reaches the client
     log.error("internal error, request id %s", request_id, exc_info=exc)
     text = f"Internal server error (request id {request_id})"
-    return outcome_response([Issue("fatal", "exception", text)], 500)
+    response = outcome_response([Issue("fatal", "exception", text)], 500)
+    # an unexpected error is answered outside the middleware that adds these
+    response.headers.update(security_headers(response.media_type or ""))
+    return response
 
 
 def install(app: FastAPI) -> None:

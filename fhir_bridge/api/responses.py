@@ -1,4 +1,5 @@
-"""FHIR HTTP responses: media type, ETag, Last-Modified, Location, Prefer handling."""
+"""FHIR HTTP responses: media type, ETag, Last-Modified, Location, Prefer handling, and the
+security headers every response carries."""
 
 from __future__ import annotations
 
@@ -12,6 +13,27 @@ from starlette.responses import Response
 from fhir_bridge.domain.fhir import FHIR_JSON
 from fhir_bridge.domain.issues import Issue, operation_outcome
 from fhir_bridge.store.base import StoredResource
+
+# Participant data must not stay in browser or proxy caches; FHIR keeps ETag and Last-Modified
+# for conditional requests, which no-store leaves working.
+SECURITY_HEADERS = {
+    "cache-control": "no-store",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+    "x-frame-options": "DENY",
+}
+# JSON needs no page resources at all; HTML (none is served today) may show the images and
+# styles it carries inline, and nothing it would have to fetch or run.
+CSP_JSON = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+CSP_HTML = (
+    "default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+)
+
+
+def security_headers(content_type: str) -> dict[str, str]:
+    csp = CSP_HTML if content_type.startswith("text/html") else CSP_JSON
+    return {**SECURITY_HEADERS, "content-security-policy": csp}
 
 
 class FHIRResponse(Response):

@@ -24,7 +24,12 @@ TOKEN_URL = "http://testserver/fhir/auth/token"
 
 @pytest.fixture
 def secured(database_url: str, tmp_path: Path) -> Iterator[TestClient]:
-    settings = Settings(database_url=database_url, export_dir=str(tmp_path), auth="enabled")
+    settings = Settings(
+        database_url=database_url,
+        export_dir=str(tmp_path),
+        auth="enabled",
+        allowed_hosts=["testserver"],
+    )
     with TestClient(create_app(settings), base_url="http://testserver") as client:
         yield client
 

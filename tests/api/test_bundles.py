@@ -149,7 +149,9 @@ def test_batch_reports_each_entry(client: TestClient) -> None:
 
 
 def test_too_many_entries_is_413(database_url: str) -> None:
-    settings = Settings(database_url=database_url, max_bundle_entries=2)
+    settings = Settings(
+        database_url=database_url, max_bundle_entries=2, allowed_hosts=["testserver"]
+    )
     with TestClient(create_app(settings)) as client:
         entries = [patient_entry(f"urn:uuid:{n}") for n in range(3)]
         response = client.post("/fhir", json=transaction(*entries))

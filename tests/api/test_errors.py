@@ -389,4 +389,4 @@ def test_internal_error_hides_the_exception_text(settings: Settings) -> None:
 def test_wrong_method_names_the_allowed_ones(client: TestClient) -> None:
     response = client.request("PATCH", "/fhir/metadata")
     assert response.status_code == 405
-    assert response.headers["allow"] == "GET"
+    assert response.headers["allow"] == "GET, HEAD"

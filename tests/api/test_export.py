@@ -23,7 +23,10 @@ BODY_WEIGHT = {"coding": [{"system": "http://loinc.org", "code": "29463-7"}]}
 
 def make_client(database_url: str, tmp_path: Path, **settings: Any) -> TestClient:
     configured = Settings(
-        database_url=database_url, export_dir=str(tmp_path / "exports"), **settings
+        database_url=database_url,
+        export_dir=str(tmp_path / "exports"),
+        allowed_hosts=["testserver"],
+        **settings,
     )
     return TestClient(create_app(configured), base_url="http://testserver")
 

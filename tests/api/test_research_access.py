@@ -26,6 +26,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
         database_url=f"sqlite:///{folder / 'fhir.db'}",
         export_dir=str(folder / "exports"),
         auth="enabled",
+        allowed_hosts=["testserver"],
         demo=True,
         demo_keys_dir=str(folder / "keys"),
     )

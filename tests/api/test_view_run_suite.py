@@ -19,7 +19,9 @@ from tests.views.suite import assert_same_rows, cases
 def suite_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     folder = tmp_path_factory.mktemp("suite")
     settings = Settings(
-        database_url=f"sqlite:///{folder / 'fhir.db'}", export_dir=str(folder / "exports")
+        database_url=f"sqlite:///{folder / 'fhir.db'}",
+        export_dir=str(folder / "exports"),
+        allowed_hosts=["testserver"],
     )
     with TestClient(create_app(settings), base_url="http://testserver") as client:
         yield client

@@ -43,7 +43,10 @@ def demo_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient
     """The app with the demo trial loaded, for the whole session."""
     root = tmp_path_factory.mktemp("demo")
     settings = Settings(
-        database_url=f"sqlite:///{root / 'fhir.db'}", demo=True, export_dir=str(root / "exports")
+        database_url=f"sqlite:///{root / 'fhir.db'}",
+        demo=True,
+        export_dir=str(root / "exports"),
+        allowed_hosts=["testserver"],
     )
     with TestClient(create_app(settings), base_url="http://testserver") as client:
         yield client
