@@ -3,30 +3,13 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
 
-from fhir_bridge.api.app import create_app
-from fhir_bridge.config import Settings
 from tests.auth_support import Client, assertion, register, token_form
 
 TOKEN_URL = "http://testserver/fhir/auth/token"
-
-
-@pytest.fixture
-def secured(database_url: str, tmp_path: Path) -> Iterator[TestClient]:
-    settings = Settings(
-        database_url=database_url,
-        export_dir=str(tmp_path),
-        auth="enabled",
-        allowed_hosts=["testserver"],
-    )
-    with TestClient(create_app(settings), base_url="http://testserver") as client:
-        yield client
 
 
 def _login(app: TestClient, role: str, scope: str, site: str | None = None) -> dict[str, str]:

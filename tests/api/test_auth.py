@@ -4,8 +4,6 @@ spec names, and the access rule of every route."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import jwt
@@ -13,25 +11,12 @@ import pytest
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
-from fhir_bridge.api.app import ROUTERS, create_app
+from fhir_bridge.api.app import ROUTERS
 from fhir_bridge.api.auth import ANY, RULES
-from fhir_bridge.config import Settings
 from fhir_bridge.domain.roles import ROLES
 from tests.auth_support import Client, assertion, register, rsa_key, token_form
 
 TOKEN_URL = "http://testserver/fhir/auth/token"
-
-
-@pytest.fixture
-def secured(database_url: str, tmp_path: Path) -> Iterator[TestClient]:
-    settings = Settings(
-        database_url=database_url,
-        export_dir=str(tmp_path),
-        auth="enabled",
-        allowed_hosts=["testserver"],
-    )
-    with TestClient(create_app(settings), base_url="http://testserver") as client:
-        yield client
 
 
 def _register(app: TestClient, role: str, **kwargs: Any) -> Client:
