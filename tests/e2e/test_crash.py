@@ -81,6 +81,7 @@ class Ingest:
 
 def count(http: httpx.Client, url: str, **params: str) -> int:
     response = http.get(url, params={**params, "_summary": "count"})
+    assert response.status_code == 200, response.text
     total: int = response.json()["total"]
     return total
 
@@ -89,7 +90,7 @@ def test_a_killed_server_keeps_every_transaction_whole_or_absent(database_url: s
     rng = random.Random(16)
     ingest = Ingest()
     for kill in range(KILLS):
-        with running_server(database_url) as base:
+        with running_server(database_url, rate_limit_per_second="0") as base:
             clients = [
                 threading.Thread(target=ingest.client, args=(base, f"{kill}-{c}")) for c in range(2)
             ]
@@ -102,7 +103,10 @@ def test_a_killed_server_keeps_every_transaction_whole_or_absent(database_url: s
                 thread.join(timeout=60)
     assert ingest.failures == []
     assert ingest.confirmed, "no Bundle was confirmed before a kill: the delays are too short"
-    with running_server(database_url) as base, httpx.Client(timeout=60) as http:
+    with (
+        running_server(database_url, rate_limit_per_second="0") as base,
+        httpx.Client(timeout=60) as http,
+    ):
         stored = {}
         for tag in ingest.sent:
             patients = count(http, f"{base}/Patient", identifier=f"{TAG}|{tag}")

@@ -50,7 +50,7 @@ def test_a_bundle_that_conflicts_with_client_data_is_skipped_with_a_warning(
     messages = [r.getMessage() for r in caplog.records]
     assert messages[0] == (
         "demo data 00-study.json not loaded: PreconditionFailedError "
-        "(multiple-matches at Bundle.entry[4].request.ifNoneExist); "
+        "(multiple-matches at Bundle.entry[3].request.ifNoneExist); "
         "the server starts without it"
     )
     files = sorted(p.name for p in EXAMPLES.glob("*.json"))

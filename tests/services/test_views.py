@@ -64,6 +64,6 @@ def test_an_error_after_the_lookahead_ends_the_output_unfinished() -> None:
 
 def test_csv_output_neutralises_formula_cells_but_not_numbers() -> None:
     request = views.RunRequest(VIEW, "ViewDefinition", format="csv")
-    rows = [{"id": "=1+1"}, {"id": "-3"}, {"id": -3}]
+    rows = [("=1+1",), ("-3",), (-3,)]
     text = b"".join(views.encoded(request, iter(rows))).decode()
     assert text.splitlines() == ["id", "'=1+1", "-3", "-3"]
