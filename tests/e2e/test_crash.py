@@ -6,7 +6,7 @@ its Observations, all tagged with the Bundle's own identifier) and kills the ser
 random delay. Afterwards every Bundle is stored whole or not at all, every Bundle answered
 2xx is stored, the indexes find what history holds, and SQLite's integrity_check passes.
 
-The default run kills 5 times per database; FHIR_BRIDGE_TEST_KILLS=50 runs the long variant.
+The default run kills 3 times per database; FHIR_BRIDGE_TEST_KILLS=50 runs the long variant.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import httpx
 
 from tests.e2e.conftest import running_server
 
-KILLS = int(os.environ.get("FHIR_BRIDGE_TEST_KILLS", "5"))
+KILLS = int(os.environ.get("FHIR_BRIDGE_TEST_KILLS", "3"))
 ENTRIES = 40  # per Bundle: a Patient and 39 Observations
 TAG = "https://fhir-bridge.example/crash-test"
 FHIR = {"Content-Type": "application/fhir+json", "Prefer": "return=minimal"}
