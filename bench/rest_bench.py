@@ -114,6 +114,10 @@ def main() -> None:
         if args.auth:
             headers["Authorization"] = f"Bearer {_token(base, f'sqlite:///{tmp}/b.db', tmp)}"
 
+        # the Observations' subject: a write's local references must name a stored resource
+        patient = {"resourceType": "Patient", "id": "bench"}
+        httpx.put(f"{base}/Patient/bench", json=patient, headers=headers).raise_for_status()
+
         def create(http: httpx.Client, i: int) -> None:
             response = http.post(f"{base}/Observation", json=observations[i], headers=headers)
             response.raise_for_status()
