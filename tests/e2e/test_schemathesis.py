@@ -1,6 +1,6 @@
 """Schemathesis against a real `fhir-bridge serve` from openapi.yaml: no operation answers a 5xx,
-and every error is an OperationOutcome. Bounded to about a minute per backend by default;
-FHIR_BRIDGE_TEST_SCHEMATHESIS_EXAMPLES=500 (examples per operation) runs it long."""
+and every error is an OperationOutcome. The default run takes under a minute per database;
+FHIR_BRIDGE_TEST_SCHEMATHESIS_EXAMPLES=500 (examples per operation; 10 by default) runs it long."""
 
 from __future__ import annotations
 
