@@ -8,10 +8,11 @@ ifNoneExist. Many attempts get a client time-out of a few milliseconds and are s
 unchanged, until one is answered, so a retry often races its still-running original. After
 every fourth create a client adds one to a shared counter: it reads the counter and writes it
 back with If-Match, reading again after a 412. Afterwards every identifier names exactly one
-resource at version 1, each counter equals its confirmed increments, and its history holds
-one version per increment, each one more than the version before.
+resource at version 1, each baseline refers to its participant, each counter equals its
+confirmed increments, and its history holds one version per increment, each one more than the
+version before.
 
-The default run makes 8 x 200 creates per database; FHIR_BRIDGE_TEST_SOAK=5000 runs the long
+The default run makes 8 x 300 creates per database; FHIR_BRIDGE_TEST_SOAK=5000 runs the long
 variant (8 x 5,000).
 """
 
@@ -29,7 +30,7 @@ import httpx
 
 from tests.e2e.conftest import running_server
 
-SOAK = int(os.environ.get("FHIR_BRIDGE_TEST_SOAK", "200"))
+SOAK = int(os.environ.get("FHIR_BRIDGE_TEST_SOAK", "300"))
 CLIENTS = 8
 COUNTERS = 2
 INCREMENT_EVERY = 4
@@ -164,18 +165,14 @@ def count(http: httpx.Client, url: str) -> int:
     return total
 
 
-def identifiers(resources: Iterator[dict[str, Any]]) -> Counter[str]:
-    """How many resources at version 1 carry each soak identifier (a later version counts
-    under its own name, so that it fails the comparison)."""
-    found: Counter[str] = Counter()
-    for resource in resources:
-        version = resource["meta"]["versionId"]
-        for identifier in resource.get("identifier", []):
-            if identifier["system"] == SYSTEM:
-                found[
-                    identifier["value"] if version == "1" else f"{identifier['value']}@{version}"
-                ] += 1
-    return found
+def tagged(resources: Iterator[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """Each soak resource with the identifier it carries."""
+    return [
+        (identifier["value"], resource)
+        for resource in resources
+        for identifier in resource.get("identifier", [])
+        if identifier["system"] == SYSTEM
+    ]
 
 
 def test_retried_conditional_creates_and_if_match_updates_duplicate_and_lose_nothing(
@@ -204,14 +201,19 @@ def test_retried_conditional_creates_and_if_match_updates_duplicate_and_lose_not
 
         created = [tag for tally in tallies for tag in tally.created]
         enrolled = [tag for tally in tallies for tag in tally.enrolled]
-        increments = sum((tally.increments for tally in tallies), Counter[str]())
+        increments = sum((tally.increments for tally in tallies), Counter())
         assert sum(tally.timeouts for tally in tallies) > 0, "no attempt timed out"
         assert sum(tally.conflicts for tally in tallies) > 0, "no If-Match update met a 412"
         assert sum(tally.found_stored for tally in tallies) > 0, "no retry met its original"
 
-        assert identifiers(pages(http, f"{base}/Patient")) == Counter(created)
-        observations = identifiers(pages(http, f"{base}/Observation"))
-        assert observations == Counter(enrolled)
+        patients = tagged(pages(http, f"{base}/Patient"))
+        assert Counter(tag for tag, _ in patients) == Counter(created)
+        baselines = tagged(pages(http, f"{base}/Observation"))
+        assert Counter(tag for tag, _ in baselines) == Counter(enrolled)
+        assert {resource["meta"]["versionId"] for _, resource in patients + baselines} == {"1"}
+        participant = {tag: resource["id"] for tag, resource in patients}
+        for tag, baseline in baselines:
+            assert baseline["subject"]["reference"] == f"Patient/{participant[tag]}"
         # no retry left a further version behind: history holds one version per resource
         assert count(http, f"{base}/Patient/_history") == len(created)
         assert count(http, f"{base}/Observation/_history") == (
