@@ -31,6 +31,16 @@ def _patient(mrn: str) -> dict[str, Any]:
     }
 
 
+def _transaction(*resources: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"resource": r, "request": {"method": "POST", "url": "Patient"}} for r in resources
+        ],
+    }
+
+
 def test_every_request_leaves_exactly_one_audit_event(secured: TestClient) -> None:
     ehr = _login(secured, "ehr", "system/*.cruds", site="site-a")  # 1: its token request
     admin = _login(secured, "admin", "system/*.rs")  # 2
@@ -38,14 +48,7 @@ def test_every_request_leaves_exactly_one_audit_event(secured: TestClient) -> No
     patient_id = created.json()["id"]
     secured.get(f"/fhir/Patient/{patient_id}", headers=ehr)  # 4: a read
     secured.get("/fhir/Patient?identifier=A-1", headers=ehr)  # 5: a search
-    bundle = {
-        "resourceType": "Bundle",
-        "type": "transaction",
-        "entry": [
-            {"resource": _patient(f"B-{n}"), "request": {"method": "POST", "url": "Patient"}}
-            for n in range(2)
-        ],
-    }
+    bundle = _transaction(_patient("B-0"), _patient("B-1"))
     secured.post("/fhir", json=bundle, headers=ehr)  # 6: a transaction
     refused = secured.post("/fhir/Patient", json={"resourceType": "Patient", "x": 1}, headers=ehr)
     assert refused.status_code == 422  # 7: a refused write
@@ -91,14 +94,7 @@ def test_a_refused_login_is_audited_as_a_failed_login(secured: TestClient) -> No
 
 def test_a_write_gets_a_provenance_of_each_version_written(secured: TestClient) -> None:
     ehr = _login(secured, "ehr", "system/*.cruds", site="site-a")
-    bundle = {
-        "resourceType": "Bundle",
-        "type": "transaction",
-        "entry": [
-            {"resource": _patient(f"B-{n}"), "request": {"method": "POST", "url": "Patient"}}
-            for n in range(2)
-        ],
-    }
+    bundle = _transaction(_patient("B-0"), _patient("B-1"))
     response = secured.post("/fhir", json=bundle, headers=ehr).json()
     locations = sorted(e["response"]["location"] for e in response["entry"])
     provenances = secured.get("/fhir/Provenance", headers=ehr).json()["entry"]

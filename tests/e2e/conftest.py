@@ -69,3 +69,14 @@ def running_server(
         process.wait(timeout=10)
         if process.stderr:
             process.stderr.close()
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`fhir-bridge ARGS` in a subprocess, `env` added to this environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "fhir_bridge", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **(env or {})},
+    )

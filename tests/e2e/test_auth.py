@@ -3,9 +3,6 @@ tokens from `fhir-bridge token`, and the command line's Bulk export as a researc
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +10,7 @@ import httpx
 import pytest
 
 from tests.auth_support import seeded_identifiers
-from tests.e2e.conftest import ServerURL, running_server
+from tests.e2e.conftest import ServerURL, cli, running_server
 
 
 @pytest.fixture(scope="module")
@@ -34,18 +31,8 @@ def secured(tmp_path_factory: pytest.TempPathFactory, keys: Path) -> Iterator[Se
         yield url
 
 
-def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "fhir_bridge", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, **(env or {})},
-    )
-
-
 def _token(url: str, keys: Path, role: str, scope: str = "system/*.rs") -> dict[str, str]:
-    done = _cli(
+    done = cli(
         "token",
         "--server",
         url,
@@ -95,7 +82,7 @@ def test_a_researchers_command_line_export_holds_no_identifier(
         "FHIR_BRIDGE_CLIENT_ID": "demo-researcher",
         "FHIR_BRIDGE_CLIENT_KEY": str(keys / "researcher.jwk"),
     }
-    done = _cli("export", "--server", secured, "--out", str(tmp_path), env=env)
+    done = cli("export", "--server", secured, "--out", str(tmp_path), env=env)
     assert done.returncode == 0, done.stderr
     files = list(tmp_path.glob("*.ndjson"))
     assert any(f.name.startswith("Patient") for f in files)
@@ -106,6 +93,6 @@ def test_a_researchers_command_line_export_holds_no_identifier(
 def test_the_command_line_without_credentials_is_told_to_authenticate(
     secured: ServerURL, tmp_path: Path
 ) -> None:
-    done = _cli("export", "--server", secured, "--out", str(tmp_path))
+    done = cli("export", "--server", secured, "--out", str(tmp_path))
     assert done.returncode != 0
     assert "bearer token" in done.stderr

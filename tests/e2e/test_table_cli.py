@@ -3,9 +3,6 @@ study subject id, corrections landing as new versions, bounded transactions, cle
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,20 +13,10 @@ import pytest
 from fhir_bridge.client import FHIRClient
 from fhir_bridge.mapping import load_mappings
 from fhir_bridge.tables import TableWriteError, import_table
-from tests.e2e.conftest import ServerURL, running_server
+from tests.e2e.conftest import ServerURL, cli, running_server
 
 CSV = Path(__file__).resolve().parents[2] / "examples" / "visit-scores.csv"
 FHIR = {"Content-Type": "application/fhir+json"}
-
-
-def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "fhir_bridge", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, **(env or {})},
-    )
 
 
 @pytest.fixture
