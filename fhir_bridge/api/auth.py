@@ -198,7 +198,7 @@ async def authorize(request: Request) -> None:
         record.resource_id = request.path_params.get("resource_id")
     if rule.public or not request.app.state.settings.auth_enabled:
         return
-    principal: Principal | None = request.scope.get("state", {}).get("principal")
+    principal = principal_of(request)
     if principal is None:
         raise AuthenticationError("This request needs a bearer token (SMART Backend Services)")
     if rule.job:

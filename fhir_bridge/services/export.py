@@ -230,8 +230,7 @@ def queue(
 def job_client(ctx: ServiceContext, job_id: str) -> str | None:
     """The client that asked for a job of either kind (None: no such job, or one asked for
     while authentication was off)."""
-    with ctx.store.session() as session:
-        job = exports.read_job(session, job_id) if job_id.isalnum() else None
+    job = _stored_job(ctx, job_id)
     client = orjson.loads(job.params).get("client") if job is not None else None
     return str(client) if client is not None else None
 
@@ -283,8 +282,7 @@ def job_folder(export_dir: Path, job_id: str) -> Path:
 def live_job(ctx: ServiceContext, job_id: str, kind: str | None = None) -> JobRow:
     """An unexpired job of `kind` (None: a Bulk export; a view export's parameters name
     their kind); 404 otherwise, also for a job of the other kind."""
-    with ctx.store.session() as session:
-        job = exports.read_job(session, job_id) if job_id.isalnum() else None
+    job = _stored_job(ctx, job_id)
     if job is None or (job.expires is not None and job.expires < time.time()):
         raise ResourceNotFoundError(f"No export job {job_id}")
     if orjson.loads(job.params).get("kind") != kind:
@@ -301,3 +299,9 @@ def warning_outcome(messages: list[str]) -> dict[str, Any]:
 
 def iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
+
+
+def _stored_job(ctx: ServiceContext, job_id: str) -> JobRow | None:
+    """The job row of an id (job ids are hex: anything else names no job)."""
+    with ctx.store.session() as session:
+        return exports.read_job(session, job_id) if job_id.isalnum() else None
