@@ -16,6 +16,7 @@ from fastapi import APIRouter, Request
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
+from fhir_bridge.api.deps import fhir_base
 from fhir_bridge.api.responses import outcome_response
 from fhir_bridge.domain.roles import role_reaches
 from fhir_bridge.domain.scopes import grants
@@ -262,7 +263,7 @@ class AuthMiddleware:
             path=scope["path"],
             query=scope.get("query_string", b"").decode("latin-1"),
             address=(scope.get("client") or (None,))[0],
-            base=_base(scope, state.settings.base_url),
+            base=fhir_base(Request(scope)),
         )
         token = audit.CURRENT.set(record)
         status = [500]
@@ -308,10 +309,3 @@ class AuthMiddleware:
         scope["state"]["client_id"] = principal.client_id
         record.principal = principal
         return None
-
-
-def _base(scope: Scope, configured: str) -> str:
-    if configured:
-        return configured.rstrip("/")
-    host = dict(scope["headers"]).get(b"host", b"").decode("latin-1")
-    return f"{scope.get('scheme', 'http')}://{host}/fhir"

@@ -62,6 +62,11 @@ async def context(request: Request) -> ServiceContext:
 
 
 async def base_url(request: Request) -> str:
+    return fhir_base(request)
+
+
+def fhir_base(request: Request) -> str:
+    """The FHIR base URL: the configured one, else derived from the request."""
     configured: str = request.app.state.settings.base_url
     if configured:
         return configured.rstrip("/")
